@@ -1,0 +1,3 @@
+def phase_contrast_cell():
+    from skimage.data import cell
+    return [(cell(), {"name": "cell"}, "image")]
