@@ -228,13 +228,25 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
     )
 
 
-def get_plane(data: Any, layout: Layout, frame: int = 0, name: str = "image") -> np.ndarray:
-    """Cut one plane out of ``data`` as float32 (C, H, W), checking it is finite."""
+def get_plane(
+    data: Any,
+    layout: Layout,
+    frame: int = 0,
+    name: str = "image",
+    region: tuple[slice, slice] | None = None,
+) -> np.ndarray:
+    """Cut one plane (or a ``region`` = (y slice, x slice) of it) out of ``data`` as
+    float32 (C, H, W), checking it is finite.  Only that region is read, so tiles of
+    a huge memory-mapped or dask image never load the whole image."""
     index: list[Any] = [slice(None)] * len(layout.shape)
     if layout.frame_axis is not None:
+        if not 0 <= frame < layout.n_frames:
+            raise IndexError(f"{name}: frame {frame} does not exist (the stack has {layout.n_frames})")
         index[layout.frame_axis] = frame
     elif frame != 0:
         raise IndexError(f"{name} is a single image; frame {frame} does not exist")
+    if region is not None:
+        index[layout.y_axis], index[layout.x_axis] = region
     plane = np.asarray(data[tuple(index)])
     # the frame axis is gone now; recompute where channels/y/x sit in the plane
     kept = [ax for ax in range(len(layout.shape)) if ax != layout.frame_axis]

@@ -1,0 +1,133 @@
+"""`cellclass predict MODEL PATH... --csv OUT`: classify files and folders.
+
+Rows stream into the CSV as batches finish, so a folder of thousands of images
+keeps memory flat, and a rerun with the same ``--csv`` skips the files already in
+it (a crash or Ctrl-C costs at most the batch in flight).  Unreadable files are
+reported on stderr and left out of the CSV, so a rerun retries them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._common import add_input_options, positive
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files or folders (recursive) into a CSV")
+    p.add_argument("model", help="model file (.safetensors)")
+    p.add_argument("paths", nargs="+", help="image files (TIFF, PNG, JPEG) and/or folders")
+    p.add_argument("--csv", dest="csv_path", default=None, help="write results here (default: print to stdout)")
+    p.add_argument("--no-resume", action="store_true", help="start the CSV afresh instead of skipping files already in it")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_input_options(p)
+    p.set_defaults(func=run)
+
+
+def csv_header(classes: list[str]) -> list[str]:
+    return ["path", "frame", "predicted_class", "confidence", *[f"p_{c}" for c in classes], "model"]
+
+
+def _read_done(path: Path, header: list[str]) -> tuple[list[list[str]], set[str]]:
+    """Complete rows of an earlier run with the same columns; a torn last line is dropped."""
+    from ..core.errors import CellclassError
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return [], set()
+    if rows[0] != header:
+        raise CellclassError(
+            f"{path} exists and has other columns (another model?)",
+            "choose another --csv file, or pass --no-resume to overwrite it",
+        )
+    good = [r for r in rows[1:] if len(r) == len(header)]
+    return good, {r[0] for r in good}
+
+
+def _rewrite_atomically(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as out:
+            w = csv.writer(out)
+            w.writerow(header)
+            w.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _progress(total: int, enabled: bool) -> Iterator[None]:
+    """A minimal stderr progress bar (no extra dependency)."""
+    done = 0
+    while True:
+        yield
+        done += 1
+        if enabled and (done == total or done % 10 == 0):
+            width = 30
+            filled = int(width * done / max(total, 1))
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} images", end="", file=sys.stderr, flush=True)
+            if done == total:
+                print(file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.bundle import load_model
+    from ..core.imagefiles import find_images
+    from ..core.predict import label_of, predict_records
+    from ..core.errors import CellclassError
+
+    positive(args.batch_size, "--batch-size")
+    bundle = load_model(args.model)
+    files = find_images(args.paths)
+    if not files:
+        raise CellclassError(f"no image files (TIFF, PNG, JPEG) found in {' '.join(args.paths)}", "check the paths")
+    header = csv_header(bundle.classes)
+    model_id = Path(args.model).name
+    out_path = Path(args.csv_path) if args.csv_path else None
+    done_rows: list[list[str]] = []
+    done: set[str] = set()
+    if out_path is not None and out_path.exists() and not args.no_resume:
+        done_rows, done = _read_done(out_path, header)
+    todo = [f for f in files if str(f) not in done]
+    if done:
+        print(f"cellclass predict: {len(files) - len(todo)} of {len(files)} images already in {out_path}; continuing", file=sys.stderr)
+
+    if out_path is not None:
+        _rewrite_atomically(out_path, header, done_rows)  # keeps complete rows, drops a torn line
+        fh = open(out_path, "a", newline="")
+    else:
+        fh = sys.stdout
+        csv.writer(fh).writerow(header)
+    writer = csv.writer(fh)
+    failures: list[str] = []
+    tick = _progress(len(todo), not args.no_progress and out_path is not None)
+    next(tick)
+    try:
+        for rec in predict_records(bundle, todo, args.batch_size, args.device, args.channel_axis, args.channels, on_error="skip"):
+            if rec.frame == 0:
+                next(tick)
+            if rec.error is not None:
+                failures.append(rec.error)
+                print(f"cellclass predict: skipped: {rec.error}", file=sys.stderr)
+                continue
+            conf = float(rec.probs.max())
+            writer.writerow([rec.name, rec.frame, label_of(rec.probs, bundle), f"{conf:.6f}",
+                             *[f"{float(p):.6f}" for p in rec.probs], model_id])
+            fh.flush()
+    finally:
+        if fh is not sys.stdout:
+            fh.close()
+    if failures:
+        print(f"cellclass predict: error: {len(failures)} of {len(todo)} image(s) could not be read (listed above)", file=sys.stderr)
+        return 2
+    return 0

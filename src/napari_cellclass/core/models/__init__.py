@@ -1,0 +1,1 @@
+"""Architectures: the registry (one file per family, timm-style) and model weights."""

@@ -1,0 +1,239 @@
+"""The typed architecture registry: every network of the five studies, by name.
+
+An :class:`ArchSpec` is the complete, JSON-serialisable description a model file
+stores; :func:`build_network` turns it back into a module without downloading
+anything.  Names are explicit entries (:data:`ARCHITECTURES`); any other timm model
+name is accepted as a ``timm`` family spec.  Families take typed options only —
+no ``**kwargs`` pass-through to constructors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..errors import ArchitectureError, ModelFileError
+from .heads import HeadSpec, n_outputs
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What to build: family, name (timm model name for ``timm``), head, options."""
+
+    family: str
+    name: str
+    head: HeadSpec = field(default_factory=HeadSpec)
+    options: tuple[tuple[str, Any], ...] = ()
+    members: tuple[ArchSpec, ...] = ()
+    vote: str = "soft"
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "name": self.name,
+            "head": self.head.to_dict(),
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options},
+            "members": [m.to_dict() for m in self.members],
+            "vote": self.vote,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
+        try:
+            family = str(d["family"])
+            if family not in FAMILIES:
+                raise ModelFileError(
+                    f"the model file names an unknown architecture family {family!r}",
+                    "it was written by a newer or foreign program; update napari-cellclass",
+                )
+            opts = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(d.get("options", {})).items()}
+            return cls(
+                family=family,
+                name=str(d["name"]),
+                head=HeadSpec.from_dict(d.get("head", {})),
+                options=tuple(sorted(FAMILIES[family].check_options(opts).items())),
+                members=tuple(cls.from_dict(m) for m in d.get("members", [])),
+                vote=str(d.get("vote", "soft")),
+            )
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, ArchitectureError) as err:
+            raise ModelFileError(f"the architecture description in the model file is invalid ({err})") from err
+
+    def describe(self) -> str:
+        if self.family == "ensemble":
+            return f"ensemble ({self.vote} vote) of " + ", ".join(m.describe() for m in self.members)
+        head = self.head
+        extra = f", hidden {list(head.hidden)}" if head.hidden else ""
+        return f"{self.name} [{self.family}] ({head.pool} pool{extra})"
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to build one kind of network from typed options."""
+
+    build: Callable[[ArchSpec, int, int], nn.Module]  # (spec, in_chans, num_outputs)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            raise ArchitectureError(
+                f"unknown option(s) {sorted(unknown)}", f"known options: {sorted(self.defaults) or 'none'}"
+            )
+        return {**self.defaults, **options}
+
+
+def _build_timm(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
+    from .timm_backbone import TimmClassifier
+
+    return TimmClassifier(spec.name, in_chans, num_outputs, spec.head, spec.option("cam_layer", ""))
+
+
+def _build_convstack(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
+    from .small_cnns import ConvStackClassifier, ConvStackOptions
+
+    opts = ConvStackOptions(widths=tuple(int(w) for w in spec.option("widths")), pool_between=bool(spec.option("pool_between")))
+    return ConvStackClassifier(opts, in_chans, num_outputs, spec.head)
+
+
+def _build_protein(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
+    from .protein_net import ProteinCNN, ProteinFCN, ProteinNetOptions
+
+    opts = ProteinNetOptions(int(spec.option("base_width")), int(spec.option("blocks")), int(spec.option("fcn_kernel")))
+    cls = ProteinFCN if spec.family == "protein_fcn" else ProteinCNN
+    return cls(opts, in_chans, num_outputs, spec.head)
+
+
+def _build_ensemble(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
+    raise ArchitectureError("ensembles are built by build_network, which knows the output mode")
+
+
+_PROTEIN_DEFAULTS = {"base_width": 16, "blocks": 5, "fcn_kernel": 1}
+FAMILIES: dict[str, Family] = {
+    "timm": Family(_build_timm, {"cam_layer": ""}),
+    "convstack": Family(_build_convstack, {"widths": (32, 32, 64), "pool_between": False}),
+    "protein_cnn": Family(_build_protein, dict(_PROTEIN_DEFAULTS)),
+    "protein_fcn": Family(_build_protein, dict(_PROTEIN_DEFAULTS)),
+    "ensemble": Family(_build_ensemble, {}),
+}
+
+
+def register_family(name: str, family: Family) -> None:
+    """Add a family (e.g. the hybrid feature→PCA→SVM model of the training code)."""
+    FAMILIES[name] = family
+
+
+@dataclass(frozen=True)
+class ArchEntry:
+    """A named, documented architecture with the defaults its study used."""
+
+    spec: ArchSpec
+    input_size: tuple[int, int]
+    description: str
+    pretrained: bool  # ImageNet weights exist for it
+
+
+def _timm_entry(name: str, size: int, study: str, pool: str = "avg") -> ArchEntry:
+    return ArchEntry(ArchSpec("timm", name, HeadSpec(pool=pool)), (size, size), f"timm {name} ({study})", True)
+
+
+ARCHITECTURES: dict[str, ArchEntry] = {
+    "inception_resnet_v2": _timm_entry("inception_resnet_v2", 299, "study 1 best model; study 4 member"),
+    "mobilenetv2_100": _timm_entry("mobilenetv2_100", 224, "study 1 MobileNet; study 4 member"),
+    "mobilenetv3_large_100": _timm_entry("mobilenetv3_large_100", 224, "a faster MobileNet"),
+    "tf_efficientnetv2_b0": _timm_entry("tf_efficientnetv2_b0", 224, "study 3"),
+    "inception_v3": _timm_entry("inception_v3", 299, "study 4 member; study 3 comparison"),
+    "efficientnet_b4": _timm_entry("efficientnet_b4", 320, "study 4 member"),
+    "densenet121": _timm_entry("densenet121", 224, "study 4 member"),
+    "resnet50": _timm_entry("resnet50", 224, "study 4 member"),
+    "legacy_xception": _timm_entry("legacy_xception", 299, "study 4 member (Xception)"),
+    "tf_efficientnet_lite0": _timm_entry("tf_efficientnet_lite0", 224, "the built-in default model's backbone"),
+    "scaffoldnet": ArchEntry(
+        ArchSpec("convstack", "scaffoldnet",
+                 HeadSpec(pool="avg", hidden=(32,), hidden_dropout=0.5, dropout=0.5),
+                 (("pool_between", False), ("widths", (32, 32, 64)))),
+        (128, 128), "ScaffoldNet, from scratch (study 2)", False),
+    "senescence_cnn": ArchEntry(
+        ArchSpec("convstack", "senescence_cnn",
+                 HeadSpec(pool="max", hidden=(4,), hidden_dropout=0.5),
+                 (("pool_between", True), ("widths", (6, 12, 24)))),
+        (250, 300), "from-scratch CNN 6/12/24 filters (study 4)", False),
+    "protein_cnn": ArchEntry(
+        ArchSpec("protein_cnn", "protein_cnn",
+                 HeadSpec(pool="avg", hidden=(256, 128), hidden_dropout=0.3, dropout=0.3),
+                 tuple(sorted(_PROTEIN_DEFAULTS.items()))),
+        (256, 256), "10-conv base + 3 FC layers (study 5 CNN)", False),
+    "protein_fcn": ArchEntry(
+        ArchSpec("protein_fcn", "protein_fcn", HeadSpec(pool="max"), tuple(sorted(_PROTEIN_DEFAULTS.items()))),
+        (256, 256), "10-conv base, per-class heat maps, confidence = map max (study 5 FCN)", False),
+}
+
+
+def arch_entry(name: str) -> ArchEntry:
+    """The registered entry for ``name``, or a plain timm entry for any timm model."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
+    import timm
+
+    if not timm.is_model(name):
+        raise ArchitectureError(
+            f"unknown architecture or preset {name!r}",
+            "run `cellclass archs` for the list (any timm model name also works)",
+        )
+    cfg = timm.get_pretrained_cfg(name)
+    size = tuple(cfg.input_size[-2:]) if cfg is not None and getattr(cfg, "input_size", None) else (224, 224)
+    return ArchEntry(ArchSpec("timm", name, HeadSpec()), (int(size[0]), int(size[1])), f"timm {name}", cfg is not None)
+
+
+def pretrained_mean_std(spec: ArchSpec) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The mean/std a timm backbone's pretrained weights expect (ImageNet's, or 0.5/0.5
+    for TF-ported EfficientNets); (None, None) for from-scratch families."""
+    if spec.family == "ensemble" and spec.members:
+        return pretrained_mean_std(spec.members[0])
+    if spec.family != "timm":
+        return None, None
+    import timm
+
+    cfg = timm.get_pretrained_cfg(spec.name)
+    if cfg is None or not getattr(cfg, "mean", None):
+        return None, None
+    return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
+
+
+def list_architectures() -> list[dict[str, Any]]:
+    """Registered architectures with their default input size and description."""
+    return [
+        {"name": n, "family": e.spec.family, "input_size": list(e.input_size),
+         "pretrained_available": e.pretrained, "description": e.description}
+        for n, e in ARCHITECTURES.items()
+    ]
+
+
+def build_network(spec: ArchSpec, in_chans: int, num_classes: int, output: str) -> nn.Module:
+    """Instantiate ``spec`` with random weights (no downloads, ever)."""
+    if in_chans < 1:
+        raise ArchitectureError(f"in_chans must be at least 1, got {in_chans}")
+    outputs = n_outputs(num_classes, output)
+    if spec.family == "ensemble":
+        from .ensemble import Ensemble
+
+        return Ensemble([build_network(m, in_chans, num_classes, output) for m in spec.members], output, spec.vote)
+    if spec.family not in FAMILIES:
+        raise ArchitectureError(f"unknown architecture family {spec.family!r}")
+    return FAMILIES[spec.family].build(spec, in_chans, outputs)
+
+
+def with_head(spec: ArchSpec, head: HeadSpec) -> ArchSpec:
+    return ArchSpec(spec.family, spec.name, head, spec.options, spec.members, spec.vote)
+
+
+def ensemble_spec(members: Sequence[ArchSpec], vote: str = "soft") -> ArchSpec:
+    return ArchSpec("ensemble", "ensemble", HeadSpec(), (), tuple(members), vote)
+
