@@ -269,21 +269,26 @@ def _read_header(path: Path) -> dict[str, Any]:
     """Parse the safetensors header by hand, so foreign files get a precise message."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = fh.read(9)
+        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
+        # a safetensors header is JSON right after its 8-byte length; only when the file is
+        # not that can a leading PK (zip) or 0x80 (pickle) byte mean a torch checkpoint
+        # (a header length such as 0x0180 also starts with 0x80)
+        looks_safetensors = n is not None and n <= _MAX_HEADER and 8 + n <= size and head[8:9] == b"{"
+        if not looks_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):
             raise ModelFileError(
                 f"{path} is a PyTorch pickle checkpoint, not a napari-cellclass model; it was not opened because "
                 "unpickling a file can run arbitrary code",
                 "to start from its weights, pass it as weights=PATH to build_model / --weights PATH to `cellclass train`",
             )
-        if len(head) < 8:
+        if n is None:
             raise ModelFileError(f"{path} is too short to be a model file ({size} bytes)", "the file is truncated; copy it again")
-        (n,) = struct.unpack("<Q", head)
         if n > _MAX_HEADER or 8 + n > size:
             raise ModelFileError(
                 f"{path} is not a valid safetensors model file (header of {n} bytes in a {size}-byte file)",
                 "the file is truncated or of another type; copy it again or re-save the model",
             )
+        fh.seek(8)
         try:
             header = json.loads(fh.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:

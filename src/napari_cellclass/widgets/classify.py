@@ -1,0 +1,296 @@
+"""The Classify dock: classify image layers, show probabilities, export them.
+
+Thin shell: it reads its inputs, starts :func:`~.jobs.classify_job` or
+:func:`~.jobs.tiled_map_job` through :class:`~.runner.JobControls`, and shows the
+results through :mod:`napari_cellclass.layers` and :mod:`napari_cellclass.tables`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import layers as L
+from ..tables import PredictionTable, layer_predictions
+from .jobs import ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job
+from .pickers import ChannelPicker, LayerChecklist, ModelPicker
+from .runner import JobControls
+from .session import Session, session_for
+from .viewer_layers import upsert_all
+
+WHOLE, TILED = "whole image (resized to the model input)", "tiled probability map"
+
+
+class ClassifyDock(QWidget):
+    """Classify one, several or all image layers with the session's model."""
+
+    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session if session is not None else session_for(napari_viewer)
+        settings = self.session.settings
+        self.table = PredictionTable([], "")
+        self._sources: dict[str, Any] = {}  # base name -> layer, for the run in progress
+
+        self.layers = LayerChecklist(napari_viewer)
+        self.model = ModelPicker(self.session)
+        self.card_button = QPushButton("model card")
+        self.channels = ChannelPicker()
+        self.mode = QComboBox()
+        self.mode.addItems([WHOLE, TILED])
+        self.mode.setCurrentText(settings.get("classify.mode", WHOLE))
+        self.tile = QSpinBox()
+        self.tile.setRange(0, 8192)
+        self.tile.setSpecialValueText("model input size")
+        self.tile.setValue(int(settings.get("classify.tile", 0)))
+        self.overlap = QDoubleSpinBox()
+        self.overlap.setRange(0.0, 0.9)
+        self.overlap.setSingleStep(0.25)
+        self.overlap.setValue(float(settings.get("classify.overlap", 0.5)))
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 1024)
+        self.batch.setValue(int(settings.get("classify.batch_size", 16)))
+        self.rename = QCheckBox("show the predicted class in the layer name")
+        self.rename.setChecked(bool(settings.get("classify.rename", True)))
+        self.controls = JobControls("Classify")
+        self.view = QTableWidget(0, 0)
+        self.view.setSortingEnabled(True)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.view.setMinimumHeight(140)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)
+        self.card = QPlainTextEdit()
+        self.card.setReadOnly(True)
+        self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
+        self.card.setMaximumHeight(150)
+
+        self._build()
+        self.controls.run_requested.connect(self.run)
+        self.export_button.clicked.connect(self._export_clicked)
+        self.card_button.clicked.connect(self.show_card)
+        self.layers.changed.connect(self._update_channels)
+        self.mode.currentTextChanged.connect(self._mode_changed)
+        self.tile.valueChanged.connect(lambda v: settings.set("classify.tile", int(v)))
+        self.overlap.valueChanged.connect(lambda v: settings.set("classify.overlap", float(v)))
+        self.batch.valueChanged.connect(lambda v: settings.set("classify.batch_size", int(v)))
+        self.rename.toggled.connect(lambda v: settings.set("classify.rename", bool(v)))
+        self.session.choice_changed.connect(self._model_changed)
+        napari_viewer.dims.events.point.connect(self._follow_dims)
+        self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self.session))
+        self._mode_changed(self.mode.currentText())
+        self._update_channels()
+
+    def _build(self) -> None:
+        form = QFormLayout()
+        form.addRow("images", self.layers)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.card_button)
+        form.addRow("model", model_row)
+        form.addRow("", self.channels)
+        form.addRow("mode", self.mode)
+        tiles = QHBoxLayout()
+        tiles.addWidget(self.tile)
+        tiles.addWidget(self.overlap)
+        self._tiles_row = QWidget()
+        self._tiles_row.setLayout(tiles)
+        form.addRow("tile, overlap", self._tiles_row)
+        form.addRow("batch size", self.batch)
+        form.addRow("", self.rename)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.controls)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.export_button)
+        box = QGroupBox("model card")
+        QVBoxLayout(box).addWidget(self.card)
+        layout.addWidget(box)
+
+    def _disconnect(self, viewer: Any, session: Session) -> None:
+        viewer.dims.events.point.disconnect(self._follow_dims)
+        session.choice_changed.disconnect(self._model_changed)
+        self.layers._unwatch()
+
+    # ------------------------------------------------------------------ inputs
+    def _mode_changed(self, text: str) -> None:
+        self.session.settings.set("classify.mode", text)
+        self._tiles_row.setEnabled(text == TILED)
+
+    def _update_channels(self) -> None:
+        chosen = self.layers.selected()
+        multi = [layer for layer in chosen if not getattr(layer, "rgb", False) and layer.data.ndim >= 3]
+        bundle = self.session.cached()
+        self.channels.update_for(multi[0] if multi else None, bundle.in_chans if bundle is not None else None)
+
+    def _model_changed(self, *_: Any) -> None:
+        bundle = self.session.cached()
+        self.card.setPlainText(bundle.card() if bundle is not None else "")
+        self._update_channels()
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> Any:
+        """Start classifying the checked layers; returns the worker (or None)."""
+        chosen = self.layers.selected()
+        if not chosen:
+            show_warning("Classify: no image layer is selected — open an image, then tick it in the list")
+            return None
+        self._sources = {}
+        requests = []
+        for layer in chosen:
+            req = make_request(self.viewer, layer)
+            self._sources[req.info.name] = layer
+            requests.append(req)
+        options = self.channels.options()
+        if self.mode.currentText() == TILED:
+            return self.controls.start(
+                tiled_map_job, self.session, requests, self.tile.value() or None, self.overlap.value(),
+                self.batch.value(), options, desc="probability map", on_item=self._show_item, on_end=self._after_run,
+            )
+        return self.controls.start(
+            classify_job, self.session, requests, self.batch.value(), options,
+            desc="classify", on_item=self._show_item, on_done=self._classified, on_end=self._after_run,
+        )
+
+    def show_card(self) -> Any:
+        return self.controls.start(load_job, self.session, desc="load model", on_done=self.card.setPlainText,
+                                   on_end=self._after_run)
+
+    def _after_run(self) -> None:
+        bundle = self.session.cached()
+        if bundle is not None:
+            self.session.model_loaded.emit(bundle)
+            self._update_channels()
+
+    def _show_item(self, item: Any) -> None:
+        if isinstance(item, LayerFailure):
+            show_warning(f"Classify skipped '{item.name}': {item.message}")
+        elif isinstance(item, LayerPredictions):
+            self._show_predictions(item)
+        elif isinstance(item, TiledMap):
+            tuples = L.probability_map_layers(item.probabilities, item.grid, item.classes, item.request.info,
+                                              item.layout, item.frame, item.model)
+            upsert_all(self.viewer, tuples)
+
+    def _show_predictions(self, item: LayerPredictions) -> None:
+        if not item.rows:
+            return
+        model = item.rows[0].model
+        if self.table.classes != item.classes or self.table.model != model:
+            self.table = PredictionTable(list(item.classes), model)
+        self.table.replace_layer(item.name, item.rows)
+        layer = self._sources.get(item.name)
+        if layer is not None and layer in self.viewer.layers:
+            meta = L.prediction_metadata(item.name, layer.name, layer_predictions(self.table, item.name), item.layout)
+            layer.metadata = {**layer.metadata, L.META_KEY: meta}
+            self._show_in_name(layer)
+        self._fill_view()
+
+    def _classified(self, outcome: ClassifyOutcome) -> None:
+        self.card.setPlainText(outcome.model_card)
+        n_layers = len({r.layer for r in outcome.table.rows})
+        self.controls.status.setText(
+            f"classified {len(outcome.table.rows)} image(s) in {n_layers} layer(s) with {outcome.table.model}"
+            + (f"; {len(outcome.failures)} layer(s) skipped" if outcome.failures else "")
+        )
+        self._follow_dims()
+
+    # ------------------------------------------------------------------ showing
+    def _fill_view(self) -> None:
+        t = self.table
+        self.view.setSortingEnabled(False)
+        self.view.clear()
+        self.view.setColumnCount(len(t.columns))
+        self.view.setHorizontalHeaderLabels(t.columns)
+        self.view.setRowCount(len(t.rows))
+        for r, row in enumerate(t.rows):
+            for c, value in enumerate(row.values()):
+                cell = QTableWidgetItem()
+                if isinstance(value, float):
+                    cell.setData(Qt.ItemDataRole.DisplayRole, round(value, 4))
+                elif isinstance(value, int):
+                    cell.setData(Qt.ItemDataRole.DisplayRole, value)
+                else:
+                    cell.setText(str(value))
+                self.view.setItem(r, c, cell)
+        self.view.setSortingEnabled(True)
+        self.export_button.setEnabled(bool(t.rows))
+
+    def _show_in_name(self, layer: Any, frame: int | None = None) -> None:
+        meta = layer.metadata.get(L.META_KEY) or {}
+        preds = meta.get("predictions") or {}
+        frames = preds.get("frame") or []
+        if not frames or not self.rename.isChecked():
+            return
+        if frame is None:
+            frame = L.frame_at(meta.get("frame_axis"), meta.get("n_frames", 1), layer.world_to_data(self.viewer.dims.point))
+        i = frames.index(frame) if frame in frames else 0
+        name = L.predicted_name(meta["base_name"], preds["predicted_class"][i], preds["confidence"][i])
+        if layer.name != name:
+            layer.metadata = {**layer.metadata, L.META_KEY: {**meta, "shown_name": name}}
+            layer.name = name
+            if layer.name != name:  # napari made it unique (another layer has that name)
+                layer.metadata = {**layer.metadata, L.META_KEY: {**meta, "shown_name": layer.name}}
+
+    def _follow_dims(self, event: Any = None) -> None:
+        """Stacks: show the current frame's class in the name and select its row."""
+        active = self.viewer.layers.selection.active
+        target_row = None
+        for layer in list(self._sources.values()):
+            meta = layer.metadata.get(L.META_KEY) if layer in self.viewer.layers else None
+            if not meta or meta.get("frame_axis") is None:
+                continue
+            frame = L.frame_at(meta["frame_axis"], meta.get("n_frames", 1), layer.world_to_data(self.viewer.dims.point))
+            self._show_in_name(layer, frame)
+            if target_row is None or layer is active:
+                target_row = (meta["base_name"], frame)
+        if target_row is not None:
+            self.select_row(*target_row)
+
+    def select_row(self, layer_name: str, frame: int) -> int:
+        """Select (and scroll to) the table row of ``layer_name`` at ``frame``; -1 if absent."""
+        for r in range(self.view.rowCount()):
+            name, fr = self.view.item(r, 0), self.view.item(r, 1)
+            if name is not None and fr is not None and name.text() == layer_name and int(fr.data(Qt.ItemDataRole.DisplayRole)) == frame:
+                self.view.selectRow(r)
+                self.view.scrollToItem(name)
+                return r
+        return -1
+
+    # ------------------------------------------------------------------ export
+    def _export_clicked(self) -> None:
+        start = self.session.settings.get("classify.csv_dir", str(Path.home()))
+        path, _ = QFileDialog.getSaveFileName(self, "Export predictions", str(Path(start) / "predictions.csv"), "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def export_csv(self, path: str | Path) -> Path | None:
+        if not self.table.rows:
+            show_warning("Classify: nothing to export yet — classify some images first")
+            return None
+        written = self.table.write_csv(path)
+        self.session.settings.set("classify.csv_dir", str(written.parent))
+        show_info(f"predictions written to {written}")
+        return written

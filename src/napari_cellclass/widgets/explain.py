@@ -1,0 +1,151 @@
+"""The Explain dock: Grad-CAM-family and FCN maps of one image layer, as layers.
+
+Thin shell over :func:`~.jobs.explain_job`: maps come back aligned to the image
+grid and are placed on the source by :func:`napari_cellclass.layers.explanation_layers`
+(one additive, perceptual-colormap layer per map, replaced on re-run).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from napari.utils.notifications import show_warning
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
+
+from .. import layers as L
+from .jobs import Explanation, explain_job, make_request
+from .pickers import ChannelPicker, LayerCombo, ModelPicker
+from .runner import JobControls
+from .session import Session, session_for
+from .viewer_layers import show_in_grid, upsert_all
+
+METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "cam", "fcn")
+PREDICTED, ALL = "predicted class", "all classes"
+
+
+class ExplainDock(QWidget):
+    """Where the evidence is: explanation maps of the current frame of one layer."""
+
+    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session if session is not None else session_for(napari_viewer)
+        settings = self.session.settings
+        self.image = LayerCombo(napari_viewer)
+        self.model = ModelPicker(self.session)
+        self.channels = ChannelPicker()
+        self.method = QComboBox()
+        for m in METHODS:
+            self.method.addItem(L.METHOD_TITLES[m], m)
+        self.method.setCurrentIndex(max(0, self.method.findData(settings.get("explain.method", "gradcam"))))
+        self.target = QComboBox()
+        self.target.setEditable(True)  # a class name can be typed before the model is loaded
+        self.cam_layer = QComboBox()
+        self.cam_layer.setEditable(True)
+        self.cam_layer.addItem("auto")
+        self.tiled = QCheckBox("tiled, high resolution")
+        self.tiled.setChecked(bool(settings.get("explain.tiled", False)))
+        self.tile = QSpinBox()
+        self.tile.setRange(0, 8192)
+        self.tile.setSpecialValueText("model input size")
+        self.tile.setValue(int(settings.get("explain.tile", 0)))
+        self.grid = QCheckBox("beside each channel (grid view)")
+        self.grid.setChecked(bool(settings.get("explain.grid", False)))
+        self.controls = JobControls("Explain")
+        self._fill_targets()
+        self._build()
+
+        self.controls.run_requested.connect(self.run)
+        self.image.currentIndexChanged.connect(self._image_changed)
+        self.method.currentIndexChanged.connect(lambda *_: settings.set("explain.method", self.method.currentData()))
+        self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v)))
+        self.tile.valueChanged.connect(lambda v: settings.set("explain.tile", int(v)))
+        self.grid.toggled.connect(lambda v: settings.set("explain.grid", bool(v)))
+        self.session.choice_changed.connect(self._model_changed)
+        self.session.model_loaded.connect(self._model_changed)
+        self.destroyed.connect(lambda *_: self._disconnect(self.session))
+        self.tile.setEnabled(self.tiled.isChecked())
+        self._image_changed()
+
+    def _build(self) -> None:
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        form.addRow("model", self.model)
+        form.addRow("", self.channels)
+        form.addRow("method", self.method)
+        form.addRow("target", self.target)
+        form.addRow("CAM layer", self.cam_layer)
+        tiles = QHBoxLayout()
+        tiles.addWidget(self.tiled)
+        tiles.addWidget(self.tile)
+        form.addRow("", tiles)
+        form.addRow("", self.grid)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.controls)
+        layout.addStretch(1)
+
+    def _disconnect(self, session: Session) -> None:
+        session.choice_changed.disconnect(self._model_changed)
+        session.model_loaded.disconnect(self._model_changed)
+        self.image._unwatch()
+
+    # ------------------------------------------------------------------ inputs
+    def _fill_targets(self) -> None:
+        bundle = self.session.cached()
+        current = self.target.currentText() or self.session.settings.get("explain.target", PREDICTED)
+        self.target.blockSignals(True)
+        self.target.clear()
+        self.target.addItems([PREDICTED, ALL, *(bundle.classes if bundle is not None else [])])
+        self.target.setCurrentText(current)
+        self.target.blockSignals(False)
+        if bundle is not None:
+            self.cam_layer.setToolTip(f"auto: {getattr(bundle.network, 'cam_layer', 'the last spatial feature map')}")
+            if bundle.is_fcn and self.method.currentData() != "fcn":
+                self.method.setCurrentIndex(self.method.findData("fcn"))
+
+    def _model_changed(self, *_: Any) -> None:
+        self._fill_targets()
+        self._image_changed()
+
+    def _image_changed(self, *_: Any) -> None:
+        layer = self.image.layer()
+        bundle = self.session.cached()
+        self.channels.update_for(layer, bundle.in_chans if bundle is not None else None)
+        multi = layer is not None and not getattr(layer, "rgb", False) and layer.data.ndim >= 3
+        self.grid.setEnabled(multi)
+
+    def target_value(self) -> str | None:
+        text = self.target.currentText().strip()
+        self.session.settings.set("explain.target", text)
+        if text in ("", PREDICTED):
+            return None
+        return "all" if text == ALL else text
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> Any:
+        layer = self.image.layer()
+        if layer is None:
+            show_warning("Explain: there is no image layer — open an image first")
+            return None
+        layer_name = self.cam_layer.currentText().strip()
+        return self.controls.start(
+            explain_job, self.session, make_request(self.viewer, layer), self.method.currentData(),
+            self.target_value(), None if layer_name in ("", "auto") else layer_name,
+            (self.tile.value() or None) if self.tiled.isChecked() else None, self.channels.options(),
+            desc=f"explain ({L.METHOD_TITLES[self.method.currentData()]})", on_done=self._show, on_end=self._after_run,
+        )
+
+    def _after_run(self) -> None:
+        bundle = self.session.cached()
+        if bundle is not None:
+            self.session.model_loaded.emit(bundle)
+
+    def _show(self, out: Explanation) -> None:
+        info, layout = out.request.info, out.layout
+        added = upsert_all(self.viewer, L.explanation_layers(out.result, info, layout, out.frame))
+        if self.grid.isChecked() and layout.channel_axis is not None and not info.rgb and layout.n_channels > 1:
+            pairs = upsert_all(self.viewer, L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout))
+            show_in_grid(self.viewer, pairs, stride=1 + len(added))
+        where = f" (frame {out.frame})" if layout.is_stack else ""
+        self.controls.status.setText(f"{len(added)} map(s) of '{info.name}'{where}: " + ", ".join(a.name for a in added))

@@ -1,0 +1,284 @@
+"""The long-running work behind the docks, as plain generators (no Qt, no napari).
+
+Each job yields :class:`Step` objects (progress, plus results to show as soon as
+they exist) and returns its outcome; a dock runs it in a napari ``thread_worker``,
+a test or script can simply iterate it.  Closing the generator (a cancel) stops it
+between batches, and the ``with`` blocks inside ``core`` release the model's lock
+in the thread that ran it.  Torch and the engine are imported inside the jobs, so
+importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..layers import LayerSource, SourceInfo, frame_of
+from ..tables import PredictionRow, PredictionTable
+from .session import ModelChoice, Session
+
+
+@dataclass
+class Step:
+    """Progress of a job: ``done`` of ``total`` units (total 0: not known yet)."""
+
+    done: int
+    total: int
+    item: Any = None
+    message: str = ""
+
+
+@dataclass
+class InputOptions:
+    """How to read the images: which axis holds channels and which channels to use."""
+
+    channel_axis: Any = "auto"  # "auto" | "none" | int
+    channels: list[int] | None = None
+
+
+@dataclass
+class Request:
+    """One source layer, captured on the main thread."""
+
+    source: LayerSource
+    info: SourceInfo
+    data_point: tuple[float, ...] | None = None  # layer.world_to_data(dims.point)
+
+
+def make_request(viewer: Any, layer: Any) -> Request:
+    """Capture what a job needs from a napari layer (call on the main thread)."""
+    from ..layers import source_info
+
+    info = source_info(layer)
+    point = tuple(float(v) for v in layer.world_to_data(viewer.dims.point))
+    return Request(LayerSource(layer.data, info.name, info.rgb), info, point)
+
+
+@dataclass
+class LayerFailure:
+    name: str
+    message: str
+
+
+@dataclass
+class LayerPredictions:
+    name: str
+    layout: Any  # core.images.Layout
+    rows: list[PredictionRow]
+    classes: list[str]
+
+
+@dataclass
+class ClassifyOutcome:
+    table: PredictionTable
+    model_card: str
+    failures: list[LayerFailure] = field(default_factory=list)
+
+
+@dataclass
+class TiledMap:
+    request: Request
+    layout: Any
+    frame: int
+    probabilities: np.ndarray  # (K, H', W')
+    grid: Any  # core.tiling.TileGrid
+    classes: list[str]
+    model: str
+
+
+@dataclass
+class Explanation:
+    request: Request
+    layout: Any
+    frame: int
+    result: Any  # core.explain.ExplainResult
+    plane: np.ndarray  # the explained frame as float32 (C, H, W), for the channel grid
+    channel_names: list[str]
+
+
+def model_id(choice: ModelChoice, bundle: Any) -> str:
+    """How tables and layers name the model that produced them."""
+    source = (bundle.provenance or {}).get("loaded_from")
+    if choice.kind == "file" or (choice.kind == "default" and source):
+        from pathlib import Path
+
+        return Path(source or choice.path or "").name or choice.label
+    return choice.label
+
+
+def _load(session: Session) -> Generator[Step, None, tuple[Any, str]]:
+    yield Step(0, 0, message=f"loading {session.choice.label}")
+    bundle = session.load()
+    return bundle, model_id(session.choice, bundle)
+
+
+def load_job(session: Session) -> Generator[Step, None, str]:
+    """Load the session's current model; returns its model card."""
+    bundle, _ = yield from _load(session)
+    return bundle.card()
+
+
+def _layouts(bundle: Any, requests: Sequence[Request], options: InputOptions) -> tuple[list[tuple[Request, Any]], list[LayerFailure]]:
+    from ..core.errors import CellclassError
+    from ..core.images import inspect
+
+    good, failures = [], []
+    for req in requests:
+        try:
+            layout, _ = inspect(req.source.data, options.channel_axis, bundle.in_chans, req.source.rgb, req.info.name)
+            good.append((req, layout))
+        except CellclassError as err:
+            failures.append(LayerFailure(req.info.name, str(err)))
+    return good, failures
+
+
+def classify_job(
+    session: Session, requests: Sequence[Request], batch_size: int = 32, options: InputOptions | None = None,
+) -> Generator[Step, None, ClassifyOutcome]:
+    """Classify every plane of every requested layer; yields a :class:`LayerPredictions`
+    per finished layer and a :class:`LayerFailure` per layer that cannot be read."""
+    from ..core.errors import CellclassError
+    from ..core.predict import label_of, predict_records
+
+    options = options or InputOptions()
+    bundle, model = yield from _load(session)
+    table = PredictionTable(list(bundle.classes), model)
+    todo, failures = _layouts(bundle, requests, options)
+    for f in failures:
+        yield Step(0, 0, item=f)
+    total, done = sum(layout.n_frames for _, layout in todo), 0
+    yield Step(0, total, message="classifying")
+    for req, layout in todo:
+        rows: list[PredictionRow] = []
+        try:
+            records = predict_records(bundle, req.source, batch_size, session.device, options.channel_axis, options.channels)
+            with closing(records):
+                for rec in records:
+                    rows.append(table.add(req.info.name, rec.frame, label_of(rec.probs, bundle), rec.probs))
+                    done += 1
+                    yield Step(done, total)
+        except CellclassError as err:
+            failure = LayerFailure(req.info.name, str(err))
+            failures.append(failure)
+            table.replace_layer(req.info.name, [])
+            done += layout.n_frames - len(rows)
+            yield Step(done, total, item=failure)
+            continue
+        yield Step(done, total, item=LayerPredictions(req.info.name, layout, rows, list(bundle.classes)))
+    if not table.rows and failures:
+        raise CellclassError(
+            f"no layer could be classified ({len(failures)} failed); first: {failures[0].message}"
+        )
+    return ClassifyOutcome(table, bundle.card(), failures)
+
+
+def tiled_map_job(
+    session: Session, requests: Sequence[Request], tile: int | None = None, overlap: float = 0.5,
+    batch_size: int = 32, options: InputOptions | None = None,
+) -> Generator[Step, None, list[TiledMap]]:
+    """A sliding-window probability map of the current frame of each layer."""
+    from ..core.errors import CellclassError
+    from ..core.tiling import predict_map_steps, tile_grid
+
+    options = options or InputOptions()
+    bundle, model = yield from _load(session)
+    todo, failures = _layouts(bundle, requests, options)
+    for f in failures:
+        yield Step(0, 0, item=f)
+    size = tile or bundle.input_size
+    batches = [-(-tile_grid((layout.height, layout.width), size, overlap).n_tiles // batch_size) for _, layout in todo]
+    total, done, maps = sum(batches), 0, []
+    for i, ((req, layout), n) in enumerate(zip(todo, batches)):
+        frame = frame_of(layout, req.data_point)
+        steps = predict_map_steps(bundle, req.source, size, overlap, batch_size, session.device,
+                                  options.channel_axis, options.channels, frame)
+        try:
+            with closing(steps):
+                while True:
+                    try:
+                        next(steps)
+                    except StopIteration as stop:
+                        prob, grid = stop.value
+                        break
+                    done += 1
+                    yield Step(done, total)
+        except CellclassError as err:
+            failures.append(LayerFailure(req.info.name, str(err)))
+            done = sum(batches[: i + 1])
+            yield Step(done, total, item=failures[-1])
+            continue
+        tiled = TiledMap(req, layout, frame, prob, grid, list(bundle.classes), model)
+        maps.append(tiled)
+        yield Step(done, total, item=tiled)
+    if not maps and failures:
+        raise CellclassError(f"no probability map could be made; first: {failures[0].message}")
+    return maps
+
+
+def plane_source(source: LayerSource, layout: Any, frame: int, in_chans: int, channels: Sequence[int] | None) -> LayerSource:
+    """One frame of a layer, in its own pixel type (so dtype-based normalisation still
+    applies), with the chosen channels moved to the front."""
+    index: list[Any] = [slice(None)] * len(layout.shape)
+    if layout.frame_axis is not None:
+        index[layout.frame_axis] = frame
+    data = source.data[tuple(index)]
+    if layout.channel_axis is None:
+        return LayerSource(data, source.name, False)
+    axis = layout.channel_axis - (1 if layout.frame_axis is not None and layout.frame_axis < layout.channel_axis else 0)
+    if channels is not None:
+        data = np.take(np.asarray(data), list(channels), axis=axis)
+    elif source.rgb:
+        return LayerSource(data, source.name, True)
+    data = np.moveaxis(np.asarray(data), axis, 0)
+    if data.shape[0] == 1 and in_chans == 1:
+        return LayerSource(data[0], source.name, False)
+    return LayerSource(data, source.name, False)
+
+
+def explain_job(
+    session: Session, request: Request, method: str = "gradcam", target: str | None = None,
+    cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
+) -> Generator[Step, None, Explanation]:
+    """Explanation maps of the current frame of one layer (Grad-CAM family or FCN)."""
+    from ..core.explain import explain_steps
+    from ..core.images import get_plane
+
+    options = options or InputOptions()
+    bundle, _ = yield from _load(session)
+    todo, failures = _layouts(bundle, [request], options)
+    if failures:
+        from ..core.errors import ImageError
+
+        raise ImageError(failures[0].message)
+    layout = todo[0][1]
+    frame = frame_of(layout, request.data_point)
+    image = plane_source(request.source, layout, frame, bundle.in_chans, options.channels)
+    steps = explain_steps(bundle, image, method=method, target=target, layer=cam_layer or None, tile=tile)
+    with closing(steps):
+        while True:
+            try:
+                done, total = next(steps)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            yield Step(int(done), int(total))
+    plane = get_plane(request.source.data, layout, frame, request.info.name)
+    names = _channel_names(bundle, layout, options)
+    return Explanation(request, layout, frame, result, plane, names)
+
+
+def _channel_names(bundle: Any, layout: Any, options: InputOptions) -> list[str]:
+    """Names for the source's channels: the model's names where they map one to one."""
+    n = layout.n_channels
+    if options.channels is not None and len(options.channels) == bundle.in_chans:
+        names = [f"channel {i}" for i in range(n)]
+        for model_name, i in zip(bundle.channel_names, options.channels):
+            names[i] = model_name
+        return names
+    if n == bundle.in_chans:
+        return list(bundle.channel_names)
+    return [f"channel {i}" for i in range(n)]

@@ -1,0 +1,328 @@
+"""Small input widgets the docks share: image layers, the model, channels.
+
+They only read and show state; nothing here touches pixels beyond a layer's shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .session import DEVICES, ModelChoice, Session
+
+
+def image_layers(viewer: Any) -> list[Any]:
+    from napari.layers import Image
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image)]
+
+
+class _LayerWatcher:
+    """Calls ``refresh`` whenever layers are added, removed, moved or renamed."""
+
+    def _watch(self, viewer: Any) -> None:
+        self._viewer = viewer
+        ev = viewer.layers.events
+        for name in ("inserted", "removed", "moved", "reordered"):
+            getattr(ev, name).connect(self._layers_changed)
+        self._named: list[Any] = []
+        self._layers_changed()
+
+    def _unwatch(self) -> None:
+        ev = self._viewer.layers.events
+        for name in ("inserted", "removed", "moved", "reordered"):
+            getattr(ev, name).disconnect(self._layers_changed)
+        for layer in self._named:
+            layer.events.name.disconnect(self._layers_changed)
+        self._named = []
+
+    def _layers_changed(self, event: Any = None) -> None:
+        for layer in self._named:
+            layer.events.name.disconnect(self._layers_changed)
+        self._named = list(self._viewer.layers)
+        for layer in self._named:
+            layer.events.name.connect(self._layers_changed)
+        self.refresh()
+
+    def refresh(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class LayerChecklist(QWidget, _LayerWatcher):
+    """Image layers with check boxes: one, several or all of them."""
+
+    changed = Signal()
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.list = QListWidget()
+        self.list.setMaximumHeight(110)
+        self.all_box = QCheckBox("all image layers")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list)
+        layout.addWidget(self.all_box)
+        self._layers: list[Any] = []
+        self._checked: list[Any] = []
+        self.all_box.toggled.connect(self._all_toggled)
+        self.list.itemChanged.connect(self._item_changed)
+        self._watch(viewer)
+
+    def refresh(self) -> None:
+        layers = image_layers(self._viewer)
+        new = [layer for layer in layers if not any(layer is old for old in self._layers)]
+        self._checked = [c for c in self._checked if any(c is l for l in layers)]
+        if self.all_box.isChecked() or (not self._layers and not self._checked and new):
+            # a fresh dock, or "all": newcomers are selected; the active layer first of all
+            self._checked += new if self.all_box.isChecked() else new[-1:]
+        self._layers = layers
+        self.list.blockSignals(True)
+        self.list.clear()
+        for layer in layers:
+            item = QListWidgetItem(layer.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            on = any(layer is c for c in self._checked)
+            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        self.changed.emit()
+
+    def _item_changed(self, item: QListWidgetItem) -> None:
+        layer = self._layers[self.list.row(item)]
+        self._checked = [c for c in self._checked if c is not layer]
+        if item.checkState() == Qt.CheckState.Checked:
+            self._checked.append(layer)
+        elif self.all_box.isChecked():
+            self.all_box.blockSignals(True)
+            self.all_box.setChecked(False)
+            self.all_box.blockSignals(False)
+        self.changed.emit()
+
+    def _all_toggled(self, on: bool) -> None:
+        self._checked = list(self._layers) if on else []
+        self.refresh()
+
+    def set_selected(self, layers: list[Any]) -> None:
+        self._checked = list(layers)
+        self.refresh()
+
+    def selected(self) -> list[Any]:
+        """Checked layers, in layer-list order."""
+        return [layer for layer in self._layers if any(layer is c for c in self._checked)]
+
+
+class LayerCombo(QComboBox, _LayerWatcher):
+    """One image layer (the Explain dock explains one image at a time)."""
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._layers: list[Any] = []
+        self._watch(viewer)
+
+    def refresh(self) -> None:
+        current = self.layer()
+        layers = image_layers(self._viewer)
+        self.blockSignals(True)
+        self.clear()
+        for layer in layers:
+            self.addItem(layer.name)
+        self._layers = layers
+        index = next((i for i, l in enumerate(layers) if l is current), len(layers) - 1)
+        self.setCurrentIndex(index)
+        self.blockSignals(False)
+        if not any(l is current for l in layers):
+            self.currentIndexChanged.emit(self.currentIndex())
+
+    def layer(self) -> Any | None:
+        i = self.currentIndex()
+        return self._layers[i] if 0 <= i < len(self._layers) else None
+
+    def set_layer(self, layer: Any) -> None:
+        i = next((i for i, l in enumerate(self._layers) if l is layer), -1)
+        if i >= 0:
+            self.setCurrentIndex(i)
+
+
+_BROWSE = "Choose a model file…"
+
+
+class ModelPicker(QWidget):
+    """The session's model (built-in, a file, this session's fine-tuned) and device."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.combo = QComboBox()
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(16)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.device.setCurrentText(session.device)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.combo, 1)
+        row.addWidget(QLabel("device"))
+        row.addWidget(self.device)
+        self._choices: list[ModelChoice | None] = []
+        self._fill()
+        self.combo.activated.connect(self._activated)
+        self.device.currentTextChanged.connect(session.set_device)
+        session.choice_changed.connect(self._fill)
+        session.fine_tuned_changed.connect(self._fill)
+        session.device_changed.connect(self._device_changed)
+        self.destroyed.connect(lambda *_: self._disconnect(session))
+
+    def _disconnect(self, session: Session) -> None:
+        session.choice_changed.disconnect(self._fill)
+        session.fine_tuned_changed.disconnect(self._fill)
+        session.device_changed.disconnect(self._device_changed)
+
+    def _fill(self, *_: Any) -> None:
+        s = self.session
+        choices: list[ModelChoice | None] = [ModelChoice("default")]
+        if s.fine_tuned is not None:
+            choices.append(ModelChoice("fine-tuned"))
+        recent = [ModelChoice("file", p) for p in s.settings.recent_models()]
+        if s.choice.kind == "file" and s.choice not in recent:
+            recent.insert(0, s.choice)
+        choices += recent
+        choices.append(None)
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        for c in choices:
+            self.combo.addItem(_BROWSE if c is None else c.label)
+            if c is not None and c.path:
+                self.combo.setItemData(self.combo.count() - 1, c.path, Qt.ItemDataRole.ToolTipRole)
+        self._choices = choices
+        self.combo.setCurrentIndex(choices.index(s.choice) if s.choice in choices else 0)
+        self.combo.blockSignals(False)
+
+    def _device_changed(self, device: str) -> None:
+        if self.device.currentText() != device:
+            self.device.setCurrentText(device)
+
+    def _activated(self, index: int) -> None:
+        choice = self._choices[index] if 0 <= index < len(self._choices) else None
+        if choice is None:
+            path = self.browse()
+            if path is None:
+                self._fill()
+                return
+            choice = ModelChoice("file", path)
+        self.session.set_choice(choice)
+
+    def browse(self) -> str | None:
+        start = self.session.settings.get("last_model_dir", str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(self, "Open a napari-cellclass model", start, "Model files (*.safetensors)")
+        if not path:
+            return None
+        self.session.settings.set("last_model_dir", str(Path(path).parent))
+        return path
+
+
+class ChannelPicker(QWidget):
+    """For layers with more than two axes (and not RGB): which axis holds channels and
+    which channels feed the model, in order.  "auto" lets the engine decide."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        self.axis = QComboBox()
+        self.boxes_row = QHBoxLayout()
+        self.boxes_row.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("channel axis"))
+        row.addWidget(self.axis, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.info)
+        layout.addLayout(row)
+        layout.addLayout(self.boxes_row)
+        self.boxes: list[QCheckBox] = []
+        self._shape: tuple[int, ...] = ()
+        self.axis.currentIndexChanged.connect(self._axis_changed)
+        self.setVisible(False)
+
+    def update_for(self, layer: Any | None, in_chans: int | None = None) -> None:
+        """Offer the choice for ``layer`` when it has an axis besides Y, X (and RGB)."""
+        if layer is None or getattr(layer, "rgb", False) or layer.data.ndim < 3:
+            self._shape = ()
+            self.setVisible(False)
+            return
+        shape = tuple(int(s) for s in layer.data.shape)
+        if shape != self._shape:
+            self._shape = shape
+            self.axis.blockSignals(True)
+            self.axis.clear()
+            self.axis.addItem("auto", "auto")
+            self.axis.addItem("none: a stack of greyscale planes", "none")
+            for i in range(len(shape) - 2):
+                self.axis.addItem(f"axis {i} ({shape[i]} entries)", i)
+            self.axis.blockSignals(False)
+            self._axis_changed()
+        self.info.setText(self._describe(layer, shape, in_chans))
+        self.setVisible(True)
+
+    @staticmethod
+    def _describe(layer: Any, shape: tuple[int, ...], in_chans: int | None) -> str:
+        from ..core.errors import CellclassError
+        from ..core.images import guess_layout
+
+        need = f"; the model expects {in_chans} channel(s)" if in_chans else ""
+        try:
+            guess = guess_layout(shape, "auto", in_chans, False, layer.name).describe()
+        except CellclassError:
+            guess = "ambiguous — choose the channel axis"
+        return f"'{layer.name}' {shape}: read as {guess}{need}"
+
+    def _axis_changed(self, *_: Any) -> None:
+        for box in self.boxes:
+            self.boxes_row.removeWidget(box)
+            box.deleteLater()
+        self.boxes = []
+        axis = self.axis.currentData()
+        if isinstance(axis, int) and self._shape:
+            for i in range(self._shape[axis]):
+                box = QCheckBox(str(i))
+                box.setChecked(True)
+                self.boxes_row.addWidget(box)
+                self.boxes.append(box)
+        self.changed.emit()
+
+    def set_axis(self, axis: Any, channels: list[int] | None = None) -> None:
+        """Choose ``axis`` ("auto", "none" or an int) and, for an int, the channels."""
+        index = self.axis.findData(axis)
+        if index < 0:
+            raise ValueError(f"axis {axis!r} is not offered for this layer")
+        self.axis.setCurrentIndex(index)
+        if channels is not None:
+            for i, box in enumerate(self.boxes):
+                box.setChecked(i in channels)
+
+    def options(self) -> Any:
+        from .jobs import InputOptions
+
+        axis = self.axis.currentData() if self._shape else "auto"
+        if axis in (None, "auto"):
+            return InputOptions()
+        if axis == "none":
+            return InputOptions(channel_axis="none")
+        return InputOptions(channel_axis=int(axis), channels=[i for i, box in enumerate(self.boxes) if box.isChecked()])
