@@ -1,0 +1,1 @@
+"""napari dock widgets (Qt side). Thin shells over core; see DESIGN.md."""
