@@ -37,14 +37,14 @@ fi
 
 healthy() {
   [ -x "$1/bin/python" ] && [ -f "$1/.cellclass-deps-$key" ] && \
-    "$1/bin/python" -c "import torch, torchvision, timm, napari, PyQt6.QtWidgets, safetensors, sklearn, skimage" >/dev/null 2>&1
+    "$1/bin/python" -c "import torch, torchvision, timm, napari, PyQt6.QtWidgets, safetensors, sklearn, skimage, hatchling, editables" >/dev/null 2>&1
 }
 
 if ! healthy "$VENV"; then
   echo "== creating the virtual environment in $VENV (torch is large: a few minutes)"
   rm -rf "$VENV"
   "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip hatchling
+  "$VENV/bin/python" -m pip install -q --upgrade pip hatchling editables
   "$VENV/bin/python" -m pip install -q -e ".[testing]"
   touch "$VENV/.cellclass-deps-$key"
 fi

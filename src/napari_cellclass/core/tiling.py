@@ -122,7 +122,7 @@ def predict_map_steps(
         for b0 in range(0, len(origins), batch_size):
             batch = origins[b0:b0 + batch_size]
             tiles = np.stack([
-                match_channels(get_plane(data, layout, frame, name, (slice(y, y + th), slice(x, x + tw))), bundle.in_chans, channels, name)
+                match_channels(get_plane(data, layout, frame, name, (slice(y, y + th), slice(x, x + tw)), native=True), bundle.in_chans, channels, name)
                 for y, x in batch
             ])
             t = torch.from_numpy(tiles).to(dev, non_blocking=True)
