@@ -26,7 +26,7 @@ from torch import nn
 
 from .errors import ArchitectureError, ModelFileError
 from .models.heads import OUTPUT_MODES
-from .models.registry import ArchSpec, arch_entry, build_network, ensemble_spec, pretrained_mean_std
+from .models.registry import ArchSpec, arch_entry, build_network, check_input_size, ensemble_spec, pretrained_mean_std
 from .preprocess import Normalization, Preprocess
 
 FORMAT = "napari-cellclass-model"
@@ -188,6 +188,8 @@ def build_model(
         pre = Preprocess(tuple(input_size), pre.resize, pre.interpolation, pre.normalization)
     pre = Preprocess(pre.input_size, pre.resize, pre.interpolation, pre.normalization.for_channels(in_chans))
 
+    spec = spec.canonical()
+    check_input_size(spec, pre.input_size)
     network = build_network(spec, in_chans, len(classes), output)
     weight_report: list[Any] = []
     if weights is not None:
@@ -246,21 +248,27 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> Path:
     target = Path(path)
     if target.suffix != ".safetensors":
         target = target.with_suffix(target.suffix + ".safetensors") if target.suffix else target.with_suffix(".safetensors")
-    target.parent.mkdir(parents=True, exist_ok=True)
     meta = bundle.metadata()
     meta["provenance"] = {**meta["provenance"], "saved": _now()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
         with bundle.lock:
             # contiguous CPU copies: a model living on the GPU saves the same bytes
             st_save_model(bundle.network, tmp, metadata={META_KEY: json.dumps(meta)}, force_contiguous=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as err:
+        raise ModelFileError(
+            f"cannot write the model to {target} ({err.strerror or err})",
+            "choose a writable folder with free space; any previous file there is unchanged",
+        ) from err
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink(missing_ok=True)
     return target
 
 
@@ -270,20 +278,17 @@ def _read_header(path: Path) -> dict[str, Any]:
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(9)
-        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
-        # a safetensors header is JSON right after its 8-byte length; only when the file is
-        # not that can a leading PK (zip) or 0x80 (pickle) byte mean a torch checkpoint
-        # (a header length such as 0x0180 also starts with 0x80)
-        looks_safetensors = n is not None and n <= _MAX_HEADER and 8 + n <= size and head[8:9] == b"{"
-        if not looks_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):
+        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else -1
+        looks_safetensors = len(head) == 9 and head[8:9] == b"{" and 8 + n <= size
+        if not looks_safetensors and (head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")):
             raise ModelFileError(
                 f"{path} is a PyTorch pickle checkpoint, not a napari-cellclass model; it was not opened because "
                 "unpickling a file can run arbitrary code",
                 "to start from its weights, pass it as weights=PATH to build_model / --weights PATH to `cellclass train`",
             )
-        if n is None:
+        if len(head) < 9:
             raise ModelFileError(f"{path} is too short to be a model file ({size} bytes)", "the file is truncated; copy it again")
-        if n > _MAX_HEADER or 8 + n > size:
+        if n > _MAX_HEADER or 8 + n > size or not looks_safetensors:
             raise ModelFileError(
                 f"{path} is not a valid safetensors model file (header of {n} bytes in a {size}-byte file)",
                 "the file is truncated or of another type; copy it again or re-save the model",

@@ -79,9 +79,10 @@ def iter_planes_of(
         name = str(src) if isinstance(src, (str, os.PathLike)) else f"image {i}"
         try:
             data, axis, rgb, name = _resolve(src, i, channel_axis)
-            layout, vmax = inspect(data, axis, in_chans, rgb, name)
+            # picked channels say the data has channels: let the shape rules find them
+            layout, vmax = inspect(data, axis, None if channels else in_chans, rgb, name)
             for t in range(layout.n_frames):
-                plane = match_channels(get_plane(data, layout, t, name), in_chans, channels, name)
+                plane = match_channels(get_plane(data, layout, t, name, native=True), in_chans, channels, name)
                 yield _Item(i, name, t, plane, vmax)
         except CellclassError as err:
             if on_error == "raise":

@@ -105,7 +105,7 @@ def predict_map_steps(
     """Generator form of :func:`predict_map`: yields (tiles done, total) after every
     batch and returns ``(map, grid)``; closing it stops between batches."""
     data, axis, rgb, name = _resolve(image, 0, channel_axis)
-    layout, vmax = inspect(data, axis, bundle.in_chans, rgb, name)
+    layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
     grid = tile_grid((layout.height, layout.width), tile if tile is not None else bundle.input_size, overlap)
     dev = resolve_device(device)
     stats = _whole_image_stats(bundle, data, layout, frame, name, channels)
@@ -122,7 +122,7 @@ def predict_map_steps(
         for b0 in range(0, len(origins), batch_size):
             batch = origins[b0:b0 + batch_size]
             tiles = np.stack([
-                match_channels(get_plane(data, layout, frame, name, (slice(y, y + th), slice(x, x + tw))), bundle.in_chans, channels, name)
+                match_channels(get_plane(data, layout, frame, name, (slice(y, y + th), slice(x, x + tw)), native=True), bundle.in_chans, channels, name)
                 for y, x in batch
             ])
             t = torch.from_numpy(tiles).to(dev, non_blocking=True)

@@ -66,6 +66,14 @@ class ArchSpec:
         except (KeyError, TypeError, ValueError, ArchitectureError) as err:
             raise ModelFileError(f"the architecture description in the model file is invalid ({err})") from err
 
+    def canonical(self) -> ArchSpec:
+        """The same spec with every family option spelled out (how model files store it)."""
+        family = FAMILIES.get(self.family)
+        if family is None:
+            raise ArchitectureError(f"unknown architecture family {self.family!r}")
+        opts = tuple(sorted(family.check_options(dict(self.options)).items()))
+        return ArchSpec(self.family, self.name, self.head, opts, tuple(m.canonical() for m in self.members), self.vote)
+
     def describe(self) -> str:
         if self.family == "ensemble":
             return f"ensemble ({self.vote} vote) of " + ", ".join(m.describe() for m in self.members)
@@ -138,10 +146,15 @@ class ArchEntry:
     input_size: tuple[int, int]
     description: str
     pretrained: bool  # ImageNet weights exist for it
+    min_input: int = 32  # smallest side its strided stem and pools accept
+
+
+_MIN_INPUT = {"inception_resnet_v2": 75, "inception_v3": 75}
 
 
 def _timm_entry(name: str, size: int, study: str, pool: str = "avg") -> ArchEntry:
-    return ArchEntry(ArchSpec("timm", name, HeadSpec(pool=pool)), (size, size), f"timm {name} ({study})", True)
+    return ArchEntry(ArchSpec("timm", name, HeadSpec(pool=pool)), (size, size), f"timm {name} ({study})", True,
+                     _MIN_INPUT.get(name, 32))
 
 
 ARCHITECTURES: dict[str, ArchEntry] = {
@@ -205,6 +218,18 @@ def pretrained_mean_std(spec: ArchSpec) -> tuple[tuple[float, ...] | None, tuple
     if cfg is None or not getattr(cfg, "mean", None):
         return None, None
     return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
+
+
+def check_input_size(spec: ArchSpec, input_size: tuple[int, int]) -> None:
+    """Refuse input sizes a network cannot process, before a cryptic error at run time."""
+    names = [m.name for m in spec.members] if spec.family == "ensemble" else [spec.name]
+    for name in names:
+        need = ARCHITECTURES[name].min_input if name in ARCHITECTURES else 32
+        if min(input_size) < need:
+            raise ArchitectureError(
+                f"input size {input_size[0]}x{input_size[1]} is too small for {name}",
+                f"use at least {need}x{need} px",
+            )
 
 
 def list_architectures() -> list[dict[str, Any]]:

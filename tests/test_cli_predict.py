@@ -1,0 +1,105 @@
+"""`cellclass predict / info / archs` end to end."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from skimage.io import imsave
+
+from napari_cellclass.cli import main
+
+
+@pytest.fixture
+def image_folder(tmp_path, rng):
+    root = tmp_path / "imgs"
+    (root / "nested").mkdir(parents=True)
+    for i in range(3):
+        imsave(root / f"rgb{i}.png", rng.integers(0, 255, (40, 52, 3)).astype(np.uint8))
+    imsave(root / "grey.jpg", rng.integers(0, 255, (40, 52)).astype(np.uint8))
+    tifffile.imwrite(root / "nested" / "stack.tif", rng.integers(0, 4000, (4, 40, 52)).astype(np.uint16),
+                     metadata={"axes": "TYX"})
+    tifffile.imwrite(root / "nested" / "cyx.tiff", rng.random((3, 40, 52)).astype(np.float32),
+                     metadata={"axes": "CYX"})
+    return root
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_predict_folder_of_mixed_files(tiny_model_file, image_folder, tmp_path):
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out), "--batch-size", "3"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 3 + 1 + 4 + 1  # three PNGs, one JPEG, a 4-plane stack, a 3-channel TIFF
+    assert list(rows[0]) == ["path", "frame", "predicted_class", "confidence", "p_a", "p_b", "p_c", "model"]
+    stack = [r for r in rows if r["path"].endswith("stack.tif")]
+    assert [r["frame"] for r in stack] == ["0", "1", "2", "3"]
+    for r in rows:
+        probs = [float(r[f"p_{c}"]) for c in "abc"]
+        assert abs(sum(probs) - 1) < 1e-4
+        assert r["predicted_class"] == "abc"[int(np.argmax(probs))]
+        assert r["model"] == "tiny.safetensors"
+
+
+def test_rerun_skips_done_images_and_repairs_a_torn_line(tiny_model_file, image_folder, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out)]) == 0
+    full = out.read_text()
+    lines = full.splitlines(keepends=True)
+    out.write_text("".join(lines[:3]) + lines[3][:10])  # as if killed while writing row 3
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out)]) == 0
+    assert "2 of 6 images already" in capsys.readouterr().err
+    assert sorted(out.read_text().splitlines()) == sorted(full.splitlines())
+
+
+def test_bad_file_in_folder_is_reported_not_fatal(tiny_model_file, image_folder, tmp_path, capsys):
+    (image_folder / "broken.png").write_text("not a png")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "1 of 7 image(s) could not be read" in err
+    assert len(_rows(out)) == 9 and not any("broken" in r["path"] for r in _rows(out))
+
+
+def test_info_and_archs(tiny_model_file, capsys):
+    assert main(["info", str(tiny_model_file)]) == 0
+    assert "classes (3, single-label): a, b, c" in capsys.readouterr().out
+    assert main(["archs"]) == 0
+    out = capsys.readouterr().out
+    assert "inception_resnet_v2" in out and "protein-localization-fcn" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "{missing}", "{img}"], "does not exist"),
+        (["predict", "{model}", "{empty}"], "no image files"),
+        (["predict", "{model}", "{img}", "--batch-size", "0"], "at least 1"),
+        (["info", "{img}"], "not a valid safetensors"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, tiny_model_file, image_folder, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    fill = {"missing": str(tmp_path / "none.safetensors"), "img": str(image_folder / "rgb0.png"),
+            "model": str(tiny_model_file), "empty": str(tmp_path / "empty")}
+    assert main([a.format(**fill) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("cellclass ")
+
+
+def test_console_script(tiny_model_file, image_folder, tmp_path):
+    out = tmp_path / "p.csv"
+    proc = subprocess.run([sys.executable, "-m", "napari_cellclass.cli", "predict", str(tiny_model_file),
+                           str(image_folder / "rgb0.png"), "--csv", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(_rows(out)) == 1
+    proc = subprocess.run([sys.executable, "-m", "napari_cellclass.cli", "info", str(tmp_path / "nope")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
