@@ -1,3 +1,78 @@
-def phase_contrast_cell():
+"""npe2 sample data: one synthetic image per modality of the five studies, a short
+phase-contrast stack, and scikit-image's real phase-contrast ``cell`` image.
+
+The synthetic files live in ``sample_data/`` inside the package and are regenerated
+by ``scripts/make_sample_data.py`` (fixed seed).  No torch import here.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+SAMPLE_DIR = Path(__file__).with_name("sample_data")
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[str, dict[str, Any]]:
+    path = SAMPLE_DIR / "samples.json"
+    if not path.is_file():
+        from .core.errors import DataError
+
+        raise DataError(f"the sample data index {path} is missing", "reinstall napari-cellclass or run scripts/make_sample_data.py")
+    return json.loads(path.read_text())
+
+
+def _sample(stem: str, title: str) -> list[LayerDataTuple]:
+    from .core.imagefiles import read_image
+
+    entry = _index()[stem]
+    img = read_image(SAMPLE_DIR / entry["file"])
+    kwargs: dict[str, Any] = {
+        "name": title,
+        "metadata": {"cellclass_sample": {k: entry[k] for k in ("task", "modality", "study", "axes", "channel_names", "true_classes", "seed", "note")}},
+    }
+    if img.rgb:
+        kwargs["rgb"] = True
+    return [(img.data, kwargs, "image")]
+
+
+def phase_contrast_cell() -> list[LayerDataTuple]:
+    """The real phase-contrast micrograph bundled with scikit-image (``skimage.data.cell``)."""
     from skimage.data import cell
+
     return [(cell(), {"name": "cell"}, "image")]
+
+
+def cell_line() -> list[LayerDataTuple]:
+    """Study 1: a synthetic phase-contrast cell culture (RGB); the default model's kind of image."""
+    return _sample("cell_line", "cell-line (synthetic)")
+
+
+def cell_line_stack() -> list[LayerDataTuple]:
+    """Study 1: four synthetic phase-contrast images as a stack, one per parental cell line."""
+    return _sample("cell_line_stack", "cell-line stack (synthetic)")
+
+
+def brightfield() -> list[LayerDataTuple]:
+    """Study 2: a synthetic greyscale brightfield tile."""
+    return _sample("brightfield", "brightfield (synthetic)")
+
+
+def actin() -> list[LayerDataTuple]:
+    """Study 3: a synthetic actin-stained confocal image (RGB, signal in green)."""
+    return _sample("actin", "actin (synthetic)")
+
+
+def senescence() -> list[LayerDataTuple]:
+    """Study 4: a synthetic 3-channel non-linear optical image (SRS lipids, TPEF, transmission)."""
+    return _sample("senescence", "senescence NLO (synthetic)")
+
+
+def protein() -> list[LayerDataTuple]:
+    """Study 5: a synthetic 4-channel immunofluorescence image (protein, nucleus, microtubules, ER)."""
+    return _sample("protein", "protein localisation (synthetic)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -22,6 +23,23 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 logger = logging.getLogger(__name__)
+
+
+def guard_torch_import() -> None:
+    """Keep torch from loading Triton inside napari.
+
+    Triton ships its own LLVM; loading it into a process whose OpenGL driver already
+    loaded Mesa's LLVM (llvmpipe under Xvfb, most Intel/AMD Linux drivers) crashes
+    the process with a segmentation fault.  napari creates its OpenGL context long
+    before a dock first imports torch, so the import must not reach Triton.  torch
+    treats a Triton that cannot be imported as absent; napari-cellclass never uses
+    ``torch.compile``, the only feature that needs it.
+    """
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]  # "import triton" -> ImportError
+
+
+guard_torch_import()  # at import: a dock module is imported only inside napari
 
 
 class ClosingWorker(GeneratorWorker):
@@ -101,21 +119,26 @@ class JobControls(QWidget):
             show_info(f"{desc}: a run is still in progress; wait for it or press Cancel")
             return None
 
+        ended = {"status": False}  # after cancel/error, late progress must not overwrite the status
+
         def yielded(step: Any) -> None:
+            # napari's progress bar processes events when it changes, so later signals
+            # may run inside this handler: status and results first, the bar last
+            if not ended["status"]:
+                if step.message:
+                    self.status.setText(step.message)
+                elif step.total:
+                    self.status.setText(f"{desc}: {step.done}/{step.total}")
+            if step.item is not None and on_item is not None:
+                self._guarded(on_item, step.item)
             pbar = getattr(worker, "pbar", None)
             if pbar is not None:
                 if step.total and pbar.total != step.total:
                     pbar.total = step.total
-                if step.done > pbar.n:
-                    pbar.update(step.done - pbar.n)
                 if step.message:
                     pbar.set_description(f"{desc}: {step.message}")
-            if step.message:
-                self.status.setText(step.message)
-            elif step.total:
-                self.status.setText(f"{desc}: {step.done}/{step.total}")
-            if step.item is not None and on_item is not None:
-                self._guarded(on_item, step.item)
+                if step.done > pbar.n:
+                    pbar.update(step.done - pbar.n)
 
         def returned(value: Any) -> None:
             self.status.setText(f"{desc}: done")
@@ -123,10 +146,12 @@ class JobControls(QWidget):
                 self._guarded(on_done, value)
 
         def errored(err: BaseException) -> None:
+            ended["status"] = True
             self.status.setText(error_message(err))
             notify_error(err)
 
         def aborted() -> None:
+            ended["status"] = True
             self.status.setText(f"{desc}: cancelled")
             show_info(f"{desc} was cancelled")
 
@@ -137,6 +162,7 @@ class JobControls(QWidget):
             if on_end is not None:
                 self._guarded(on_end)
 
+        guard_torch_import()
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{desc}: starting")
@@ -159,7 +185,7 @@ class JobControls(QWidget):
 
     def cancel(self) -> None:
         """Stop the running job at its next step (between batches)."""
-        if self.worker is not None:
+        if self.worker is not None and self.cancel_button.isEnabled():
             self.status.setText("cancelling…")
             self.cancel_button.setEnabled(False)
             self.worker.quit()

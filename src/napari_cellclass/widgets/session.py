@@ -169,13 +169,14 @@ class Session:
 _SESSIONS: dict[int, tuple[weakref.ref, Session]] = {}
 
 
-def session_for(viewer: Any) -> Session:
-    """The session of ``viewer``, created on first use."""
+def session_for(viewer: Any, session: Session | None = None) -> Session:
+    """The session of ``viewer``: created on first use, or ``session`` when given (it
+    then becomes the viewer's session, e.g. the demo's, with throw-away settings)."""
     for key in [k for k, (ref, _) in _SESSIONS.items() if ref() is None]:
         del _SESSIONS[key]
     entry = _SESSIONS.get(id(viewer))
-    if entry is not None and entry[0]() is viewer:
+    if session is None and entry is not None and entry[0]() is viewer:
         return entry[1]
-    session = Session()
+    session = session if session is not None else Session()
     _SESSIONS[id(viewer)] = (weakref.ref(viewer), session)
     return session

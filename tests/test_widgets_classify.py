@@ -1,0 +1,297 @@
+"""The Classify dock in a real napari viewer (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import numpy as np
+import pytest
+
+# as napari would: the dock modules are imported before torch (see runner.guard_torch_import)
+import napari_cellclass.widgets.runner  # noqa: F401
+
+pytestmark = pytest.mark.gui
+
+CLASSES = ["round", "spread", "clumped"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A tiny 3-class RGB model file (resnet18 at 32x32, random weights)."""
+    from napari_cellclass import build_model, save_model
+
+    return save_model(build_model("resnet18", classes=CLASSES, input_size=(32, 32)),
+                      tmp_path_factory.mktemp("models") / "tiny.safetensors")
+
+
+@pytest.fixture
+def session(model_file):
+    from napari_cellclass.widgets.session import ModelChoice, Session
+
+    s = Session()
+    s.set_choice(ModelChoice("file", str(model_file)))
+    return s
+
+
+@pytest.fixture
+def dock(make_napari_viewer, session):
+    from napari_cellclass.widgets.classify import ClassifyDock
+
+    viewer = make_napari_viewer()
+    widget = ClassifyDock(viewer, session)
+    viewer.window.add_dock_widget(widget, name="Classify")
+    return widget
+
+
+def wait_done(qtbot, dock, timeout=60_000):
+    qtbot.waitUntil(lambda: not dock.controls.running, timeout=timeout)
+
+
+def notifications():
+    from napari.utils.notifications import notification_manager
+
+    return [str(n.message) for n in notification_manager.records]
+
+
+def rgb(seed=0, shape=(48, 64, 3)):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_classify_sample_layer_fills_table_metadata_name_and_csv(dock, qtbot, tmp_path, model_file):
+    from napari_cellclass import load_model, predict
+
+    viewer = dock.viewer
+    layer = viewer.add_image(rgb(), name="cells", rgb=True, scale=(0.5, 0.5))
+    dock.layers.set_selected([layer])
+    assert dock.run() is not None
+    wait_done(qtbot, dock)
+
+    meta = layer.metadata["cellclass"]
+    preds = meta["predictions"]
+    expected = predict(load_model(model_file), layer.data, device="cpu")[0]
+    np.testing.assert_allclose([preds[f"p_{c}"][0] for c in CLASSES], expected, atol=1e-5)
+    label = CLASSES[int(np.argmax(expected))]
+    assert preds["predicted_class"] == [label]
+    assert layer.name.startswith(f"cells · {label} (")
+    assert dock.view.rowCount() == 1 and dock.view.columnCount() == 4 + len(CLASSES) + 1
+    assert "classes (3" in dock.card.toPlainText()
+
+    path = dock.export_csv(tmp_path / "predictions.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 1 and rows[0]["layer"] == "cells" and rows[0]["predicted_class"] == label
+    assert rows[0]["model"] == "tiny.safetensors"
+    np.testing.assert_allclose(float(rows[0]["p_spread"]), expected[1], atol=1e-5)
+
+
+def test_stack_gets_one_row_per_frame_and_the_table_follows_the_slider(dock, qtbot):
+    viewer = dock.viewer
+    stack = np.stack([rgb(i) for i in range(4)])  # (T, H, W, 3)
+    layer = viewer.add_image(stack, name="movie", rgb=True)
+    dock.layers.set_selected([layer])
+    dock.run()
+    wait_done(qtbot, dock)
+
+    preds = layer.metadata["cellclass"]["predictions"]
+    assert preds["frame"] == [0, 1, 2, 3]
+    assert dock.view.rowCount() == 4
+
+    viewer.dims.set_point(0, 2)
+    qtbot.waitUntil(lambda: dock.view.currentRow() >= 0)
+    row = dock.view.currentRow()
+    assert dock.view.item(row, 0).text() == "movie" and int(dock.view.item(row, 1).text()) == 2
+    assert layer.name == f"movie · {preds['predicted_class'][2]} ({preds['confidence'][2]:.0%})"
+
+    # re-running replaces the layer's rows instead of appending
+    dock.run()
+    wait_done(qtbot, dock)
+    assert dock.view.rowCount() == 4 and layer.metadata["cellclass"]["base_name"] == "movie"
+
+
+def test_several_layers_and_a_channel_choice_for_an_ambiguous_stack(dock, qtbot):
+    viewer = dock.viewer
+    a = viewer.add_image(rgb(1), name="a", rgb=True)
+    grey = viewer.add_image(np.random.default_rng(3).random((5, 40, 40)).astype(np.float32), name="planes")
+    dock.layers.set_selected([a, grey])
+    dock.run()
+    wait_done(qtbot, dock)
+    # (5, 40, 40) for an RGB model: channels or planes? skipped with a message that says what to do
+    assert "cellclass" in a.metadata and "cellclass" not in grey.metadata
+    assert any("planes" in m and "channel_axis" in m for m in notifications())
+
+    dock.layers.set_selected([grey])
+    assert dock.channels.isVisibleTo(dock)
+    dock.channels.set_axis("none")  # "a stack of greyscale planes"
+    dock.run()
+    wait_done(qtbot, dock)
+    assert grey.metadata["cellclass"]["predictions"]["frame"] == [0, 1, 2, 3, 4]
+
+
+def test_channel_picker_feeds_chosen_channels(dock, qtbot):
+    viewer = dock.viewer
+    four = viewer.add_image(np.random.default_rng(4).random((4, 40, 40)).astype(np.float32), name="four")
+    dock.layers.set_selected([four])
+    dock.channels.set_axis(0, channels=[0, 2])  # two channels for a 3-channel model: refused
+    dock.run()
+    wait_done(qtbot, dock)
+    assert "cellclass" not in four.metadata
+    assert any("2 channel(s) chosen but the model expects 3" in m for m in notifications())
+    dock.channels.set_axis(0, channels=[0, 1, 3])
+    dock.run()
+    wait_done(qtbot, dock)
+    assert four.metadata["cellclass"]["predictions"]["frame"] == [0]
+
+
+def test_bad_layer_gives_a_notification_not_an_exception(dock, qtbot):
+    viewer = dock.viewer
+    tiny = viewer.add_image(np.zeros((4, 4), np.float32), name="tiny")
+    viewer.add_labels(np.zeros((32, 32), np.int32), name="labels")  # not an image: not offered
+    assert [l.name for l in dock.layers._layers] == ["tiny"]
+    dock.layers.set_selected([tiny])
+    dock.run()
+    wait_done(qtbot, dock)
+    assert any("4x4 px" in m for m in notifications())
+    assert "cellclass" not in tiny.metadata and dock.view.rowCount() == 0
+
+    dock.layers.set_selected([])
+    assert dock.run() is None  # nothing selected: a message, no run
+
+
+def test_missing_model_file_is_a_readable_notification(dock, qtbot, tmp_path):
+    from napari_cellclass.widgets.session import ModelChoice
+
+    layer = dock.viewer.add_image(rgb(), rgb=True)
+    dock.layers.set_selected([layer])
+    dock.session.set_choice(ModelChoice("file", str(tmp_path / "gone.safetensors")))
+    dock.run()
+    wait_done(qtbot, dock)
+    assert any("does not exist" in m for m in notifications())
+    assert "does not exist" in dock.controls.status.text()
+
+
+def test_tiled_probability_map_layers_sit_on_the_source(dock, qtbot):
+    from napari_cellclass.core.tiling import tile_grid
+
+    viewer = dock.viewer
+    big = viewer.add_image(rgb(5, (96, 128, 3)), name="big", rgb=True, scale=(2.0, 2.0), translate=(10.0, 20.0))
+    dock.layers.set_selected([big])
+    dock.mode.setCurrentText("tiled probability map")
+    dock.tile.setValue(32)
+    dock.overlap.setValue(0.5)
+    dock.run()
+    wait_done(qtbot, dock)
+    grid = tile_grid((96, 128), 32, 0.5)
+    (sy, sx), (ty, tx) = grid.scale_translate()
+    maps = [viewer.layers[f"big · p({c})"] for c in CLASSES]
+    total = sum(m.data for m in maps)
+    np.testing.assert_allclose(total, 1.0, atol=1e-4)  # softmax over classes in every cell
+    for m in maps:
+        assert m.data.shape == grid.map_hw and m.blending == "additive"
+        np.testing.assert_allclose(m.scale, (2 * sy, 2 * sx))
+        np.testing.assert_allclose(m.translate, (10 + 2 * ty, 20 + 2 * tx))
+    n_layers = len(viewer.layers)
+    dock.run()
+    wait_done(qtbot, dock)
+    assert len(viewer.layers) == n_layers  # replaced, not piled up
+
+
+def _slow_session(tmp_path):
+    from napari_cellclass import build_model, save_model
+    from napari_cellclass.widgets.session import ModelChoice, Session
+
+    path = save_model(build_model("resnet18", classes=["a", "b"], input_size=(160, 160)), tmp_path / "slow.safetensors")
+    s = Session()
+    s.set_choice(ModelChoice("file", str(path)))
+    return s
+
+
+def test_cancel_stops_mid_run_and_frees_the_model(make_napari_viewer, qtbot, tmp_path):
+    from napari_cellclass.widgets.classify import ClassifyDock
+
+    viewer = make_napari_viewer()
+    dock = ClassifyDock(viewer, _slow_session(tmp_path))
+    layer = viewer.add_image(np.random.default_rng(0).random((24, 64, 64)).astype(np.float32), name="long")
+    dock.layers.set_selected([layer])
+    dock.channels.set_axis("none")
+    dock.batch.setValue(2)
+    worker = dock.run()
+    progressed = []
+    worker.yielded.connect(lambda step: step.done and not progressed and (progressed.append(step.done), dock.controls.cancel()))
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert progressed, "the job never reported progress"
+    assert "cancelled" in dock.controls.status.text()
+    assert "cellclass" not in layer.metadata  # the layer result only arrives when the layer is done
+    bundle = dock.session.cached()
+    assert bundle.lock.acquire(blocking=False)  # released by the worker thread itself
+    bundle.lock.release()
+    assert dock.controls.run_button.isEnabled()
+
+
+def test_viewer_stays_responsive_during_a_long_inference(make_napari_viewer, qtbot, tmp_path):
+    from qtpy.QtCore import QTimer
+
+    from napari_cellclass.widgets.classify import ClassifyDock
+
+    viewer = make_napari_viewer()
+    dock = ClassifyDock(viewer, _slow_session(tmp_path))
+    layer = viewer.add_image(np.random.default_rng(0).random((16, 64, 64)).astype(np.float32), name="long")
+    dock.layers.set_selected([layer])
+    dock.channels.set_axis("none")
+    dock.batch.setValue(2)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    worker = dock.run()
+    started = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    ended = time.perf_counter()
+    timer.stop()
+    during = [t for t in ticks if started <= t <= ended]
+    gaps = np.diff(during) if len(during) > 1 else np.array([ended - started])
+    print(f"inference {ended - started:.2f} s, {len(during)} heartbeats, max gap {gaps.max() * 1000:.0f} ms")
+    assert len(layer.metadata["cellclass"]["predictions"]["frame"]) == 16
+    assert len(during) >= 3, "the Qt event loop did not run while the model worked"
+
+
+def test_settings_persist_between_docks(make_napari_viewer, session):
+    from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.session import Session
+
+    viewer = make_napari_viewer()
+    first = ClassifyDock(viewer, session)
+    first.batch.setValue(7)
+    first.mode.setCurrentText("tiled probability map")
+    first.model.device.setCurrentText("cpu")
+    first.deleteLater()
+    again = ClassifyDock(viewer, Session())  # a new session reads the same settings file
+    assert again.batch.value() == 7
+    assert again.mode.currentText() == "tiled probability map"
+    assert again.session.device == "cpu"
+    assert again.session.choice == session.choice  # the model file chosen last time
+    again.deleteLater()
+
+
+def test_docks_share_the_session_and_its_fine_tuned_model(make_napari_viewer, qtbot):
+    from napari_cellclass import build_model
+    from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.explain import ExplainDock
+    from napari_cellclass.widgets.session import session_for
+
+    viewer = make_napari_viewer()
+    classify = ClassifyDock(viewer)
+    explain = ExplainDock(viewer)
+    assert classify.session is explain.session is session_for(viewer)
+    tuned = build_model("resnet18", classes=["x", "y"], input_size=(32, 32))
+    classify.session.set_fine_tuned(tuned)
+    for picker in (classify.model, explain.model):
+        assert picker.combo.currentText() == "model fine-tuned in this session"
+    layer = viewer.add_image(rgb(), rgb=True, name="img")
+    classify.layers.set_selected([layer])
+    classify.run()
+    wait_done(qtbot, classify)
+    assert layer.metadata["cellclass"]["classes"] == ["x", "y"]
+    assert "y" in [explain.target.itemText(i) for i in range(explain.target.count())]
