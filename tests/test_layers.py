@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -81,14 +82,16 @@ def test_probability_map_composes_tile_grid_with_source_scale():
 def test_explanation_layers_one_per_map_clipped_named_and_styled():
     src = _src((32, 40), (1.0, 1.0), (0.0, 0.0), name="cells")
     maps = np.stack([np.full((32, 40), 1.5), np.full((32, 40), -0.2)]).astype(np.float32)
-    result = SimpleNamespace(maps=maps, class_names=["round", "spread"], method="gradcam", layer="features.3")
+    result = SimpleNamespace(maps=maps, class_names=["round", "spread"], method="gradcam",
+                             metadata=lambda: {"method": "gradcam", "layers": ["features.3"], "effective_resolution_px": [8.0, 8.0]})
     out = L.explanation_layers(result, src, guess_layout(src.shape))
     names = [kw["name"] for _, kw, _ in out]
     assert names == ["cells · Grad-CAM · round", "cells · Grad-CAM · spread"]
     assert out[0][0].max() == 1.0 and out[1][0].min() == 0.0  # values in [0, 1]
     kw = out[0][1]
     assert kw["colormap"] == L.CAM_COLORMAP and kw["blending"] == "additive" and 0.3 <= kw["opacity"] <= 0.7
-    assert kw["metadata"]["cellclass"]["layer"] == "features.3"
+    meta = kw["metadata"]["cellclass"]
+    assert meta["layers"] == ["features.3"] and meta["class"] == "round" and meta["source"] == "cells"
 
 
 def test_channel_grid_pairs_each_channel_with_its_maps():
@@ -134,6 +137,9 @@ def test_table_csv_is_written_atomically_with_cli_columns(tmp_path):
     assert rows[0] == ["layer", "frame", "predicted_class", "confidence", "p_a", "p_b", "model"]
     assert len(rows) == 4 and rows[1][:4] == ["x", "0", "b", "0.750000"]
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
     part = layer_predictions(table, "x")
     assert part["predictions"]["frame"] == [0, 1] and part["classes"] == ["a", "b"]
 

@@ -146,7 +146,7 @@ def test_bad_layer_gives_a_notification_not_an_exception(dock, qtbot):
     viewer = dock.viewer
     tiny = viewer.add_image(np.zeros((4, 4), np.float32), name="tiny")
     viewer.add_labels(np.zeros((32, 32), np.int32), name="labels")  # not an image: not offered
-    assert [l.name for l in dock.layers._layers] == ["tiny"]
+    assert [l.name for l in dock.layers.available()] == ["tiny"]
     dock.layers.set_selected([tiny])
     dock.run()
     wait_done(qtbot, dock)

@@ -91,6 +91,11 @@ def base_name(name: str, metadata: dict[str, Any]) -> str:
     return name
 
 
+def is_derived(metadata: dict[str, Any]) -> bool:
+    """True for layers napari-cellclass made from another layer (maps, channel views)."""
+    return bool((metadata.get(META_KEY) or {}).get("source"))
+
+
 def source_info(layer: Any) -> SourceInfo:
     """Capture the placement of a napari Image layer (call on the main thread)."""
     return SourceInfo(
@@ -199,13 +204,10 @@ def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int 
     names = list(result.class_names)
     if len(names) != maps.shape[0]:
         raise ValueError(f"{maps.shape[0]} maps for {len(names)} class names")
-    extra = {k: _plain(getattr(result, k)) for k in ("method", "layer") if hasattr(result, k)}
-    for key in ("resolution", "effective_resolution", "map_hw", "cam_hw"):
-        if hasattr(result, key):
-            extra[key] = _plain(getattr(result, key))
+    extra = _plain(result.metadata()) if hasattr(result, "metadata") else {"method": str(result.method)}
     return [
         heatmap_layer(m, map_name(src.name, str(result.method), c), src, layout, frame,
-                      metadata={"class": c, **extra})
+                      metadata={**extra, "class": c})
         for m, c in zip(maps, names)
     ]
 

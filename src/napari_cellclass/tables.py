@@ -83,11 +83,19 @@ class PredictionTable:
                 for row in self.rows:
                     v = row.values()
                     writer.writerow([v[0], v[1], v[2], f"{row.confidence:.6f}", *[f"{p:.6f}" for p in row.probs], row.model])
+            _readable_like_a_new_file(tmp)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
+
+
+def _readable_like_a_new_file(path: str) -> None:
+    # mkstemp makes files private (0600); an exported table gets the usual umask mode
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def layer_predictions(table: PredictionTable, layer: str) -> dict[str, Any]:

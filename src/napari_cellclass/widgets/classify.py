@@ -132,7 +132,7 @@ class ClassifyDock(QWidget):
     def _disconnect(self, viewer: Any, session: Session) -> None:
         viewer.dims.events.point.disconnect(self._follow_dims)
         session.choice_changed.disconnect(self._model_changed)
-        self.layers._unwatch()
+        self.layers.unwatch()
 
     # ------------------------------------------------------------------ inputs
     def _mode_changed(self, text: str) -> None:

@@ -88,7 +88,7 @@ class ExplainDock(QWidget):
     def _disconnect(self, session: Session) -> None:
         session.choice_changed.disconnect(self._model_changed)
         session.model_loaded.disconnect(self._model_changed)
-        self.image._unwatch()
+        self.image.unwatch()
 
     # ------------------------------------------------------------------ inputs
     def _fill_targets(self) -> None:

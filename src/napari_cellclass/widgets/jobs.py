@@ -219,26 +219,6 @@ def tiled_map_job(
     return maps
 
 
-def plane_source(source: LayerSource, layout: Any, frame: int, in_chans: int, channels: Sequence[int] | None) -> LayerSource:
-    """One frame of a layer, in its own pixel type (so dtype-based normalisation still
-    applies), with the chosen channels moved to the front."""
-    index: list[Any] = [slice(None)] * len(layout.shape)
-    if layout.frame_axis is not None:
-        index[layout.frame_axis] = frame
-    data = source.data[tuple(index)]
-    if layout.channel_axis is None:
-        return LayerSource(data, source.name, False)
-    axis = layout.channel_axis - (1 if layout.frame_axis is not None and layout.frame_axis < layout.channel_axis else 0)
-    if channels is not None:
-        data = np.take(np.asarray(data), list(channels), axis=axis)
-    elif source.rgb:
-        return LayerSource(data, source.name, True)
-    data = np.moveaxis(np.asarray(data), axis, 0)
-    if data.shape[0] == 1 and in_chans == 1:
-        return LayerSource(data[0], source.name, False)
-    return LayerSource(data, source.name, False)
-
-
 def explain_job(
     session: Session, request: Request, method: str = "gradcam", target: str | None = None,
     cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
@@ -256,19 +236,19 @@ def explain_job(
         raise ImageError(failures[0].message)
     layout = todo[0][1]
     frame = frame_of(layout, request.data_point)
-    image = plane_source(request.source, layout, frame, bundle.in_chans, options.channels)
-    steps = explain_steps(bundle, image, method=method, target=target, layer=cam_layer or None, tile=tile)
+    yield Step(0, 0, message=f"explaining '{request.info.name}'" + (f", frame {frame}" if layout.is_stack else ""))
+    steps = explain_steps(bundle, [request.source], method, target, cam_layer or None, tile, device=session.device,
+                          channel_axis=options.channel_axis, channels=options.channels, frame=frame)
     with closing(steps):
         while True:
             try:
-                done, total = next(steps)
+                progress = next(steps)
             except StopIteration as stop:
-                result = stop.value
+                result = stop.value[0]
                 break
-            yield Step(int(done), int(total))
+            yield Step(int(progress.done), int(progress.total or 0))
     plane = get_plane(request.source.data, layout, frame, request.info.name)
-    names = _channel_names(bundle, layout, options)
-    return Explanation(request, layout, frame, result, plane, names)
+    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options))
 
 
 def _channel_names(bundle: Any, layout: Any, options: InputOptions) -> list[str]:

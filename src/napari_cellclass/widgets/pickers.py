@@ -26,9 +26,12 @@ from .session import DEVICES, ModelChoice, Session
 
 
 def image_layers(viewer: Any) -> list[Any]:
+    """Image layers that can be classified: not the maps and channel views we made."""
     from napari.layers import Image
 
-    return [layer for layer in viewer.layers if isinstance(layer, Image)]
+    from ..layers import is_derived
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_derived(layer.metadata)]
 
 
 class _LayerWatcher:
@@ -42,7 +45,7 @@ class _LayerWatcher:
         self._named: list[Any] = []
         self._layers_changed()
 
-    def _unwatch(self) -> None:
+    def unwatch(self) -> None:
         ev = self._viewer.layers.events
         for name in ("inserted", "removed", "moved", "reordered"):
             getattr(ev, name).disconnect(self._layers_changed)
@@ -119,6 +122,10 @@ class LayerChecklist(QWidget, _LayerWatcher):
     def set_selected(self, layers: list[Any]) -> None:
         self._checked = list(layers)
         self.refresh()
+
+    def available(self) -> list[Any]:
+        """Every layer offered, in layer-list order."""
+        return list(self._layers)
 
     def selected(self) -> list[Any]:
         """Checked layers, in layer-list order."""

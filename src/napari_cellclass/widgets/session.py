@@ -172,6 +172,8 @@ _SESSIONS: dict[int, tuple[weakref.ref, Session]] = {}
 def session_for(viewer: Any, session: Session | None = None) -> Session:
     """The session of ``viewer``: created on first use, or ``session`` when given (it
     then becomes the viewer's session, e.g. the demo's, with throw-away settings)."""
+    # napari hands plugins a new proxy of the viewer each time: key on the viewer itself
+    viewer = getattr(viewer, "__wrapped__", viewer)
     for key in [k for k, (ref, _) in _SESSIONS.items() if ref() is None]:
         del _SESSIONS[key]
     entry = _SESSIONS.get(id(viewer))

@@ -17,12 +17,14 @@ _KEEP_USER_CHOICES = ("colormap", "opacity", "blending", "visible")
 
 def upsert(viewer: Any, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
     """Add the layer, or update the existing layer of the same name."""
-    from napari.layers import Layer
+    from napari.layers import Image, Layer
 
     data, kwargs, kind = layer_data
+    if kind != "image":
+        raise ValueError(f"only image layers are written here, got {kind!r}")
     name = kwargs["name"]
     existing = viewer.layers[name] if name in viewer.layers else None
-    if existing is not None and existing._type_string == kind and existing.ndim == np.ndim(data) and not getattr(existing, "rgb", False):
+    if isinstance(existing, Image) and existing.ndim == np.ndim(data) and not existing.rgb:
         existing.data = data
         for key, value in kwargs.items():
             if key not in _KEEP_USER_CHOICES and key != "name":

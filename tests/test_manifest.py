@@ -1,0 +1,101 @@
+"""The npe2 manifest: valid, discoverable, every python_name importable without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import napari_cellclass
+
+PKG = Path(napari_cellclass.__file__).parent
+MANIFEST = PKG / "napari.yaml"
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    from npe2 import PluginManifest
+
+    return PluginManifest.from_file(MANIFEST)
+
+
+def test_manifest_validates_and_names_every_contribution(manifest):
+    c = manifest.contributions
+    assert manifest.name == "napari-cellclass"
+    ids = {cmd.id for cmd in c.commands}
+    assert {w.command for w in c.widgets} == {"napari-cellclass.classify", "napari-cellclass.explain"}
+    assert {m.command for m in c.menus["napari/layers/classify"]} == {"napari-cellclass.classify", "napari-cellclass.explain"}
+    keys = {s.key for s in c.sample_data}
+    assert keys == {"cell-line", "cell-line-stack", "brightfield", "actin", "senescence", "protein", "cell"}
+    assert all(s.command in ids for s in c.sample_data)
+    assert all(w.command in ids for w in c.widgets)
+
+
+def test_npe2_discovers_the_plugin_through_its_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "from npe2 import PluginManager; pm = PluginManager(); pm.discover(include_npe1=False); "
+         "m = pm.get_manifest('napari-cellclass'); print(len(m.contributions.commands))"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) >= 9
+
+
+def test_every_python_name_imports_without_torch_or_timm(manifest):
+    names = [cmd.python_name for cmd in manifest.contributions.commands]
+    code = (
+        "import importlib, json, sys\n"
+        f"names = {names!r}\n"
+        "for n in names:\n"
+        "    mod, attr = n.split(':')\n"
+        "    assert callable(getattr(importlib.import_module(mod), attr)), n\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_manifest_inside_the_package_is_the_repository_one():
+    root = PKG.parent.parent / "napari.yaml"
+    if root.exists():  # a source checkout; an installed wheel has only the packaged copy
+        assert MANIFEST.read_text() == root.read_text()
+
+
+def test_sample_data_for_every_modality(manifest):
+    from napari_cellclass import _sample_data
+
+    if not (_sample_data.SAMPLE_DIR / "samples.json").is_file():
+        pytest.skip("sample_data/ not generated yet (scripts/make_sample_data.py needs core.synth)")
+    expected = {
+        "cell_line": ((240, 320, 3), True), "cell_line_stack": ((4, 192, 256, 3), True),
+        "brightfield": ((128, 128), False), "actin": ((224, 224, 3), True),
+        "senescence": ((3, 250, 300), False), "protein": ((4, 256, 256), False),
+    }
+    for name, (shape, rgb) in expected.items():
+        [(data, kwargs, kind)] = getattr(_sample_data, name)()
+        assert kind == "image" and data.shape == shape, name
+        assert bool(kwargs.get("rgb", False)) == rgb, name
+        meta = kwargs["metadata"]["cellclass_sample"]
+        assert meta["true_classes"] and "synthetic" in meta["note"]
+        assert float(np.std(data)) > 0, f"{name} is blank"
+    [(cell, kwargs, _)] = _sample_data.phase_contrast_cell()
+    assert cell.ndim == 2 and kwargs["name"] == "cell"
+
+
+@pytest.mark.gui
+def test_napari_opens_the_docks_from_the_manifest_sharing_one_session(make_napari_viewer):
+    import napari_cellclass.widgets.runner  # noqa: F401  (as napari would, before torch)
+    from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.explain import ExplainDock
+
+    viewer = make_napari_viewer()
+    _, classify = viewer.window.add_plugin_dock_widget("napari-cellclass", "Classify")
+    _, explain = viewer.window.add_plugin_dock_widget("napari-cellclass", "Explain")
+    assert isinstance(classify, ClassifyDock) and isinstance(explain, ExplainDock)
+    assert classify.session is explain.session
