@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 from .. import layers as L
 from ..tables import PredictionTable, layer_predictions
 from .jobs import ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job
-from .pickers import ChannelPicker, LayerChecklist, ModelPicker
+from .pickers import ChannelPicker, LayerChecklist, ModelPicker, image_layers
 from .runner import JobControls
 from .session import Session, session_for
 from .viewer_layers import upsert_all
@@ -258,9 +258,9 @@ class ClassifyDock(QWidget):
         """Stacks: show the current frame's class in the name and select its row."""
         active = self.viewer.layers.selection.active
         target_row = None
-        for layer in list(self._sources.values()):
-            meta = layer.metadata.get(L.META_KEY) if layer in self.viewer.layers else None
-            if not meta or meta.get("frame_axis") is None:
+        for layer in image_layers(self.viewer):
+            meta = layer.metadata.get(L.META_KEY)
+            if not meta or meta.get("frame_axis") is None or not meta.get("predictions"):
                 continue
             frame = L.frame_at(meta["frame_axis"], meta.get("n_frames", 1), layer.world_to_data(self.viewer.dims.point))
             self._show_in_name(layer, frame)

@@ -101,8 +101,24 @@ class ExplainDock(QWidget):
         self.target.blockSignals(False)
         if bundle is not None:
             self.cam_layer.setToolTip(f"auto: {getattr(bundle.network, 'cam_layer', 'the last spatial feature map')}")
+            self._fill_cam_layers(bundle)
             if bundle.is_fcn and self.method.currentData() != "fcn":
                 self.method.setCurrentIndex(self.method.findData("fcn"))
+
+    def _fill_cam_layers(self, bundle: Any) -> None:
+        """Offer the network's module names (the model is loaded, so torch already is)."""
+        try:
+            from ..core.explain.target_layers import layer_names
+
+            names = layer_names(bundle.network)
+        except Exception:  # noqa: BLE001 - the list is a convenience; typing a name still works
+            return
+        current = self.cam_layer.currentText()
+        self.cam_layer.blockSignals(True)
+        self.cam_layer.clear()
+        self.cam_layer.addItems(["auto", *names])
+        self.cam_layer.setCurrentText(current or "auto")
+        self.cam_layer.blockSignals(False)
 
     def _model_changed(self, *_: Any) -> None:
         self._fill_targets()

@@ -59,7 +59,10 @@ class _LayerWatcher:
         self._named = list(self._viewer.layers)
         for layer in self._named:
             layer.events.name.connect(self._layers_changed)
-        self.refresh()
+        try:
+            self.refresh()
+        except RuntimeError:  # the Qt side of this widget is gone (dock closed): stop listening
+            self.unwatch()
 
     def refresh(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
