@@ -100,20 +100,20 @@ class Explanation:
     channel_names: list[str]
 
 
-def model_id(choice: ModelChoice, bundle: Any) -> str:
+def model_id(choice: ModelChoice) -> str:
     """How tables and layers name the model that produced them."""
-    source = (bundle.provenance or {}).get("loaded_from")
-    if choice.kind == "file" or (choice.kind == "default" and source):
+    if choice.kind == "file" and choice.path:
         from pathlib import Path
 
-        return Path(source or choice.path or "").name or choice.label
+        return Path(choice.path).name
     return choice.label
 
 
 def _load(session: Session) -> Generator[Step, None, tuple[Any, str]]:
     yield Step(0, 0, message=f"loading {session.choice.label}")
-    bundle = session.load()
-    return bundle, model_id(session.choice, bundle)
+    choice = session.choice
+    bundle = session.load(choice)
+    return bundle, model_id(choice)
 
 
 def load_job(session: Session) -> Generator[Step, None, str]:
