@@ -42,7 +42,8 @@ def _write(path: Path, data: np.ndarray, layout: str) -> None:
     if path.suffix == ".png":
         imsave(path, data, check_contrast=False)
     else:
-        tifffile.imwrite(path, data, compression="zlib", metadata={"axes": layout})
+        photometric = "rgb" if layout.endswith("S") else "minisblack"  # a 3-channel CYX is not RGB
+        tifffile.imwrite(path, data, compression="zlib", photometric=photometric, metadata={"axes": layout})
 
 
 def main(argv: list[str] | None = None) -> int:
