@@ -1,6 +1,6 @@
 """Render a contact sheet of every synthetic task, to judge realism by eye.
 
-    python scripts/show_synth.py sheet.png [--per-class 3] [--seed 0] [--tasks actin protein]
+    python scripts/show_synth.py sheet.png [--per-class 3] [--seed 0] [--tasks actin protein] [--all-classes]
 
 One block per task, one row per class (protein: one row of composites with their
 labels, then the four channels of the first image).  Channel-first images are shown
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-class", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tasks", nargs="*", default=list(TASKS))
+    ap.add_argument("--all-classes", action="store_true", help="every available class (cell-line: 8)")
     args = ap.parse_args(argv)
     rows: list[tuple[str, list[tuple[np.ndarray, str]]]] = []
     for task in args.tasks:
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append((f"{task}", cells))
             rows.append((f"{task} channels", [(_stretch(c), n) for c, n in zip(s.images[0], info.channel_names)]))
             continue
-        k = len(info.classes)
-        s = generate(task, k * args.per_class, seed=args.seed)
-        for c, name in enumerate(info.classes):
+        classes = info.available_classes if args.all_classes else info.classes
+        k = len(classes)
+        s = generate(task, k * args.per_class, seed=args.seed, classes=classes)
+        for c, name in enumerate(classes):
             rows.append((f"{task}: {name}", [(composite(s.images[i], task), "") for i in range(c, len(s), k)]))
     ncol = max(len(r[1]) for r in rows)
     fig, axes = plt.subplots(len(rows), ncol, figsize=(3.2 * ncol, 2.7 * len(rows)), squeeze=False)

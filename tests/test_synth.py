@@ -115,6 +115,7 @@ def test_custom_size_and_class_subsets():
 @pytest.mark.parametrize("kwargs", [
     dict(task="no-such-task"), dict(task="actin", classes=["HeLa"]), dict(task="actin", classes=["MCF-7"]),
     dict(task="actin", classes=["MCF-7", "MCF-7"]), dict(task="actin", size=(8, 8)),
+    dict(task="actin", seed=-1),
 ])
 def test_bad_arguments_raise_value_error(kwargs):
     task = kwargs.pop("task")

@@ -108,8 +108,11 @@ def _info(task: str) -> TaskInfo:
         raise ValueError(f"unknown synthetic task {task!r}; choose one of {', '.join(TASKS)}") from None
 
 
-def _check(task: str, size: tuple[int, int] | None, classes: list[str] | None) -> tuple[TaskInfo, tuple[int, int], list[str]]:
+def _check(task: str, size: tuple[int, int] | None, classes: list[str] | None, n: int = 0,
+           seed: int = 0) -> tuple[TaskInfo, tuple[int, int], list[str]]:
     info = _info(task)
+    if int(n) < 0 or int(seed) < 0:
+        raise ValueError(f"n and seed must be >= 0, got n={n}, seed={seed}")
     if size is None:
         size = info.default_size
     if len(size) != 2 or min(int(size[0]), int(size[1])) < MIN_SIDE:
@@ -130,15 +133,13 @@ def _check(task: str, size: tuple[int, int] | None, classes: list[str] | None) -
 
 def image_rng(task: str, seed: int, i: int) -> np.random.Generator:
     """The generator image ``i`` is drawn from: independent of ``n`` by design."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(task.encode()), int(i)]))
+    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(task.encode()), int(i)]))
 
 
 def iter_samples(task: str, n: int, seed: int = 0, size: tuple[int, int] | None = None,
                  classes: list[str] | None = None) -> Iterator[tuple[np.ndarray, list[int], np.ndarray | None]]:
     """Yield ``(image, label indices, masks or None)`` one image at a time (low memory)."""
-    info, size, classes = _check(task, size, classes)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    info, size, classes = _check(task, size, classes, n, seed)
     for i in range(n):
         rng = image_rng(task, seed, i)
         if info.multilabel:
@@ -153,7 +154,7 @@ def iter_samples(task: str, n: int, seed: int = 0, size: tuple[int, int] | None 
 def generate(task: str, n: int, seed: int = 0, size: tuple[int, int] | None = None,
              classes: list[str] | None = None) -> SynthSet:
     """Generate ``n`` images of ``task`` (see :data:`TASKS`), balanced over ``classes``."""
-    info, size, classes = _check(task, size, classes)
+    info, size, classes = _check(task, size, classes, n, seed)
     images, labels, masks = [], [], []
     for img, lab, m in iter_samples(task, n, seed, size, classes):
         images.append(img)
@@ -174,7 +175,7 @@ def write_dataset(task: str, outdir: str | Path, n: int, seed: int = 0, size: tu
     uint8 0/1, and ``outdir/classes.txt``, which both layouts get (class order).
     ``progress(done, total)`` is called after each image.  Returns ``outdir``.
     """
-    info, size, classes = _check(task, size, classes)
+    info, size, classes = _check(task, size, classes, n, seed)
     return write_samples(info, Path(outdir), classes, iter_samples(task, n, seed, size, classes), n, progress)
 
 
