@@ -24,7 +24,7 @@ def image_folder(tmp_path, rng):
     tifffile.imwrite(root / "nested" / "stack.tif", rng.integers(0, 4000, (4, 40, 52)).astype(np.uint16),
                      metadata={"axes": "TYX"})
     tifffile.imwrite(root / "nested" / "cyx.tiff", rng.random((3, 40, 52)).astype(np.float32),
-                     metadata={"axes": "CYX"})
+                     photometric="minisblack", metadata={"axes": "CYX"})
     return root
 
 
@@ -103,3 +103,36 @@ def test_console_script(tiny_model_file, image_folder, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "napari_cellclass.cli", "info", str(tmp_path / "nope")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_dask_fan_out_matches_local(tiny_model_file, image_folder, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    local = tmp_path / "local.csv"
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(local), "--no-progress"]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "dask.csv"
+        assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out), "--no-progress",
+                     "--dask-scheduler", cluster.scheduler_address, "--chunk", "2"]) == 0
+    key = lambda r: (r["path"], r["frame"])  # noqa: E731
+    a, b = sorted(_rows(local), key=key), sorted(_rows(out), key=key)
+    assert [key(r) for r in a] == [key(r) for r in b]
+    for ra, rb in zip(a, b):
+        assert ra["predicted_class"] == rb["predicted_class"]
+        assert all(abs(float(ra[f"p_{c}"]) - float(rb[f"p_{c}"])) < 1e-5 for c in "abc")
+
+
+def test_dask_scheduler_unreachable(tiny_model_file, image_folder, capsys):
+    pytest.importorskip("distributed")
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--dask-scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+def test_worker_loads_the_model_once(tiny_model_file, monkeypatch):
+    from napari_cellclass.core import bundle, dask_predict
+
+    calls = []
+    real = bundle.load_model
+    monkeypatch.setattr(bundle, "load_model", lambda p: calls.append(p) or real(p))
+    dask_predict._CACHE.clear()
+    first = dask_predict._worker_model(str(tiny_model_file))
+    assert dask_predict._worker_model(str(tiny_model_file)) is first and len(calls) == 1

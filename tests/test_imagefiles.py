@@ -19,7 +19,7 @@ def test_tiff_axes_are_honoured(tmp_path, rng):
     planes = list(iter_planes(f.data, f.channel_axis, rgb=f.rgb))
     assert len(planes) == 1 and planes[0].data.shape == (5, 32, 40)
     tyx = rng.integers(0, 4000, (3, 32, 40)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "t.tif", tyx, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "t.tif", tyx, photometric="minisblack", metadata={"axes": "TYX"})
     f = read_image(tmp_path / "t.tif")
     assert len(list(iter_planes(f.data, f.channel_axis, rgb=f.rgb))) == 3
 

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", dest="csv_path", default=None, help="write results here (default: print to stdout)")
     p.add_argument("--no-resume", action="store_true", help="start the CSV afresh instead of skipping files already in it")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="fan out over a Dask cluster (tcp://host:8786); workers load the model once and must see the files")
+    p.add_argument("--chunk", type=int, default=64, help="images per Dask task (with --dask-scheduler)")
     add_input_options(p)
     p.set_defaults(func=run)
 
@@ -80,10 +83,31 @@ def _progress(total: int, enabled: bool) -> Iterator[None]:
                 print(file=sys.stderr)
 
 
+def _records(args: argparse.Namespace, bundle, todo: list[Path]):
+    """Local batched prediction, or the same rows from a Dask cluster."""
+    from ..core.predict import PlanePrediction, predict_records
+
+    if not args.dask_scheduler:
+        yield from predict_records(bundle, todo, args.batch_size, args.device, args.channel_axis, args.channels, on_error="skip")
+        return
+    import numpy as np
+
+    from ..core.dask_predict import connect, dask_predict_rows
+
+    positive(args.chunk, "--chunk")
+    client = connect(args.dask_scheduler)
+    try:
+        for row in dask_predict_rows(client, args.model, todo, args.batch_size, args.device, args.channel_axis,
+                                     args.channels, args.chunk):
+            yield PlanePrediction(row["index"], row["name"], row["frame"], np.asarray(row["probs"], np.float32), row["error"])
+    finally:
+        client.close()
+
+
 def run(args: argparse.Namespace) -> int:
     from ..core.bundle import load_model
     from ..core.imagefiles import find_images
-    from ..core.predict import label_of, predict_records
+    from ..core.predict import label_of
     from ..core.errors import CellclassError
 
     positive(args.batch_size, "--batch-size")
@@ -113,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     tick = _progress(len(todo), not args.no_progress and out_path is not None)
     next(tick)
     try:
-        for rec in predict_records(bundle, todo, args.batch_size, args.device, args.channel_axis, args.channels, on_error="skip"):
+        for rec in _records(args, bundle, todo):
             if rec.frame == 0:
                 next(tick)
             if rec.error is not None:
