@@ -42,8 +42,8 @@ def cellclass(*args: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=320, help="synthetic images (balanced over 4 classes; default 320)")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--n", type=int, default=240, help="synthetic images (balanced over 4 classes; default 240)")
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--input-size", type=int, default=160)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=16)
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         from napari_cellclass.core.bundle import load_model, save_model
 
         bundle = load_model(trained)
+        bundle.channel_names = ["red", "green", "blue"]  # phase contrast saved as RGB
         prov = {k: v for k, v in bundle.provenance.items() if k != "loaded_from"}
         prov["description"] = DESCRIPTION
         prov["recipe_script"] = "scripts/train_default_model.py " + " ".join(

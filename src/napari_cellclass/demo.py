@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-WINDOW_SIZE = (1600, 1000)
+WINDOW_SIZE = (1700, 1000)
 SETTLE_MS = 1500  # let the canvas and docks repaint before the screenshot
 
 
@@ -87,6 +87,8 @@ def run_demo(screenshot: str | os.PathLike | None = None, timeout_s: float = 600
         done["finished"] = True
         if screenshot is not None:
             try:
+                viewer.reset_view()  # the canvas changed size when the docks arrived
+                QApplication.processEvents()
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 viewer.screenshot(str(screenshot), canvas_only=False, flash=False)
                 print(f"cellclass demo: screenshot written to {screenshot}", file=sys.stderr)

@@ -42,6 +42,20 @@ from .viewer_layers import upsert_all
 WHOLE, TILED = "whole image (resized to the model input)", "tiled probability map"
 
 
+class _NumberItem(QTableWidgetItem):
+    """A table cell that shows a number with fixed decimals and sorts by its value."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(f"{value:.3f}" if isinstance(value, float) else str(value))
+        self.value = value
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        if isinstance(other, _NumberItem):
+            return self.value < other.value
+        return super().__lt__(other)
+
+
 class ClassifyDock(QWidget):
     """Classify one, several or all image layers with the session's model."""
 
@@ -227,14 +241,7 @@ class ClassifyDock(QWidget):
         self.view.setRowCount(len(t.rows))
         for r, row in enumerate(t.rows):
             for c, value in enumerate(row.values()):
-                cell = QTableWidgetItem()
-                if isinstance(value, float):
-                    cell.setData(Qt.ItemDataRole.DisplayRole, round(value, 4))
-                elif isinstance(value, int):
-                    cell.setData(Qt.ItemDataRole.DisplayRole, value)
-                else:
-                    cell.setText(str(value))
-                self.view.setItem(r, c, cell)
+                self.view.setItem(r, c, _NumberItem(value) if isinstance(value, (int, float)) else QTableWidgetItem(str(value)))
         self.view.setSortingEnabled(True)
         self.export_button.setEnabled(bool(t.rows))
 
@@ -273,7 +280,7 @@ class ClassifyDock(QWidget):
         """Select (and scroll to) the table row of ``layer_name`` at ``frame``; -1 if absent."""
         for r in range(self.view.rowCount()):
             name, fr = self.view.item(r, 0), self.view.item(r, 1)
-            if name is not None and fr is not None and name.text() == layer_name and int(fr.data(Qt.ItemDataRole.DisplayRole)) == frame:
+            if name is not None and fr is not None and name.text() == layer_name and int(fr.text()) == frame:
                 self.view.selectRow(r)
                 self.view.scrollToItem(name)
                 return r
