@@ -100,7 +100,8 @@ def test_stack_map_is_placed_on_the_frame_under_the_slider(dock, qtbot):
 
 def test_multichannel_source_can_be_shown_beside_each_channel(dock, qtbot):
     viewer = dock.viewer
-    nlo = viewer.add_image(np.random.default_rng(1).random((3, 40, 40)).astype(np.float32), name="nlo", scale=(1, 2, 2))
+    nlo = viewer.add_image(np.random.default_rng(1).random((3, 40, 40)).astype(np.float32), name="nlo", scale=(1, 2, 2),
+                           metadata={"channel_names": ["SRS", "TPEF", "trans"]})
     dock.image.set_layer(nlo)
     dock.grid.setChecked(True)
     dock.target.setCurrentText("round")
@@ -109,12 +110,12 @@ def test_multichannel_source_can_be_shown_beside_each_channel(dock, qtbot):
     assert cam.data.shape == (3, 40, 40)  # on every channel of the channel slider
     np.testing.assert_allclose(cam.scale, (1, 2, 2))
     names = [l.name for l in viewer.layers][:6]
-    assert names == ["nlo · channel 0", "nlo · Grad-CAM · round · channel 0",
-                     "nlo · channel 1", "nlo · Grad-CAM · round · channel 1",
-                     "nlo · channel 2", "nlo · Grad-CAM · round · channel 2"]
+    assert names == ["nlo · SRS", "nlo · Grad-CAM · round · SRS",
+                     "nlo · TPEF", "nlo · Grad-CAM · round · TPEF",
+                     "nlo · trans", "nlo · Grad-CAM · round · trans"]
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
     assert grid.enabled and grid.stride == 2
-    np.testing.assert_array_equal(viewer.layers["nlo · channel 1"].data, nlo.data[1])
+    np.testing.assert_array_equal(viewer.layers["nlo · TPEF"].data, nlo.data[1])
 
 
 def test_tiled_high_resolution_maps_cover_the_whole_image(dock, qtbot):

@@ -47,6 +47,7 @@ class Request:
     source: LayerSource
     info: SourceInfo
     data_point: tuple[float, ...] | None = None  # layer.world_to_data(dims.point)
+    channel_names: list[str] | None = None  # from the layer's metadata, when it names them
 
 
 def make_request(viewer: Any, layer: Any) -> Request:
@@ -55,7 +56,10 @@ def make_request(viewer: Any, layer: Any) -> Request:
 
     info = source_info(layer)
     point = tuple(float(v) for v in layer.world_to_data(viewer.dims.point))
-    return Request(LayerSource(layer.data, info.name, info.rgb), info, point)
+    meta = layer.metadata
+    names = meta.get("channel_names") or (meta.get("cellclass_sample") or {}).get("channel_names")
+    return Request(LayerSource(layer.data, info.name, info.rgb), info, point,
+                   [str(n) for n in names] if isinstance(names, (list, tuple)) else None)
 
 
 @dataclass
@@ -248,17 +252,22 @@ def explain_job(
                 break
             yield Step(int(progress.done), int(progress.total or 0))
     plane = get_plane(request.source.data, layout, frame, request.info.name)
-    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options))
+    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names))
 
 
-def _channel_names(bundle: Any, layout: Any, options: InputOptions) -> list[str]:
-    """Names for the source's channels: the model's names where they map one to one."""
+def _channel_names(bundle: Any, layout: Any, options: InputOptions, from_layer: list[str] | None = None) -> list[str]:
+    """Names for the source's channels: the layer's own, else the model's where they map
+    one to one, else ``channel i``."""
     n = layout.n_channels
-    if options.channels is not None and len(options.channels) == bundle.in_chans:
-        names = [f"channel {i}" for i in range(n)]
-        for model_name, i in zip(bundle.channel_names, options.channels):
-            names[i] = model_name
+    if from_layer is not None and len(from_layer) == n:
+        return list(from_layer)
+    names = [f"channel {i}" for i in range(n)]
+    generic = list(bundle.channel_names) == [f"channel {i}" for i in range(bundle.in_chans)]
+    if generic:
         return names
-    if n == bundle.in_chans:
-        return list(bundle.channel_names)
-    return [f"channel {i}" for i in range(n)]
+    if options.channels is not None and len(options.channels) == bundle.in_chans:
+        for model_name, i in zip(bundle.channel_names, options.channels):
+            if 0 <= i < n:
+                names[i] = model_name
+        return names
+    return list(bundle.channel_names) if n == bundle.in_chans else names
