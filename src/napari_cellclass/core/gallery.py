@@ -132,7 +132,8 @@ class FolderStack:
 
         chw = read_region(data, layout, frame, slice(None), slice(None), str(path))
         chw = self._match_channels(chw, path)
-        out = np.zeros((chw.shape[0], *self.shape[-3:-1] if self.rgb else self.shape[-2:]), dtype=self.dtype)
+        hw = self.shape[-3:-1] if self.rgb else self.shape[-2:]
+        out = np.zeros((chw.shape[0], *hw), dtype=self.dtype)
         out[:, : chw.shape[1], : chw.shape[2]] = chw
         if self.rgb:
             return np.moveaxis(out, 0, -1)
