@@ -191,3 +191,15 @@ def test_file_changed_by_another_program_is_not_overwritten(tmp_path):
 def test_write_through_latency_is_recorded(tmp_path):
     s, k = _store(tmp_path, 5)
     assert 0 < s.last_write_s < 60
+
+
+def test_failed_mask_write_changes_nothing(tmp_path, monkeypatch):
+    s, k = _store(tmp_path)
+    s.set_pixel_labels(k, 0, np.eye(64, dtype=np.uint8))
+    before = s.path.read_bytes()
+    _fail_with(monkeypatch, errno.ENOSPC)
+    with pytest.raises(AnnotationSaveError, match="painted labels.*disk is full"):
+        s.set_pixel_labels(k, 0, np.eye(64, dtype=np.uint8) * 2)
+    monkeypatch.undo()
+    assert s.path.read_bytes() == before and not s.unsaved
+    np.testing.assert_array_equal(s.pixel_labels(k, 0), np.eye(64, dtype=np.uint8))

@@ -150,3 +150,7 @@ def rank(probs: Any, method: str = "margin", *, keys: Sequence[Hashable] | None 
     out = scores.copy()
     out[skip] = np.nan
     return Ranking(order, out, [keys[i] for i in order], method)
+
+
+#: the name the package exports (``napari_cellclass.rank_uncertain``)
+rank_uncertain = rank

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ..atomicfile import describe_os_error
 from ..errors import DataError
 from . import crops, masks
 from .palette import check_color, default_color
-from .schema import ClassInfo, Item, now
+from .schema import AnnotationSaveError, ClassInfo, Item, now
 
 IMAGE_MODES = ("set", "toggle", "add", "remove")
 SHAPE_TYPES = ("rectangle", "polygon")
@@ -324,7 +325,13 @@ class LabellingMixin:
             if present:
                 iid = self._next_id
                 rel = f"{self.masks_folder.name}/{image}-f{int(frame)}-{iid}.tif"  # type: ignore[attr-defined]
-                masks.write_mask(self.folder / rel, m, len(self._classes))  # type: ignore[attr-defined]
+                try:
+                    masks.write_mask(self.folder / rel, m, len(self._classes))  # type: ignore[attr-defined]
+                except OSError as err:
+                    raise AnnotationSaveError(
+                        f"{self.folder / rel}: could not save the painted labels ({describe_os_error(err)})",  # type: ignore[attr-defined]
+                        "free disk space or fix the permissions and paint again, or save the annotations "
+                        "to another file (Save as…)") from err
                 item = self._new_item("pixels", image, frame, tuple(c for _, c in values), mask=rel, values=values)
                 self._items.append(item)
         return item

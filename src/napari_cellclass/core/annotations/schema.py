@@ -119,18 +119,24 @@ def image_to_dict(im: ImageRecord) -> dict[str, Any]:
             "channel_axis": im.channel_axis, "hash": im.hash, "size": im.size, "mtime_ns": im.mtime_ns}
 
 
-def encode(doc: dict[str, Any], classes: list[ClassInfo], images: dict[str, ImageRecord], items: list[Item]) -> bytes:
+def item_line(it: Item) -> str:
+    """One item as the compact JSON line it has in the file."""
+    return json.dumps(item_to_dict(it), separators=(",", ":"), allow_nan=False)
+
+
+def encode(doc: dict[str, Any], classes: list[ClassInfo], images: dict[str, ImageRecord], items: list[Item],
+           lines: list[str] | None = None) -> bytes:
+    """The file's bytes; ``lines`` are the items' :func:`item_line` when already known."""
     out = {
         "format": FORMAT,
         "version": VERSION,
         **doc,
         "classes": [{"name": c.name, "color": c.color} for c in classes],
         "images": {k: image_to_dict(v) for k, v in images.items()},
-        "items": [item_to_dict(i) for i in items],
     }
     # one item per line: readable, diff-able, and cheap to write for thousands
-    head = json.dumps({k: v for k, v in out.items() if k != "items"}, indent=1, allow_nan=False)
-    rows = [json.dumps(i, separators=(",", ":"), allow_nan=False) for i in out["items"]]
+    head = json.dumps(out, indent=1, allow_nan=False)
+    rows = lines if lines is not None else [item_line(i) for i in items]
     items = "[\n  " + ",\n  ".join(rows) + "\n ]" if rows else "[]"
     assert head.endswith("\n}")
     return (head[:-2] + ',\n "items": ' + items + "\n}\n").encode("utf-8")
