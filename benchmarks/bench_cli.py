@@ -1,0 +1,67 @@
+"""`cellclass predict` on a folder of files, end to end, vs a plain timm loop over the same files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_cellclass import build_model, save_model
+from napari_cellclass.core.device import autocast
+
+from ._measure import Result
+
+
+def _plain_loop(bundle, files, batch, device):
+    """Read each PNG with Pillow, resize, normalise, ``model(x)`` under inference_mode."""
+    from PIL import Image
+
+    net = bundle.network.eval().to(device)
+    norm = bundle.preprocess.normalization
+    mean = torch.tensor(norm.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(norm.std, device=device).view(1, -1, 1, 1)
+    size = bundle.input_size
+    with torch.inference_mode(), autocast(device, device.type == "cuda"):
+        for i in range(0, len(files), batch):
+            arrs = [np.asarray(Image.open(f).convert("RGB")) for f in files[i:i + batch]]
+            x = torch.from_numpy(np.stack(arrs)).to(device).permute(0, 3, 1, 2).float() / 255
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+            net((x - mean) / std)
+
+
+def run(cfg: dict, device: torch.device) -> list[Result]:
+    from skimage.io import imsave
+
+    n, size = cfg.get("cli_n", 8), cfg.get("cli_size", 32)
+    arch = cfg.get("cli_arch", "resnet18")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            imsave(root / f"img{i:04d}.png", rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), check_contrast=False)
+        bundle = build_model(arch, classes=["a", "b", "c", "d"], input_size=(size, size))
+        model = save_model(bundle, root / "model.safetensors")
+        files = sorted(root.glob("*.png"))
+        cmd = [sys.executable, "-m", "napari_cellclass.cli", "predict", str(model), str(root), "--csv", str(root / "out.csv"),
+               "--no-progress", "--no-resume", "--device", str(device.type), "--batch-size", "32"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        t_cli = time.perf_counter() - t0
+        # the same model in-process, to separate start-up (Python, torch import, model load) from the work
+        t0 = time.perf_counter()
+        _plain_loop(bundle, files, 32, device)
+        _ = time.perf_counter() - t0  # warm-up of the plain loop (first-call allocations)
+        t0 = time.perf_counter()
+        _plain_loop(bundle, files, 32, device)
+        t_plain = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, timm, napari_cellclass.cli"], check=True)
+        t_start = time.perf_counter() - t0
+    return [Result("cli", f"cellclass predict, {n} PNG files 320x240 → {arch} {size}px (whole command)", t_cli, "s",
+                   t_plain, "plain timm loop over the same files (in-process, warm)", "", str(device),
+                   extra={"python+torch+timm import": t_start, "cli_minus_startup_s": t_cli - t_start})]
