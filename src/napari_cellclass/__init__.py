@@ -31,6 +31,12 @@ _API: dict[str, str] = {
     "get_preset": ".core.presets",
     "read_image": ".core.imagefiles",
     "CellclassError": ".core.errors",
+    "AnnotationStore": ".core.annotations",
+    "open_annotations": ".core.annotations",
+    "training_samples": ".core.annotations",
+    "export_dataset": ".core.annotations",
+    "FolderStack": ".core.gallery",
+    "rank_uncertain": ".core.active",
 }
 
 __all__ = ["__version__", *_API]

@@ -1,0 +1,69 @@
+"""Write a file so that a crash at any moment leaves the old or the new file, whole.
+
+The bytes go to a temporary file in the *same* folder (so ``os.replace`` is an
+atomic rename on one file system), are flushed and fsync'ed, and only then replace
+the target; the folder is fsync'ed afterwards so the rename itself survives a power
+cut.  On any failure the temporary file is removed and the target is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename inside ``folder`` durable (no-op where folders cannot be opened)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
+    """Replace ``path`` by ``data`` atomically; raise the ``OSError`` on failure.
+
+    ``durable=False`` skips the fsyncs (still atomic against a crash of this process,
+    not against a power cut); for scratch files only.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_folder(target.parent)
+    return target
+
+
+def describe_os_error(err: OSError) -> str:
+    """A short reason for a failed write, in words a user knows."""
+    import errno
+
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EACCES: "permission denied (read-only folder or file?)",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "the file system is read-only",
+        errno.ENOENT: "the folder does not exist",
+    }
+    return reasons.get(err.errno or -1, f"{err.__class__.__name__}: {err.strerror or err}")
