@@ -83,6 +83,11 @@ def test_classify_sample_layer_fills_table_metadata_name_and_csv(dock, qtbot, tm
     assert rows[0]["model"] == "tiny.safetensors"
     np.testing.assert_allclose(float(rows[0]["p_spread"]), expected[1], atol=1e-5)
 
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    assert dock.export_csv(blocked / "predictions.csv") is None  # a notification, not a traceback
+    assert any("cannot write" in m for m in notifications())
+
 
 def test_stack_gets_one_row_per_frame_and_the_table_follows_the_slider(dock, qtbot):
     viewer = dock.viewer

@@ -8,8 +8,8 @@ torch: rows are built in a worker thread and shown by the Classify dock.
 from __future__ import annotations
 
 import csv
+import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,28 +71,30 @@ class PredictionTable:
 
     def write_csv(self, path: str | os.PathLike) -> Path:
         """Write the table atomically (a crash never leaves half a CSV behind)."""
+        from .core.atomicfile import describe_os_error, write_atomic
+        from .core.errors import CellclassError
+
         target = Path(path)
         if target.suffix.lower() != ".csv":
             target = target.with_name(target.name + ".csv")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow([row.layer, row.frame, row.predicted_class, f"{row.confidence:.6f}",
+                             *[f"{p:.6f}" for p in row.probs], row.model])
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(self.columns)
-                for row in self.rows:
-                    v = row.values()
-                    writer.writerow([v[0], v[1], v[2], f"{row.confidence:.6f}", *[f"{p:.6f}" for p in row.probs], row.model])
-            _readable_like_a_new_file(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, text.getvalue().encode("utf-8"))
+            _readable_like_a_new_file(target)
+        except OSError as err:
+            raise CellclassError(f"cannot write {target}: {describe_os_error(err)}", "choose another file or folder") from err
         return target
 
 
-def _readable_like_a_new_file(path: str) -> None:
-    # mkstemp makes files private (0600); an exported table gets the usual umask mode
+def _readable_like_a_new_file(path: Path) -> None:
+    # the temporary file behind an atomic write is private (0600); an exported table
+    # gets the mode any new file would get
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)

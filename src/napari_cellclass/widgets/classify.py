@@ -35,7 +35,7 @@ from .. import layers as L
 from ..tables import PredictionTable, layer_predictions
 from .jobs import ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, image_layers
-from .runner import JobControls
+from .runner import JobControls, notify_error
 from .session import Session, session_for
 from .viewer_layers import upsert_all
 
@@ -297,7 +297,13 @@ class ClassifyDock(QWidget):
         if not self.table.rows:
             show_warning("Classify: nothing to export yet — classify some images first")
             return None
-        written = self.table.write_csv(path)
+        from ..core.errors import CellclassError
+
+        try:
+            written = self.table.write_csv(path)
+        except CellclassError as err:
+            notify_error(err)
+            return None
         self.session.settings.set("classify.csv_dir", str(written.parent))
         show_info(f"predictions written to {written}")
         return written

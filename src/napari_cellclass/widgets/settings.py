@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -61,17 +60,13 @@ class Settings:
             self._write()
 
     def _write(self) -> None:
-        tmp: str | None = None
+        from ..core.atomicfile import write_atomic
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self._values, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(self._values, indent=1, sort_keys=True).encode("utf-8"), durable=False)
         except OSError:
-            # a read-only home must not break the docks: settings just do not persist
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+            pass  # a read-only home must not break the docks: settings just do not persist
 
     # recent model files, newest first, shared by every dock
     def recent_models(self) -> list[str]:
