@@ -52,6 +52,7 @@ class ExplainDock(QWidget):
         self.grid = QCheckBox("beside each channel (grid view)")
         self.grid.setChecked(bool(settings.get("explain.grid", False)))
         self.controls = JobControls("Explain")
+        self._seen_bundle: int | None = None
         self._fill_targets()
         self._build()
 
@@ -102,8 +103,10 @@ class ExplainDock(QWidget):
         if bundle is not None:
             self.cam_layer.setToolTip(f"auto: {getattr(bundle.network, 'cam_layer', 'the last spatial feature map')}")
             self._fill_cam_layers(bundle)
-            if bundle.is_fcn and self.method.currentData() != "fcn":
-                self.method.setCurrentIndex(self.method.findData("fcn"))
+            if id(bundle) != self._seen_bundle:  # a model new to this dock: FCN models default to their maps
+                self._seen_bundle = id(bundle)
+                if bundle.is_fcn and self.method.currentData() != "fcn":
+                    self.method.setCurrentIndex(self.method.findData("fcn"))
 
     def _fill_cam_layers(self, bundle: Any) -> None:
         """Offer the network's module names (the model is loaded, so torch already is)."""
@@ -164,4 +167,6 @@ class ExplainDock(QWidget):
             pairs = upsert_all(self.viewer, L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout))
             show_in_grid(self.viewer, pairs, stride=1 + len(added))
         where = f" (frame {out.frame})" if layout.is_stack else ""
-        self.controls.status.setText(f"{len(added)} map(s) of '{info.name}'{where}: " + ", ".join(a.name for a in added))
+        res = getattr(out.result, "effective_resolution", None)
+        detail = f"; one map cell ≈ {res[0]:.1f}×{res[1]:.1f} source px" if res is not None else ""
+        self.controls.status.setText(f"{len(added)} map(s) of '{info.name}'{where}{detail}: " + ", ".join(a.name for a in added))
