@@ -139,3 +139,25 @@ def test_wrong_method_for_the_model_is_a_notification(dock, qtbot):
     run(dock, qtbot)
     assert len(viewer.layers) == n
     assert any("FCN" in m or "fcn" in m for m in notifications()), notifications()[-3:]
+
+
+def test_fcn_model_defaults_to_its_own_heat_maps(make_napari_viewer, qtbot, tmp_path):
+    from napari_cellclass import build_model, save_model
+    from napari_cellclass.widgets.explain import ExplainDock
+    from napari_cellclass.widgets.session import ModelChoice, Session
+
+    path = save_model(build_model("protein_fcn", classes=["nucleus", "ER"], in_chans=4, output="sigmoid",
+                                  input_size=(64, 64)), tmp_path / "fcn.safetensors")
+    session = Session()
+    session.set_choice(ModelChoice("file", str(path)))
+    session.load()  # as after a classification: the dock knows the model
+    viewer = make_napari_viewer()
+    dock = ExplainDock(viewer, session)
+    assert dock.method.currentData() == "fcn"
+    cells = viewer.add_image(np.random.default_rng(2).random((4, 64, 80)).astype(np.float32), name="cells")
+    dock.image.set_layer(cells)
+    dock.target.setCurrentText("all classes")
+    run(dock, qtbot)
+    for c in ("nucleus", "ER"):
+        fcn = viewer.layers[f"cells · FCN · {c}"]
+        assert fcn.data.shape == (4, 64, 80) and fcn.metadata["cellclass"]["method"] == "fcn"
