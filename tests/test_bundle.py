@@ -177,3 +177,13 @@ def test_card_mentions_what_a_biologist_needs(tiny_bundle):
     card = tiny_bundle.card()
     for text in ("classes (3, single-label): a, b, c", "resnet18", "32x32", "normalisation: meanstd", "description: demo"):
         assert text in card
+
+
+def test_saved_file_has_ordinary_permissions(tiny_bundle, tmp_path):
+    from napari_cellclass.core.atomicfile import _UMASK
+
+    path = save_model(tiny_bundle, tmp_path / "m.safetensors")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_UMASK
+    path.chmod(0o640)
+    save_model(tiny_bundle, path)  # replacing keeps the file's own permissions
+    assert path.stat().st_mode & 0o777 == 0o640

@@ -56,6 +56,8 @@ def _rewrite_atomically(path: Path, header: list[str], rows: list[list[str]]) ->
     import os
     import tempfile
 
+    from ..core.atomicfile import publish_mode
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -63,6 +65,7 @@ def _rewrite_atomically(path: Path, header: list[str], rows: list[list[str]]) ->
             w = csv.writer(out)
             w.writerow(header)
             w.writerows(rows)
+        publish_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,6 +14,23 @@ import tempfile
 from pathlib import Path
 
 
+# mkstemp creates files readable by the owner only; a published file should get the
+# permissions any ordinary file would (or keep those of the file it replaces).
+# Read once at import: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def publish_mode(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Give the temporary file the mode the target has (or would get as a new file)."""
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_UMASK
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, mode)
+
+
 def fsync_folder(folder: str | os.PathLike) -> None:
     """Make a rename inside ``folder`` durable (no-op where folders cannot be opened)."""
     if os.name == "nt":
@@ -44,6 +61,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = True) 
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
+        publish_mode(tmp, target)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

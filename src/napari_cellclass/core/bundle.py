@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomicfile import fsync_folder, publish_mode
 from .errors import ArchitectureError, ModelFileError
 from .models.heads import OUTPUT_MODES
 from .models.registry import ArchSpec, arch_entry, build_network, check_input_size, ensemble_spec, pretrained_mean_std
@@ -260,7 +261,9 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> Path:
             st_save_model(bundle.network, tmp, metadata={META_KEY: json.dumps(meta)}, force_contiguous=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        publish_mode(tmp, target)
         os.replace(tmp, target)
+        fsync_folder(target.parent)
     except OSError as err:
         raise ModelFileError(
             f"cannot write the model to {target} ({err.strerror or err})",
