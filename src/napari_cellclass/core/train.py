@@ -198,6 +198,8 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         torch.backends.cudnn.benchmark = old_bench
 
     bundle.network.eval()
+    for p in bundle.network.parameters():
+        p.requires_grad_(True)  # freezing is part of training only; Grad-CAM and later fine-tuning need gradients
     if bundle.multilabel and not outcome.cancelled and outcome.epochs_run > 0:
         bundle.thresholds = _dice_thresholds(bundle, x, train_rows, y_train, dev, r)
     bundle.network.to("cpu")
