@@ -137,6 +137,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     balance = opts.get("class_balance") or "none"
     if balance not in ("none", "weights", "sampler"):
         raise CellclassError(f"unknown class_balance {balance!r}", "use 'none', 'weights' or 'sampler'")
+    recipe_with(recipe or TrainRecipe(), overrides)  # bad option names and values fail before any data is read
     dev = resolve_device(device)
     should_stop = _stop_fn(stop)
     torch.manual_seed(seed)  # the random initialisation of new layers is part of the seed
