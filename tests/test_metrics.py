@@ -72,7 +72,11 @@ def test_multilabel_by_hand():
     assert by_n["2"]["exact_match"] == 0.0 and by_n["2"]["labels_found"] == 0.5
     assert by_n["0"]["exact_match"] == 0.0 and by_n["0"]["labels_found"] is None
     # image 1 misses 'y' with no false positive predicted → the 'nothing' column
-    assert m["multilabel_confusion"] == [[2, 0, 0], [0, 1, 1]]
+    assert m["confusion_matrix"] == [[2, 0, 0], [0, 1, 1]] and m["confusion_columns"] == ["x", "y", "nothing"]
+    assert m["accuracy"] == m["exact_match"] and m["macro_f1"] == m["mean_dice"]
+    assert m["per_class"]["y"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    # AUC of y: positives (0.3, 0.7) vs negatives (0.2, 0.6) win 3 of 4 pairs; x separates perfectly
+    assert m["auc_per_class"] == pytest.approx({"x": 1.0, "y": 0.75}) and m["auc_macro"] == pytest.approx(0.875)
     assert m["per_class_correct_rate"] == pytest.approx({"x": 1.0, "y": 0.5})
     # lists of label indices work as well as a multi-hot array
     m2 = multilabel_metrics([[0], [0, 1], [1], []], probs, ["x", "y"], [0.5, 0.5])
@@ -90,10 +94,13 @@ def test_choose_thresholds_by_hand():
     y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
     probs = np.array([[0.9, 0.2, 0.1], [0.6, 0.3, 0.2], [0.4, 0.7, 0.3], [0.1, 0.6, 0.35]])
     th = choose_thresholds(y, probs)
-    # class 0: every t in 0.41..0.60 separates perfectly → middle 0.50
-    # class 1: best Dice 0.8 for t in 0.21..0.30 (TP 2, FP 1) → middle 0.25
-    # class 2: no positives → Dice 1 when nothing is predicted, t in 0.36..1.00 → 0.68
-    assert th == pytest.approx([0.50, 0.25, 0.68])
+    # class 0: every t in 0.41..0.60 separates perfectly → the one closest to 0.5
+    # class 1: best Dice 0.8 for t in 0.21..0.30 (TP 2, FP 1) → 0.30
+    # class 2: no positives → Dice 1 when nothing is predicted, t in 0.36..0.99 → 0.50
+    assert th == pytest.approx([0.50, 0.30, 0.50])
+    # class 0 alone, scores 0.55 / 0.9 vs 0.1 / 0.2: best run 0.21..0.55 → 0.50; shifted up → 0.6 run 0.61..0.9
+    assert choose_thresholds([[0], [0], [], []], np.array([[0.55], [0.9], [0.1], [0.2]])) == [0.5]
+    assert choose_thresholds([[0], [0], [], []], np.array([[0.95], [0.9], [0.1], [0.6]])) == [0.61]
     assert multilabel_metrics(y, probs, ["a", "b", "c"], th)["per_class_dice"]["b"] == pytest.approx(0.8)
     with pytest.raises(DataError):
         choose_thresholds(y, probs, step=0)

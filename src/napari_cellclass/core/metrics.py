@@ -170,8 +170,16 @@ def multilabel_confusion(y_true: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def multilabel_metrics(y_true: np.ndarray | Sequence[Sequence[int]], probs: np.ndarray, classes: Sequence[str],
                        thresholds: Sequence[float] | None = None) -> dict[str, Any]:
-    """Study 5's metrics at per-class ``thresholds`` (0.5 each when None)."""
-    from sklearn.metrics import accuracy_score
+    """Study 5's metrics at per-class ``thresholds`` (0.5 each when None).
+
+    The keys every evaluation has mean, for multi-label data: ``accuracy`` = exact
+    match (every label of the image right), ``macro_f1`` = ``mean_dice`` (per-class
+    F1 is Dice; classes neither present nor predicted are left out), ``per_class``
+    precision/recall/F1/support per label, ``confusion_matrix`` = study 5's
+    (K, K+1) matrix with a last "nothing predicted" column, ``auc_macro`` over the
+    per-class ROC AUCs.
+    """
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
     classes = list(classes)
     k = len(classes)
@@ -182,6 +190,7 @@ def multilabel_metrics(y_true: np.ndarray | Sequence[Sequence[int]], probs: np.n
         raise DataError(f"{th.size} thresholds for {k} classes", "pass one threshold per class")
     pred = (probs >= th[None, :]).astype(np.int64)
     dice = dice_per_class(y, pred)
+    p, r, _, s = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
     conf = multilabel_confusion(y, pred)
     rows = conf.sum(axis=1)
     correct = np.where(rows > 0, np.diag(conf[:, :k]) / np.maximum(rows, 1), np.nan)
@@ -193,52 +202,63 @@ def multilabel_metrics(y_true: np.ndarray | Sequence[Sequence[int]], probs: np.n
         found = (pred[sel] & y[sel]).sum() / max(int(y[sel].sum()), 1) if n else None
         by_n[str(n)] = {"n_images": int(sel.sum()), "fraction": float(sel.mean()),
                         "exact_match": float(exact[sel].mean()), "labels_found": _f(found)}
+    auc_per = {c: (float(roc_auc_score(y[:, j], probs[:, j])) if 0 < y[:, j].sum() < len(y) else None)
+               for j, c in enumerate(classes)}
+    missing = [c for c, v in auc_per.items() if v is None]
     defined = dice[~np.isnan(dice)]
-    return {
+    mean_dice = float(defined.mean()) if defined.size else None
+    out = {
         "classes": classes,
         "n_images": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": mean_dice,
+        "per_class": {c: {"precision": float(p[j]), "recall": float(r[j]), "f1": _f(dice[j]), "support": int(s[j])}
+                      for j, c in enumerate(classes)},
+        "confusion_matrix": conf.tolist(),
+        "confusion_columns": classes + ["nothing"],
+        "auc_macro": None if missing else float(np.mean(list(auc_per.values()))),
+        "auc_per_class": auc_per,
         "thresholds": [float(t) for t in th],
         "per_class_dice": {c: _f(d) for c, d in zip(classes, dice)},
-        "mean_dice": float(defined.mean()) if defined.size else None,
-        "exact_match": float(accuracy_score(y, pred)),
+        "mean_dice": mean_dice,
+        "exact_match": float(exact.mean()),
         "per_class_correct_rate": {c: _f(v) for c, v in zip(classes, correct)},
         "mean_correct_rate": _f(np.nanmean(correct)) if (~np.isnan(correct)).any() else None,
         "correct_rate_by_n_labels": by_n,
-        "multilabel_confusion": conf.tolist(),
-        "support": {c: int(v) for c, v in zip(classes, y.sum(axis=0))},
     }
+    if missing:
+        out["auc_note"] = (f"ROC AUC is undefined: {', '.join(missing)} is present in all or none of the images")
+    return out
 
 
 def choose_thresholds(y_true: np.ndarray | Sequence[Sequence[int]], probs: np.ndarray, step: float = 0.01) -> list[float]:
-    """Per class, the threshold in ``step``s over [0, 1] that maximises Dice (study 5).
+    """Per class, the threshold in ``step``s (step … 1 - step) that maximises Dice (study 5).
 
     Ties are common (every threshold between the highest negative and the lowest
-    positive score separates them perfectly); we take the middle of the first run
-    of best thresholds, which generalises better than its edge.  A class with no
-    positive example scores Dice 1 when nothing is predicted, so it gets a threshold
-    above all of its scores.
+    positive score separates them perfectly); they go to the threshold closest to
+    0.5, so a class with few examples does not drift to an extreme.  A class never
+    present scores Dice 1 when nothing is predicted.  (Same rule as the training
+    loop's ``core.thresholds``.)
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise DataError(f"probabilities must be (N, K), got shape {probs.shape}")
     y = _multi_hot(y_true, probs.shape[1]).astype(bool)
-    if not 0 < step <= 0.5:
-        raise DataError(f"threshold step must be in (0, 0.5], got {step}")
-    grid = np.round(np.arange(0.0, 1.0 + step / 2, step), 10)
+    if len(y) != len(probs):
+        raise DataError(f"{len(y)} labels but {len(probs)} rows of probabilities")
+    if not 0 < step < 0.5:
+        raise DataError(f"threshold step must be in (0, 0.5), got {step}")
+    grid = np.round(np.arange(step, 1.0 - step / 2, step), 10)
+    predicted = probs[None, :, :] >= grid[:, None, None]  # (T, N, K)
+    tp = (predicted & y[None]).sum(1)
+    fp = (predicted & ~y[None]).sum(1)
+    fn = (~predicted & y[None]).sum(1)
+    denom = 2 * tp + fp + fn
+    dice = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)  # (T, K)
     out: list[float] = []
     for k in range(probs.shape[1]):
-        predicted = probs[:, k, None] >= grid[None, :]  # (N, T)
-        tp = (predicted & y[:, k, None]).sum(0)
-        fp = (predicted & ~y[:, k, None]).sum(0)
-        fn = (~predicted & y[:, k, None]).sum(0)
-        denom = 2 * tp + fp + fn
-        dice = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
-        best = dice.max()
-        first = int(np.argmax(dice >= best - 1e-12))
-        last = first
-        while last + 1 < grid.size and dice[last + 1] >= best - 1e-12:
-            last += 1
-        out.append(float(grid[(first + last) // 2]))
+        best = grid[np.isclose(dice[:, k], dice[:, k].max())]
+        out.append(float(best[np.argmin(np.abs(best - 0.5))]))
     return out
 
 
