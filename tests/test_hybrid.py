@@ -27,3 +27,107 @@ def test_svm_head_equals_sklearn_decision_function(k, kernel):
         np.testing.assert_array_equal((logits[:, 0] > 0).astype(int), pipe.predict(test))
     else:
         np.testing.assert_array_equal(logits.argmax(1), np.argmax(ref, 1))
+
+
+CLASSES = ["COLO-704", "EFO-21"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from napari_cellclass.core.synth import write_dataset
+
+    return write_dataset("cell-line", tmp_path_factory.mktemp("data") / "cells", 12, seed=3, size=(32, 32), classes=CLASSES)
+
+
+@pytest.fixture(scope="module")
+def base():
+    from napari_cellclass.core.bundle import build_model
+
+    # two small timm backbones (random weights: tests never download) voting as one model
+    return build_model(["resnet18", "resnet10t"], classes=CLASSES, input_size=(32, 32), output="binary")
+
+
+@pytest.fixture(scope="module")
+def hybrid(base, folder):
+    from napari_cellclass.core.hybrid import fit_hybrid
+
+    return fit_hybrid(base, folder, device="cpu", seed=0)
+
+
+def test_fit_hybrid_matches_sklearn_on_the_training_features(base, hybrid, folder):
+    from napari_cellclass.core.data import load_dataset
+    from napari_cellclass.core.hybrid import FAMILY, extract_features, is_hybrid
+
+    assert is_hybrid(hybrid) and not is_hybrid(base)
+    assert hybrid.arch.family == "ensemble" and hybrid.arch.vote == "hard"
+    assert [m.family for m in hybrid.arch.members] == [FAMILY, FAMILY]
+    assert base.arch.vote == "soft"  # the input bundle is untouched
+    ds = load_dataset(folder)
+    y = np.asarray([lab[0] for lab in ds.labels])
+    gen = extract_features(base, ds, device="cpu")
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            feats = done.value
+            break
+    for f, member in zip(feats, hybrid.network.members):
+        pipe, _ = fit_svm(f, y, seed=0)  # the same deterministic fit fit_hybrid did
+        np.testing.assert_allclose(member.head.decision(torch.from_numpy(f)).numpy(), pipe.decision_function(f),
+                                   rtol=1e-7, atol=1e-7)
+    assert hybrid.provenance["hybrid"]["n_train"] == 12
+
+
+def test_hybrid_round_trip_without_pickle(hybrid, folder, tmp_path, monkeypatch):
+    import pickle
+
+    from napari_cellclass.core.errors import ModelFileError
+    from napari_cellclass.core.hybrid import load_hybrid, predict_hybrid, save_hybrid
+    from napari_cellclass.core.imagefiles import find_images
+
+    files = find_images([folder])
+    before = predict_hybrid(hybrid, files, device="cpu")
+    path = save_hybrid(hybrid, tmp_path / "hybrid")
+    assert path.suffix == ".safetensors"
+
+    def refuse(*a, **k):
+        raise AssertionError("a model file must never be unpickled")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    loaded = load_hybrid(path)
+    after = predict_hybrid(loaded, files, device="cpu")
+    np.testing.assert_array_equal(after["votes"], before["votes"])
+    assert after["labels"] == before["labels"]
+    assert set(np.unique(np.round(after["votes"], 5))) <= {0.0, 0.5, 1.0}  # two members, hard votes
+    sd0, sd1 = hybrid.network.state_dict(), loaded.network.state_dict()
+    for key in ("members.0.head.support_vectors", "members.1.head.dual_coef", "members.0.head.pca_components"):
+        assert sd1[key].dtype == torch.float64 and torch.equal(sd0[key], sd1[key])
+    from napari_cellclass.core.bundle import build_model, save_model
+
+    plain = save_model(build_model("scaffoldnet", classes=CLASSES, input_size=(32, 32)), tmp_path / "plain")
+    with pytest.raises(ModelFileError, match="not a hybrid"):
+        load_hybrid(plain)
+
+
+def test_train_hybrid_hook_speaks_train_events(base, folder):
+    from napari_cellclass.core.hybrid import is_hybrid, is_hybrid_preset, train_hybrid
+    from napari_cellclass.core.presets import PRESETS
+
+    assert is_hybrid_preset("senescence-ensemble:hybrid-svm") and "senescence-ensemble:hybrid-svm" in PRESETS
+    assert not is_hybrid_preset("senescence-ensemble")
+    gen = train_hybrid(base, folder, device="cpu", val_fraction=0.25, grid={"C": (1.0,), "degree": (2,)})
+    kinds = []
+    while True:
+        try:
+            kinds.append(next(gen).kind)
+        except StopIteration as done:
+            result = done.value
+            break
+    assert kinds[0] == "start" and kinds[-1] == "done" and "epoch" in kinds
+    assert is_hybrid(result.bundle) and not result.cancelled
+    training = result.bundle.provenance["training"]
+    assert training["data"]["n_train"] + training["data"]["n_val"] == 12 and training["data"]["n_val"] >= 2
+    assert "val_accuracy" in training["metrics"]
