@@ -86,3 +86,13 @@ def test_report_without_history_has_no_training_curves(folder, tmp_path):
     model = build_model("scaffoldnet", classes=CLASSES, input_size=(32, 32))
     names = [f.name for f in write_report(model, folder, tmp_path / "r", device="cpu")]
     assert "training_curves.png" not in names and "roc_curves.png" in names
+
+
+def test_learning_curve_run(folder, tmp_path):
+    from napari_cellclass.core.crossval import learning_curve_run
+
+    test = write_dataset("cell-line", tmp_path / "test", 6, seed=9, size=(32, 32), classes=CLASSES)
+    rows = learning_curve_run("scaffoldnet", folder, test, (0.5, 1.0), device="cpu", epochs=1, batch_size=4,
+                              input_size=(32, 32), val_fraction=0.25)
+    assert [r["fraction"] for r in rows] == [0.5, 1.0] and [r["n_train"] for r in rows] == [6, 12]
+    assert all(r["n_images"] == 6 and 0.0 <= r["accuracy"] <= 1.0 for r in rows)

@@ -7,7 +7,9 @@ PCA + SVM preset is fitted with ``core.hybrid`` instead of gradient descent.
 
 ``cross_validate_steps`` is a generator for the viewer's workers (one
 :class:`CVProgress` per training event, cancellable through ``stop``);
-``cross_validate`` runs it to the end.
+``cross_validate`` runs it to the end.  ``learning_curve_run`` trains on growing
+fractions of a training set and scores each model on a fixed test set (study 1,
+table 7).
 """
 
 from __future__ import annotations
@@ -167,9 +169,35 @@ def cross_validate(model: Any, data: Any, folds: int = 10, seed: int = 0, **kwar
     ``stop``, ``channel_axis`` and any option of ``core.train.train`` (epochs=, lr=,
     batch_size=, pretrained=, input_size= …).
     """
-    gen = cross_validate_steps(model, data, folds, seed, **kwargs)
+    return _drain(cross_validate_steps(model, data, folds, seed, **kwargs))
+
+
+def _drain(gen: Generator[Any, None, Any]) -> Any:
     while True:
         try:
             next(gen)
         except StopIteration as done:
             return done.value
+
+
+def learning_curve_run(model: Any, train_data: Any, test_data: Any, fractions: tuple[float, ...] | None = None,
+                       seed: int = 0, *, device: Any = "auto", channel_axis: Any = "auto", stop: Any = None,
+                       **train_kwargs: Any) -> list[dict[str, Any]]:
+    """Study 1, table 7: train on 20/40/60/80/100 % of ``train_data`` (nested,
+    stratified subsets), score each model on the fixed ``test_data``.
+
+    Returns one row per fraction: ``fraction``, ``n_train`` and the scalar metrics
+    of ``evaluate`` (accuracy, macro F1, AUC …).
+    """
+    from .data import load_dataset
+    from .evaluate import evaluate
+    from .metrics import LEARNING_CURVE_FRACTIONS, learning_curve
+
+    ds = load_dataset(train_data, channel_axis=channel_axis, multi_label=train_kwargs.get("multi_label"))
+    test = load_dataset(test_data, channel_axis=channel_axis, multi_label=train_kwargs.get("multi_label"))
+
+    def train_fn(idx: np.ndarray) -> Any:
+        return _drain(_train_fold(model, ds.subset(idx), ds.classes, seed, device, stop, train_kwargs))[0]
+
+    return learning_curve(train_fn, lambda b: evaluate(b, test, device=device), ds.labels,
+                          fractions or LEARNING_CURVE_FRACTIONS, seed)

@@ -15,6 +15,7 @@ and explained like any other model.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,15 @@ class SVMHead(nn.Module):
     def num_classes(self) -> int:
         return len(self.n_support)
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # Apple's MPS has no float64: there the SVM stays on the CPU (it is tiny next
+        # to the backbone) and forward() moves the pooled features to it and back.
+        if fn(torch.zeros(1)).device.type == "mps":
+            return self
+        return super()._apply(fn, recurse)
+
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
-        x = pooled.to(self.pca_mean.dtype)
+        x = pooled.to(self.pca_mean.device, self.pca_mean.dtype)
         x = (x - self.scale_mean) / self.scale_std
         return (x - self.pca_mean) @ self.pca_components.T
 
@@ -117,10 +125,12 @@ class SVMHead(nn.Module):
         return votes + conf / (3 * (conf.abs() + 1))
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        d = self.decision(pooled)
+        # float64 throughout, whatever mixed precision the backbone ran in
+        with torch.autocast(device_type=self.pca_mean.device.type, enabled=False):
+            d = self.decision(pooled)
         if d.ndim == 1:  # two classes: positive → the second class
-            return (d[:, None] if self.n_outputs == 1 else torch.stack([-d / 2, d / 2], 1)).float()
-        return d.float()
+            d = d[:, None] if self.n_outputs == 1 else torch.stack([-d / 2, d / 2], 1)
+        return d.to(pooled.device, torch.float32)
 
 
 class HybridSVMClassifier(Classifier):
@@ -382,6 +392,7 @@ def train_hybrid(model: Any, data: Any, *, classes: list[str] | None = None, val
     from .presets import PRESETS
     from .train import TrainEvent, TrainResult
 
+    t0 = time.perf_counter()
     ds = load_dataset(data, classes, channel_axis=channel_axis, multi_label=False)
     name = preset or (model if isinstance(model, str) else None)
     if isinstance(model, ModelBundle):
@@ -425,6 +436,7 @@ def train_hybrid(model: Any, data: Any, *, classes: list[str] | None = None, val
     bundle.provenance["preset"] = name if name in PRESETS else bundle.provenance.get("preset")
     bundle.provenance["training"] = {
         "method": "hybrid: frozen backbone features → PCA → SVM (scikit-learn), hard vote", "epochs_run": 0,
+        "time_s": time.perf_counter() - t0,
         "best_epoch": None, "seed": seed, "history": history, "metrics": metrics,
         "data": {"n_train": len(train_ds), "n_val": len(val_ds) if val_ds else 0, "class_counts": ds.class_counts()},
     }
