@@ -137,6 +137,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     balance = opts.get("class_balance") or "none"
     if balance not in ("none", "weights", "sampler"):
         raise CellclassError(f"unknown class_balance {balance!r}", "use 'none', 'weights' or 'sampler'")
+    recipe_with(recipe or TrainRecipe(), overrides)  # bad option names and values fail before any data is read
     dev = resolve_device(device)
     should_stop = _stop_fn(stop)
     torch.manual_seed(seed)  # the random initialisation of new layers is part of the seed
@@ -198,6 +199,8 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         torch.backends.cudnn.benchmark = old_bench
 
     bundle.network.eval()
+    for p in bundle.network.parameters():
+        p.requires_grad_(True)  # freezing is part of training only; Grad-CAM and later fine-tuning need gradients
     if bundle.multilabel and not outcome.cancelled and outcome.epochs_run > 0:
         bundle.thresholds = _dice_thresholds(bundle, x, train_rows, y_train, dev, r)
     bundle.network.to("cpu")
