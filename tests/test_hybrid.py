@@ -131,3 +131,49 @@ def test_train_hybrid_hook_speaks_train_events(base, folder):
     training = result.bundle.provenance["training"]
     assert training["data"]["n_train"] + training["data"]["n_val"] == 12 and training["data"]["n_val"] >= 2
     assert "val_accuracy" in training["metrics"] and training["time_s"] >= 0  # the train CLI prints time_s
+
+
+def test_train_cli_fits_the_hybrid_preset(folder, tmp_path, monkeypatch, capsys):
+    """`cellclass train --preset senescence-ensemble:hybrid-svm` fits SVMs instead of training;
+    the preset's seven ImageNet backbones are swapped for two small ones to keep the test fast."""
+    from dataclasses import replace
+
+    from napari_cellclass.cli import main
+    from napari_cellclass.core.hybrid import FAMILY, load_hybrid
+    from napari_cellclass.core.models.registry import ArchSpec, ensemble_spec
+    from napari_cellclass.core.presets import PRESETS
+
+    name = "senescence-ensemble:hybrid-svm"
+    p = PRESETS[name]
+    head = p.arch.members[0].head
+    small = ensemble_spec([ArchSpec("timm", "mobilenetv2_100", head), ArchSpec("timm", "resnet10t", head)], vote="hard")
+    monkeypatch.setitem(PRESETS, name, replace(p, arch=small))
+    out = tmp_path / "hybrid.safetensors"
+    rc = main(["train", str(folder), "--preset", name, "--out", str(out), "--no-pretrained", "--input-size", "32",
+               "--device", "cpu", "--no-progress", "--set", 'grid={"C": [1.0], "degree": [2]}'])
+    assert rc == 0, capsys.readouterr().err
+    bundle = load_hybrid(out)
+    assert [m.family for m in bundle.arch.members] == [FAMILY, FAMILY]
+    assert bundle.provenance["preset"] == name and bundle.provenance["training"]["epochs_run"] == 0
+    assert main(["evaluate", str(out), str(folder), "--device", "cpu"]) == 0
+
+
+def test_train_hybrid_cancel_returns_a_loadable_model(base, folder, tmp_path):
+    import threading
+
+    from napari_cellclass.core.bundle import load_model, save_model
+    from napari_cellclass.core.hybrid import train_hybrid
+
+    stop = threading.Event()
+    stop.set()
+    gen = train_hybrid(base, folder, device="cpu", stop=stop)
+    kinds = []
+    while True:
+        try:
+            kinds.append(next(gen).kind)
+        except StopIteration as done:
+            result = done.value
+            break
+    assert result.cancelled and kinds[-1] == "cancelled"
+    assert "training" not in base.provenance  # the caller's bundle is untouched
+    load_model(save_model(result.bundle, tmp_path / "partial"))

@@ -427,7 +427,13 @@ def train_hybrid(model: Any, data: Any, *, classes: list[str] | None = None, val
                              None, None, {}, None, None, ev.message)
     except Cancelled:
         yield TrainEvent("cancelled", 0, 1, 0, len(train_ds), None, None, {}, None, None, "cancelled")
-        return TrainResult(base, [], cancelled=True, stopped_early=False)
+        # nothing fitted: the (unchanged) starting network, with a training record saying so
+        unfitted = ModelBundle(base.network, list(base.classes), base.output, base.in_chans, base.preprocess, base.arch,
+                               list(base.channel_names), base.thresholds,
+                               {**base.provenance, "training": {"method": "hybrid (cancelled before the SVMs were fitted)",
+                                                                "epochs_run": 0, "best_epoch": None, "metrics": {},
+                                                                "time_s": time.perf_counter() - t0}})
+        return TrainResult(unfitted, [], cancelled=True, stopped_early=False)
     metrics: dict[str, float] = {}
     if val_ds is not None and len(val_ds):
         m = evaluate(bundle, val_ds, device=device)
