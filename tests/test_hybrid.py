@@ -133,21 +133,30 @@ def test_train_hybrid_hook_speaks_train_events(base, folder):
     assert "val_accuracy" in training["metrics"] and training["time_s"] >= 0  # the train CLI prints time_s
 
 
-def test_train_cli_fits_the_hybrid_preset(folder, tmp_path, monkeypatch, capsys):
-    """`cellclass train --preset senescence-ensemble:hybrid-svm` fits SVMs instead of training;
-    the preset's seven ImageNet backbones are swapped for two small ones to keep the test fast."""
+HYBRID_PRESET = "senescence-ensemble:hybrid-svm"
+
+
+@pytest.fixture
+def small_hybrid_preset(monkeypatch):
+    """The hybrid preset with its seven ImageNet backbones swapped for two small ones (fast, offline)."""
     from dataclasses import replace
 
-    from napari_cellclass.cli import main
-    from napari_cellclass.core.hybrid import FAMILY, load_hybrid
     from napari_cellclass.core.models.registry import ArchSpec, ensemble_spec
     from napari_cellclass.core.presets import PRESETS
 
-    name = "senescence-ensemble:hybrid-svm"
-    p = PRESETS[name]
+    p = PRESETS[HYBRID_PRESET]
     head = p.arch.members[0].head
     small = ensemble_spec([ArchSpec("timm", "mobilenetv2_100", head), ArchSpec("timm", "resnet10t", head)], vote="hard")
-    monkeypatch.setitem(PRESETS, name, replace(p, arch=small))
+    monkeypatch.setitem(PRESETS, HYBRID_PRESET, replace(p, arch=small))
+    return HYBRID_PRESET
+
+
+def test_train_cli_fits_the_hybrid_preset(folder, tmp_path, small_hybrid_preset, capsys):
+    """`cellclass train --preset senescence-ensemble:hybrid-svm` fits SVMs instead of training."""
+    from napari_cellclass.cli import main
+    from napari_cellclass.core.hybrid import FAMILY, load_hybrid
+
+    name = small_hybrid_preset
     out = tmp_path / "hybrid.safetensors"
     rc = main(["train", str(folder), "--preset", name, "--out", str(out), "--no-pretrained", "--input-size", "32",
                "--device", "cpu", "--no-progress", "--set", 'grid={"C": [1.0], "degree": [2]}'])
@@ -177,3 +186,12 @@ def test_train_hybrid_cancel_returns_a_loadable_model(base, folder, tmp_path):
     assert result.cancelled and kinds[-1] == "cancelled"
     assert "training" not in base.provenance  # the caller's bundle is untouched
     load_model(save_model(result.bundle, tmp_path / "partial"))
+
+
+def test_cross_validate_the_hybrid_preset(folder, small_hybrid_preset):
+    from napari_cellclass.core.crossval import cross_validate
+
+    res = cross_validate(small_hybrid_preset, folder, folds=2, device="cpu", pretrained=False, input_size=(32, 32),
+                         val_fraction=0.0, grid={"C": (1.0,), "degree": (2,)})
+    assert [f["training"]["kind"] for f in res["per_fold"]] == ["hybrid", "hybrid"]
+    assert [f["n_test"] for f in res["per_fold"]] == [6, 6] and res["summary"]["accuracy"]["n"] == 2

@@ -35,7 +35,7 @@ class CVProgress:
     fold: int  # 1-based fold being trained (folds + 1 once all are done)
     folds: int
     message: str
-    event: Any = None  # the TrainEvent / HybridProgress of the fold's training, when there is one
+    event: Any = None  # the TrainEvent of the fold's training, when there is one
     fold_metrics: dict[str, Any] | None = None  # set on the event that finishes a fold
 
     @property
@@ -43,35 +43,23 @@ class CVProgress:
         """Overall progress 0..1, counting the fold's training steps where known."""
         within = 0.0
         ev = self.event
-        if ev is not None and getattr(ev, "steps", 0):
+        if ev is not None and ev.steps:
             within = min(1.0, ev.step / ev.steps)
-        elif ev is not None and getattr(ev, "total", 0):
-            within = min(1.0, ev.done / ev.total)
         return min(1.0, (self.fold - 1 + within) / self.folds)
-
-
-def _is_hybrid(model: Any) -> bool:
-    from .hybrid import is_hybrid_preset
-
-    return isinstance(model, str) and is_hybrid_preset(model)
 
 
 def _train_fold(model: Any, train_ds: Any, classes: list[str], seed: int, device: Any, stop: Any,
                 train_kwargs: dict[str, Any]) -> Generator[Any, None, tuple[Any, dict[str, Any]]]:
-    """Yield the fold's training events; return (bundle, training summary)."""
-    if _is_hybrid(model):
-        from .bundle import build_model
-        from .hybrid import fit_hybrid_steps
+    """Yield the fold's training events; return (bundle, training summary).
 
-        kw = dict(train_kwargs)
-        base = build_model(model, classes=classes, pretrained=kw.pop("pretrained", None), weights=kw.pop("weights", None),
-                           input_size=kw.pop("input_size", None))
-        hybrid_opts = {k: kw.pop(k) for k in ("kernel", "grid", "cv", "batch_size") if k in kw}
-        bundle = yield from fit_hybrid_steps(base, train_ds, device=device, seed=seed, stop=stop, **hybrid_opts)
-        return bundle, {"kind": "hybrid", **bundle.provenance.get("hybrid", {})}
+    The hybrid PCA + SVM preset is fitted by ``core.hybrid.train_hybrid``, which
+    takes ``train``'s arguments and speaks its events.
+    """
+    from .hybrid import is_hybrid_preset, train_hybrid
     from .train import train
 
-    gen = train(model, train_ds, classes=classes, device=device, stop=stop, seed=seed, **train_kwargs)
+    runner = train_hybrid if is_hybrid_preset(model) else train
+    gen = runner(model, train_ds, classes=classes, device=device, stop=stop, seed=seed, **train_kwargs)
     while True:
         try:
             event = next(gen)
@@ -80,7 +68,8 @@ def _train_fold(model: Any, train_ds: Any, classes: list[str], seed: int, device
             break
         yield event
     training = result.bundle.provenance.get("training") or {}
-    return result.bundle, {"kind": "train", "cancelled": bool(result.cancelled), "stopped_early": bool(result.stopped_early),
+    return result.bundle, {"kind": "hybrid" if runner is train_hybrid else "train", "cancelled": bool(result.cancelled),
+                           "stopped_early": bool(result.stopped_early),
                            "epochs_run": training.get("epochs_run", len(result.history)),
                            "best_epoch": training.get("best_epoch"), "history": result.history}
 
@@ -125,7 +114,7 @@ def cross_validate_steps(model: Any, data: Any, folds: int = 10, seed: int = 0, 
             except StopIteration as done:
                 bundle, training = done.value
                 break
-            yield CVProgress(f, folds, f"fold {f}/{folds}: " + (ev.line() if hasattr(ev, "line") else ev.message), ev)
+            yield CVProgress(f, folds, f"fold {f}/{folds}: {ev.line()}", ev)
         if training.get("cancelled") or (stop is not None and stop.is_set()):
             cancelled = True
             break
