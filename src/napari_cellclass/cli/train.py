@@ -97,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
 
     bar = Bar(enabled=not args.no_progress and _dist().is_main)  # one progress bar per torchrun job
     try:
-        gen = train(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
-                    **_overrides(args))
+        from ..core.hybrid import is_hybrid_preset, train_hybrid  # study 4's PCA + SVM preset: fitted, not trained
+
+        runner = train_hybrid if is_hybrid_preset(model) else train
+        gen = runner(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
+                     **_overrides(args))
         while True:
             try:
                 ev = next(gen)
