@@ -65,10 +65,13 @@ def test_preset_trains_saves_loads_predicts(name, tmp_path):
             break
     b = res.bundle
     tr = b.provenance["training"]
-    n_stages = max(1, len(PRESETS[name].train.stages))
-    assert tr["epochs_run"] == n_stages and tr["data"]["n_val"] >= 1
+    if name.endswith(":hybrid-svm"):  # fitted (PCA + SVM heads, core.hybrid), not trained for epochs
+        assert tr["epochs_run"] == 0 and tr["method"].startswith("hybrid") and not res.cancelled
+    else:
+        assert tr["epochs_run"] == max(1, len(PRESETS[name].train.stages))
+        assert all(np.isfinite(h["loss"]) for h in res.history)
+    assert tr["data"]["n_val"] >= 1
     assert b.provenance["preset"] == name and b.classes == s.classes and b.input_size == size
-    assert all(np.isfinite(h["loss"]) for h in res.history)
     again = load_model(save_model(b, tmp_path / "m.safetensors"))
     probs = predict(again, s.images[:2], channel_axis=axis)
     assert probs.shape == (2, len(s.classes)) and np.isfinite(probs).all()

@@ -132,7 +132,18 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
           recipe: TrainRecipe | None = None, preset: str | None = None, device: str | torch.device = "auto",
           stop: threading.Event | Callable[[], bool] | None = None, seed: int = 0, channel_axis: Any = "auto",
           **overrides: Any) -> Generator[TrainEvent, None, TrainResult]:
-    """Train or fine-tune; yields :class:`TrainEvent` and returns a :class:`TrainResult`."""
+    """Train or fine-tune; yields :class:`TrainEvent` and returns a :class:`TrainResult`.
+
+    The hybrid preset (``…:hybrid-svm``) is fitted, not trained: it goes to
+    ``core.hybrid.train_hybrid``, which has this signature and these events.
+    """
+    if isinstance(model, str) and model.endswith(":hybrid-svm"):
+        from .hybrid import is_hybrid_preset, train_hybrid
+
+        if is_hybrid_preset(model):
+            return (yield from train_hybrid(model, data, classes=classes, val_data=val_data, recipe=recipe,
+                                            preset=preset, device=device, stop=stop, seed=seed,
+                                            channel_axis=channel_axis, **overrides))
     t_start = time.perf_counter()
     opts = {k: overrides.pop(k) for k in list(overrides) if k in BUILD_OPTIONS}
     balance = opts.get("class_balance") or "none"
