@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,3 +48,32 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_saves_the_best_model_and_exits_130(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    data, out = tmp_path / "bf", tmp_path / "m.safetensors"
+    assert main(["synth", "brightfield", str(data), "--n", "8", "--size", "32", "32", "--no-progress"]) == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "napari_cellclass.cli", "train", str(data), "--arch", "senescence_cnn",
+                             "--input-size", "32", "--epochs", "100000", "--device", "cpu", "--no-progress",
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(300, proc.kill)  # a failure must not hang the suite
+    watchdog.start()
+    lines = []
+    for line in proc.stderr:  # wait for a finished epoch, so there is a best model to keep
+        lines.append(line)
+        if line.startswith("epoch 1/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=300)[1]
+    watchdog.cancel()
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "saved the best model so far" in rest
+    b = load_model(out)
+    assert b.provenance["training"]["cancelled"] is True and b.provenance["training"]["epochs_run"] >= 1

@@ -8,8 +8,9 @@ import time
 
 
 class Bar:
-    def __init__(self, enabled: bool = True, width: int = 28, stream=None) -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool = True, width: int = 28, stream=None, lines: bool = True) -> None:
+        self.enabled = enabled  # the bar itself
+        self.lines = lines  # permanent lines (epoch summaries) are printed even without the bar
         self.width = width
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -44,7 +45,7 @@ class Bar:
 
     def message(self, text: str) -> None:
         """A permanent line (e.g. an epoch summary) above the bar."""
-        if not self.enabled:
+        if not self.lines:
             return
         self.close()
         print(text, file=self.stream, flush=True)

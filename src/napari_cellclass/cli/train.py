@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     old = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     from ..core.distributed import context as _dist
 
-    bar = Bar(enabled=not args.no_progress and _dist().is_main)  # one progress bar per torchrun job
+    is_main = _dist().is_main
+    bar = Bar(enabled=not args.no_progress and is_main, lines=is_main)  # one progress report per torchrun job
     try:
         from ..core.hybrid import is_hybrid_preset, train_hybrid  # study 4's PCA + SVM preset: fitted, not trained
 
