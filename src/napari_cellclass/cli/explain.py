@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -50,7 +49,8 @@ def tiff_bytes(maps, metadata: dict) -> bytes:
     import tifffile
 
     buf = io.BytesIO()
-    tifffile.imwrite(buf, maps, description=json.dumps(metadata), metadata=None)
+    # tifffile's JSON description keeps the (K, H, W) shape (K = 1 too) next to our metadata
+    tifffile.imwrite(buf, maps, photometric="minisblack", metadata={"axes": "CYX", **metadata})
     return buf.getvalue()
 
 
