@@ -9,7 +9,8 @@ against ground-truth masks.
 
 from __future__ import annotations
 
-from .engine import explain, explain_batch, explain_steps, resolve_targets
+from .engine import explain, explain_batch, explain_steps
+from .targets import resolve_targets
 from .result import METHODS, ExplainResult, Progress
 
 __all__ = ["explain", "explain_batch", "explain_steps", "resolve_targets", "ExplainResult", "Progress", "METHODS"]
