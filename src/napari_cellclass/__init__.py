@@ -26,6 +26,8 @@ _API: dict[str, str] = {
     "predict_records": ".core.predict",
     "predict_map": ".core.tiling",
     "tile_grid": ".core.tiling",
+    "explain": ".core.explain",
+    "explain_batch": ".core.explain",
     "list_architectures": ".core.models.registry",
     "list_presets": ".core.presets",
     "get_preset": ".core.presets",
