@@ -64,7 +64,8 @@ def cached_inputs(ds: Dataset, preprocess: Preprocess, in_chans: int, device: to
         if stop is not None and stop():
             raise Cancelled("training")
         plane = match_channels(plane, in_chans, None, store.names[j])
-        t = torch.from_numpy(np.ascontiguousarray(plane)).to(work_dev)
+        plane = np.ascontiguousarray(plane)
+        t = torch.from_numpy(plane if plane.flags.writeable else plane.copy()).to(work_dev)
         vm = torch.tensor([np.nan if vmax is None else vmax], dtype=torch.float32, device=work_dev)
         out, _ = preprocess.prepare_batch(t[None], vm)
         x[j] = out[0].to(x.device)
