@@ -354,3 +354,30 @@ def test_bad_method_is_an_error_with_the_choices():
         explain(b, rgb(0), "saliency")
     with pytest.raises(CellclassError, match="CAM always uses"):
         explain(linear_convstack(), rgb(0), "cam", layer="features.0")
+
+
+# ------------------------------------------------------------------ the bad-input matrix (issue 7)
+@pytest.fixture(scope="module")
+def resnet_tiny():
+    return build_model("resnet18", classes=["a", "b"], input_size=(32, 32))
+
+
+def _bad_input_cases():
+    from badinputs import IMAGE_CASES
+
+    return IMAGE_CASES
+
+
+@pytest.mark.parametrize("case", list(_bad_input_cases()))
+def test_bad_images_give_maps_or_a_cellclass_error(case, resnet_tiny):
+    from badinputs import _OK
+
+    make, expected = _bad_input_cases()[case]
+    img = make()
+    if expected == _OK:
+        r = explain(resnet_tiny, img)
+        assert np.isfinite(r.maps).all() and r.maps.shape[1:] == (img.shape[0], img.shape[1])
+    else:
+        with pytest.raises(CellclassError, match=expected):
+            explain(resnet_tiny, img)
+    assert n_hooks(resnet_tiny.network) == 0
