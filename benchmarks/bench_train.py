@@ -79,7 +79,8 @@ def run(cfg: dict, device: torch.device) -> list[Result]:
     def ours(epochs: int) -> float:
         return min(_run_ours(bundle, items, data.classes, cfg, device, epochs, val_fraction) for _ in range(repeats))
 
-    ours(1)  # warm-up: first calls allocate, build thread pools and pick kernels
+    if cfg.get("train_warmup", True):
+        ours(1)  # warm-up: first calls allocate, build thread pools and pick kernels
     t1, tn = ours(1), ours(1 + extra_epochs)
     ours_epoch = max(tn - t1, 1e-9) / extra_epochs
 
@@ -94,7 +95,8 @@ def run(cfg: dict, device: torch.device) -> list[Result]:
         return min(_plain_epochs(copy.deepcopy(bundle.network), x_train, y_train, x_val, y_val, batch, device, epochs)
                    for _ in range(repeats))
 
-    plain(1)  # warm-up, as for ours
+    if cfg.get("train_warmup", True):
+        plain(1)  # warm-up, as for ours
     p1, pn = plain(1), plain(1 + extra_epochs)
     plain_epoch = max(pn - p1, 1e-9) / extra_epochs
     return [
