@@ -1,0 +1,85 @@
+"""'What to label next': rank the open images' unlabelled planes by the model's
+uncertainty and step through them, most uncertain first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ..core.active import SINGLE_METHODS
+from .finetune_jobs import RankedPlanes, rank_job
+from .jobs import make_request
+from .runner import JobControls
+from .session import Session
+
+
+class NextToLabel(QWidget):
+    """Rank button (a job with progress and cancel) and a 'next most uncertain' button."""
+
+    def __init__(self, viewer: Any, session: Session, labelled: Callable[[], set[tuple[str, int]]],
+                 go: Callable[[str, int], bool], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer, self.session = viewer, session
+        self._labelled, self._go = labelled, go
+        self.method = QComboBox()
+        self.method.addItems([m for m in SINGLE_METHODS if m != "threshold"])
+        self.method.setCurrentText(session.settings.get("annotate.rank_method", "margin"))
+        self.controls = JobControls("Rank by uncertainty")
+        self.next_button = QPushButton("Next most uncertain")
+        self.next_button.setEnabled(False)
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("score"))
+        row.addWidget(self.method, 1)
+        row.addWidget(self.next_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.controls)
+        layout.addWidget(self.info)
+        self.ranking: RankedPlanes | None = None
+        self._visited: set[tuple[str, int]] = set()
+        self.controls.run_requested.connect(self.rank)
+        self.next_button.clicked.connect(self.next)
+        self.method.currentTextChanged.connect(lambda m: session.settings.set("annotate.rank_method", m))
+
+    def rank(self) -> Any:
+        from .pickers import image_layers
+
+        layers = image_layers(self.viewer)
+        if not layers:
+            show_info("What to label next: open images (or a folder as a stack) first")
+            return None
+        requests = [make_request(self.viewer, layer) for layer in layers]
+        return self.controls.start(rank_job, self.session, requests, self._labelled(), self.method.currentText(),
+                                   desc="rank by uncertainty", on_done=self._ranked)
+
+    def _ranked(self, ranking: RankedPlanes) -> None:
+        self.ranking, self._visited = ranking, set()
+        self.next_button.setEnabled(bool(ranking.keys))
+        self.info.setText(f"{len(ranking.keys)} unlabelled plane(s) ranked by {ranking.method} with {ranking.model}")
+
+    def remaining(self) -> list[tuple[str, int]]:
+        if self.ranking is None:
+            return []
+        done = self._labelled() | self._visited
+        return [k for k in self.ranking.keys if k not in done]
+
+    def next(self) -> tuple[str, int] | None:
+        """Go to the most uncertain plane not labelled (nor shown by this button) yet."""
+        for key in self.remaining():
+            self._visited.add(key)
+            if self._go(*key):
+                i = self.ranking.keys.index(key)  # type: ignore[union-attr]
+                left = len(self.remaining())
+                self.info.setText(f"'{key[0]}' plane {key[1]}: uncertainty {self.ranking.scores[i]:.2f} "  # type: ignore[union-attr]
+                                  f"({left} more to go)")
+                return key
+        self.info.setText("every ranked plane is labelled or was shown; rank again after fine-tuning")
+        self.next_button.setEnabled(False)
+        return None
