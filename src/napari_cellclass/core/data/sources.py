@@ -1,0 +1,199 @@
+"""Reading a data set's *index* (which images, which labels) from its three sources.
+
+* a folder with one sub-folder per class (``classes.txt`` in it fixes the order);
+  a folder holding ``labels.csv`` is read as a manifest instead (the multi-label
+  layout ``core.synth.write_dataset`` and ``core.annotations.export_dataset`` write);
+* a CSV manifest ``path,labels`` (labels joined by ``;``; paths relative to the CSV;
+  ``masks/<stem>.tif`` beside it, when present, are the per-class ground-truth masks);
+* a list of in-memory items ``(image or path, labels, name)`` — what
+  ``TrainingSample.as_tuple()`` gives.
+
+Only the index is read here; pixels are read lazily (``dataset.py``), so an
+unreadable file is reported by name when it is first used.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..imagefiles import IMAGE_SUFFIXES
+from ..images import ChannelAxis
+from .dataset import Dataset, _Store
+
+MANIFEST_NAMES = ("labels.csv", "manifest.csv")
+
+
+def load_dataset(source: Any, classes: Sequence[str] | None = None, *, channel_axis: ChannelAxis = "auto",
+                 multi_label: bool | None = None, cache: bool = True) -> Dataset:
+    """A :class:`Dataset` from a class-folder tree, a CSV manifest or in-memory items.
+
+    ``classes`` fixes the class order (and must name every class the data uses);
+    ``multi_label=None`` decides from the data (any item with other than one label).
+    """
+    if isinstance(source, Dataset):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"data set {path} does not exist", "check the path")
+        if path.is_dir():
+            manifest = next((path / n for n in MANIFEST_NAMES if (path / n).is_file()), None)
+            if manifest is not None:
+                return _from_csv(manifest, classes, channel_axis, multi_label, cache)
+            return _from_folder(path, classes, channel_axis, multi_label, cache)
+        if path.suffix.lower() == ".csv":
+            return _from_csv(path, classes, channel_axis, multi_label, cache)
+        raise DataError(f"{path} is neither a folder nor a CSV manifest",
+                        "pass a folder with one sub-folder per class, or a CSV with columns path,labels")
+    if isinstance(source, Sequence) or hasattr(source, "__iter__"):
+        return _from_items(list(source), classes, channel_axis, multi_label, cache)
+    raise DataError(f"cannot read a data set from {type(source).__name__}",
+                    "pass a folder, a CSV manifest or a list of (image, labels, name) items")
+
+
+def _read_classes_txt(folder: Path) -> list[str] | None:
+    f = folder / "classes.txt"
+    if not f.is_file():
+        return None
+    names = [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return names or None
+
+
+def _check_classes(classes: Sequence[str], where: str) -> list[str]:
+    classes = [str(c) for c in classes]
+    if len(set(classes)) != len(classes):
+        raise DataError(f"{where}: class names must be unique, got {classes}")
+    if not classes:
+        raise DataError(f"{where}: no classes", "a data set needs at least one class")
+    return classes
+
+
+def _decide_multilabel(labels: list[list[int]], multi_label: bool | None, where: str, names: list[str]) -> bool:
+    if multi_label is None:
+        return any(len(lab) != 1 for lab in labels)
+    if not multi_label:
+        bad = [n for n, lab in zip(names, labels) if len(lab) != 1]
+        if bad:
+            raise DataError(f"{where}: {len(bad)} item(s) have other than one label (e.g. {bad[0]}) in a single-label data set",
+                            "give every image exactly one label, or train multi-label")
+    return bool(multi_label)
+
+
+def _from_folder(root: Path, classes: Sequence[str] | None, channel_axis: ChannelAxis,
+                 multi_label: bool | None, cache: bool) -> Dataset:
+    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    order = list(classes) if classes else (_read_classes_txt(root) or subdirs)
+    order = _check_classes(order, str(root))
+    unknown = [d for d in subdirs if d not in order and _has_images(root / d)]
+    if unknown:
+        raise DataError(f"{root}: sub-folder(s) {unknown} are not among the classes {order}",
+                        "add them to classes (or classes.txt), or move them out of the data set folder")
+    sources: list[Any] = []
+    labels: list[list[int]] = []
+    for k, c in enumerate(order):
+        folder = root / c
+        if not folder.is_dir():
+            continue
+        for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            sources.append(f)
+            labels.append([k])
+    if not sources:
+        raise DataError(f"no images found in {root}",
+                        "put images (TIFF, PNG, JPEG) into one sub-folder per class, or point to a CSV manifest")
+    names = [str(p) for p in sources]
+    ml = _decide_multilabel(labels, multi_label, str(root), names)
+    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache))
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+
+
+def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAxis,
+              multi_label: bool | None, cache: bool) -> Dataset:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read the manifest {path} ({err})", "it must be a UTF-8 CSV with columns path,labels") from err
+    if not rows or "path" not in rows[0] or "labels" not in rows[0]:
+        raise DataError(f"{path}: expected a header 'path,labels' and at least one row", "see docs: CSV manifest")
+    raw_labels = [[s.strip() for s in (r["labels"] or "").split(";") if s.strip()] for r in rows]
+    order = list(classes) if classes else _read_classes_txt(path.parent)
+    if order is None:
+        order = sorted({c for lab in raw_labels for c in lab})
+    order = _check_classes(order, str(path))
+    lookup = {c: k for k, c in enumerate(order)}
+    sources: list[Any] = []
+    labels: list[list[int]] = []
+    mask_paths: list[Path | None] = []
+    mask_dir = path.parent / "masks"
+    for line, (r, lab) in enumerate(zip(rows, raw_labels), start=2):
+        unknown = [c for c in lab if c not in lookup]
+        if unknown:
+            raise DataError(f"{path}, line {line}: unknown class(es) {unknown}; the classes are {order}",
+                            "fix the label, or add the class to classes (classes.txt)")
+        if not r["path"]:
+            raise DataError(f"{path}, line {line}: empty path")
+        p = Path(r["path"])
+        p = p if p.is_absolute() else path.parent / p
+        sources.append(p)
+        labels.append(sorted({lookup[c] for c in lab}))
+        m = mask_dir / f"{p.stem}.tif"
+        mask_paths.append(m if m.is_file() else None)
+    names = [str(p) for p in sources]
+    ml = _decide_multilabel(labels, multi_label, str(path), names)
+    masks = mask_paths if any(m is not None for m in mask_paths) else None
+    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks))
+
+
+def _from_items(items: list[Any], classes: Sequence[str] | None, channel_axis: ChannelAxis,
+                multi_label: bool | None, cache: bool) -> Dataset:
+    if not items:
+        raise DataError("no training items", "label some images first")
+    sources: list[Any] = []
+    raw: list[list[Any]] = []
+    names: list[str] = []
+    for i, it in enumerate(items):
+        if hasattr(it, "as_tuple"):
+            it = it.as_tuple()
+        try:
+            img, lab = it[0], it[1]
+            name = str(it[2]) if len(it) > 2 else f"item {i}"
+        except (TypeError, IndexError) as err:
+            raise DataError(f"training item {i} is not an (image, labels, name) tuple", "see load_dataset") from err
+        if isinstance(lab, (int, np.integer, str)):
+            lab = [lab]
+        sources.append(img if isinstance(img, (str, os.PathLike)) else np.asarray(img) if not hasattr(img, "shape") else img)
+        raw.append(list(lab))
+        names.append(name)
+    uses_names = any(isinstance(v, str) for lab in raw for v in lab)
+    if classes:
+        order = _check_classes(classes, "training items")
+    elif uses_names:
+        order = _check_classes(sorted({str(v) for lab in raw for v in lab}), "training items")
+    else:
+        raise DataError("training items carry class indices but no class names were given", "pass classes=[...]")
+    lookup = {c: k for k, c in enumerate(order)}
+    labels: list[list[int]] = []
+    for name, lab in zip(names, raw):
+        idx = []
+        for v in lab:
+            if isinstance(v, str):
+                if v not in lookup:
+                    raise DataError(f"{name}: unknown class {v!r}; the classes are {order}")
+                idx.append(lookup[v])
+            else:
+                if not 0 <= int(v) < len(order):
+                    raise DataError(f"{name}: class index {v} out of range for {len(order)} classes")
+                idx.append(int(v))
+        labels.append(sorted(set(idx)))
+    ml = _decide_multilabel(labels, multi_label, "training items", names)
+    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache))
