@@ -72,9 +72,7 @@ class FineTuneOptions:
         if self.two_stage:
             first = max(1, self.epochs // 2)
             kw["stages"] = (Stage("head", self.lr, first), Stage("all", self.lr / 10, max(1, self.epochs - first)))
-        if self.input_size is not None:
-            kw["input_size"] = tuple(int(v) for v in self.input_size)
-        return kw
+        return kw  # input_size is settled when the starting model is made (start_model)
 
 
 @dataclass
@@ -115,7 +113,7 @@ def start_model(kind: str, name: str | None, classes: Sequence[str], in_chans: i
     if kind == "model":
         if bundle is None:
             raise DataError("no model to fine-tune", "choose a model in the panel, or start from a preset")
-        return adapt_to_classes(bundle, classes, multilabel)
+        return with_input_size(adapt_to_classes(bundle, classes, multilabel), input_size)
     if not name:
         raise DataError(f"no {kind} name given", "choose a preset or an architecture")
     output = "sigmoid" if multilabel else "softmax"
@@ -148,6 +146,22 @@ def adapt_to_classes(bundle: Any, classes: Sequence[str], multilabel: bool = Fal
     out.classes, out.output, out.thresholds = classes, want, None
     out.provenance = {**bundle.provenance, "new_head": {"from_classes": list(bundle.classes), "classes": classes}}
     return out
+
+
+def with_input_size(bundle: Any, input_size: tuple[int, int] | None) -> Any:
+    """``bundle`` (a copy made for fine-tuning) at another input size: convolutional
+    networks with global pooling take any size, and a smaller one trains faster."""
+    from dataclasses import replace
+
+    from .models.registry import check_input_size
+
+    if input_size is None or tuple(input_size) == tuple(bundle.input_size):
+        return bundle
+    size = (int(input_size[0]), int(input_size[1]))
+    check_input_size(bundle.arch, size)
+    bundle.preprocess = replace(bundle.preprocess, input_size=size)
+    bundle.provenance = {**bundle.provenance, "input_size_changed": {"to": list(size)}}
+    return bundle
 
 
 def in_chans_of(items: Sequence[tuple[np.ndarray, list[int], str]]) -> int:

@@ -35,11 +35,9 @@ class StartChoice:
 
 
 def _progress(event: Any) -> tuple[int, int]:
-    steps = max(1, int(event.steps or 1))
-    epochs = max(1, int(event.epochs or 1))
-    done = max(0, int(event.epoch or 0) - (0 if event.kind == "epoch" else 1)) * steps + (
-        0 if event.kind == "epoch" else int(event.step or 0))
-    return min(done, epochs * steps), epochs * steps
+    # TrainEvent counts optimisation steps over the whole run (all epochs and stages)
+    total = max(1, int(event.steps or 0))
+    return min(int(event.step or 0), total), total
 
 
 def finetune_job(session: Session, store: Any, start: StartChoice, options: Any, stop: threading.Event,
