@@ -227,3 +227,45 @@ def test_a_failed_or_interrupted_write_keeps_the_last_good_file(make_dock, make_
     dock.store.save()
     reopened = AnnotationStore.open(tmp_path / "ann.json")
     assert reopened.image_labels("movie", 3) == ("b",) and len(reopened.items) == len(dock.store.items)
+
+
+def test_class_edits_recolour_layers_and_export_reads_back(make_dock, tmp_path, qtbot):
+    from napari_cellclass.core.annotations import hex_to_rgba
+    from napari_cellclass.core.data import load_dataset
+
+    dock = make_dock()
+    viewer = dock.viewer
+    movie = viewer.add_image(stack(6, 48), name="movie")
+    dock.open_annotations(tmp_path / "ann.json")
+    dock.add_class("a"), dock.add_class("b"), dock.add_class("c")
+    assert not dock.add_class("A")  # duplicate (case-insensitive): a notification, nothing added
+    viewer.layers.selection.active = movie
+    viewer.dims.set_point(0, 0)
+    for k in "121233":
+        press(viewer, k)
+    shapes = dock.add_layer("regions")
+    dock.classes.set_current("b")
+    shapes.add_rectangles(np.array([[0.0, 4.0, 4.0], [0.0, 4.0, 30.0], [0.0, 30.0, 30.0], [0.0, 30.0, 4.0]]))
+    qtbot.waitUntil(lambda: len(dock.store.items) == 7)
+
+    assert dock.classes.rename("b", "bright")
+    assert dock.store.image_labels("movie", 1) == ("bright",)
+    assert dock.classes.set_color("bright", "#ff0000")
+    qtbot.waitUntil(lambda: np.allclose(shapes.edge_color[0], hex_to_rgba("#FF0000")))
+    assert shapes.features["label"].iloc[0] == "bright"
+    assert not dock.classes.remove("c")  # still has annotations: refused with a notification
+    assert dock.classes.remove("c", reassign_to="a")
+    assert dock.store.class_names == ["a", "bright"] and dock.store.image_labels("movie", 5) == ("a",)
+
+    report = dock.export(tmp_path / "dataset")
+    assert report is not None and report.counts == {"a": 4, "bright": 3}
+    ds = load_dataset(tmp_path / "dataset")
+    assert sorted(ds.classes) == ["a", "bright"] and len(ds) == 7
+
+    dock.undo()  # undo the class removal: "c" and its labels are back
+    assert dock.store.class_names == ["a", "bright", "c"] and dock.store.image_labels("movie", 5) == ("c",)
+    shapes.selected_data = {0}
+    shapes.remove_selected()
+    qtbot.waitUntil(lambda: len(dock.store.items) == 6)
+    dock.undo()  # the rectangle comes back, in the layer too
+    qtbot.waitUntil(lambda: len(shapes.data) == 1)

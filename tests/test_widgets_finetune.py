@@ -96,7 +96,7 @@ def test_label_fine_tune_compare_keep_save_undo(dock, qtbot, tmp_path):
     held = [(np.moveaxis(im, -1, 0), [lb], f"t{i}") for i, (im, lb) in enumerate(zip(images, labels))]
     before = evaluate_items(outcome.start, held, "cpu")["accuracy"]
     after = evaluate_items(outcome.bundle, held, "cpu")["accuracy"]
-    assert after >= 0.7 and after >= before + 0.15, (before, after)
+    assert after >= 0.75 and after >= before + 0.1, (before, after)  # seeds 0-4 headless: +0.15 to +0.35
 
     # keep: the session's fine-tuned model, re-classified layers; save with provenance; undo
     assert panel.keep()
