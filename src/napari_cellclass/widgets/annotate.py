@@ -108,6 +108,9 @@ class AnnotateDock(QWidget):
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self.controller))
         self._crop_changed(self.crop.value())
         self._advance_changed(self.advance.isChecked())
+        last = settings.get("annotate.last_file")
+        if last and Path(last).is_file():  # reopening napari: carry on where the user left off
+            self.open_annotations(last)
         self._store_changed()
 
     def _build(self) -> None:

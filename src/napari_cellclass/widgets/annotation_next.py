@@ -36,11 +36,11 @@ class NextToLabel(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("score"))
         row.addWidget(self.method, 1)
-        row.addWidget(self.next_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.controls)
+        layout.addWidget(self.next_button)
         layout.addWidget(self.info)
         self.ranking: RankedPlanes | None = None
         self._visited: set[tuple[str, int]] = set()
