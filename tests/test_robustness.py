@@ -7,9 +7,6 @@ a traceback from the CLI, never a half-written output.
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-
 import numpy as np
 import pytest
 from skimage.io import imsave
@@ -18,33 +15,7 @@ from napari_cellclass import build_model, load_model, predict, save_model
 from napari_cellclass.cli import main
 from napari_cellclass.core.errors import CellclassError
 
-_OK = "ok"
-
-
-def _png_truncated(p: Path) -> None:
-    imsave(p, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    data = p.read_bytes()
-    p.write_bytes(data[: len(data) // 3])
-
-
-# name -> (how to make it: array or a writer(path), expected: "ok" or a message fragment)
-IMAGE_CASES = {
-    "1x1 image": (lambda: np.zeros((1, 1), np.uint8), "at least 8x8"),
-    "all NaN": (lambda: np.full((32, 32), np.nan, np.float32), "every pixel is NaN"),
-    "all zero": (lambda: np.zeros((32, 32, 3), np.uint8), _OK),
-    "5-D array": (lambda: np.zeros((2, 2, 3, 32, 32), np.uint8), "more dimensions than supported"),
-    "16-bit 4000x3000": (lambda: np.random.default_rng(0).integers(0, 65535, (3000, 4000), dtype=np.uint16), _OK),
-    "7 channels for a 3-channel model": (lambda: np.zeros((7, 32, 32), np.float32), "7 channels or a stack"),
-    "RGBA": (lambda: np.full((32, 32, 4), 200, np.uint8), _OK),
-    "negative int32": (lambda: np.full((32, 32), -70000, np.int32), _OK),
-    "bool": (lambda: np.eye(32, dtype=bool), _OK),
-}
-FILE_CASES = {
-    "0-byte file": ("empty.png", lambda p: p.write_bytes(b""), "empty"),
-    "truncated PNG": ("cut.png", _png_truncated, "cut.png"),
-    "text file named .png": ("notes.png", lambda p: p.write_text("hello"), "not a readable PNG"),
-    "greyscale JPEG": ("grey.jpg", lambda p: imsave(p, np.full((32, 32), 90, np.uint8)), _OK),
-}
+from badinputs import _OK, FILE_CASES, IMAGE_CASES, MODEL_CASES
 
 
 @pytest.fixture(scope="module")
@@ -83,35 +54,6 @@ def test_api_and_cli_files(case, model, tmp_path, capsys):
             predict(bundle, f)
         assert code == 2 and name in err and "Traceback" not in err
         assert out.read_text().splitlines() == [out.read_text().splitlines()[0]]  # header only, no half row
-
-
-MODEL_CASES = {
-    "truncated": lambda p: p.write_bytes(p.read_bytes()[:1000]),
-    "pickle renamed .safetensors": lambda p: p.write_bytes(pickle.dumps({"w": [1, 2, 3]}, protocol=4)),
-    # same length, so the header stays parseable and only the meaning is wrong
-    "wrong metadata": lambda p: p.write_bytes(_replace_once(p.read_bytes(), b'\\"output\\": \\"softmax\\"', b'\\"output\\": \\"xxxxxxx\\"')),
-    "tensors of the wrong shape": lambda p: _swap_tensor(p),
-}
-
-
-def _replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
-    assert data.count(old) == 1, "test set-up: metadata text not found"
-    return data.replace(old, new)
-
-
-def _swap_tensor(p: Path) -> None:
-    import json
-
-    from safetensors.torch import load_file, save_file
-
-    from napari_cellclass.core.bundle import META_KEY
-
-    state = load_file(str(p))
-    with open(p, "rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        meta = json.loads(fh.read(n))["__metadata__"]
-    state["head.fc.weight"] = state["head.fc.weight"][:1]
-    save_file(state, str(p), metadata={META_KEY: meta[META_KEY]})
 
 
 @pytest.mark.parametrize("case", list(MODEL_CASES))

@@ -201,3 +201,26 @@ def test_bad_options_are_explained():
         fit("senescence_cnn", _items(4), epochs=1, learning_rate=1, **KW)
     with pytest.raises(CellclassError, match="unknown optimizer"):
         fit("senescence_cnn", _items(4), epochs=1, optimizer="lbfgs", **KW)
+
+
+def test_class_balance_options_and_pos_weight():
+    from napari_cellclass.core.synth import generate
+
+    items = _items(10)[:8] + [(_items(2, seed=5)[1][0], [1], "extra")]  # 4 dim, 5 bright
+    for mode in ("weights", "sampler"):
+        b = fit("senescence_cnn", items, epochs=1, class_balance=mode, **KW)
+        assert b.provenance["training"]["class_balance"] == mode
+    s = generate("protein", 8, seed=0, size=(32, 32), classes=["nucleus", "ER"])
+    items = [(im, lab, f"p{i}") for i, (im, lab) in enumerate(zip(s.images, s.labels))]
+    b = fit("protein_cnn", items, classes=s.classes, channel_axis=0, epochs=1, batch_size=4, input_size=(32, 32),
+            device="cpu", class_balance="weights")  # BCE with pos_weight
+    assert b.multilabel and np.isfinite(b.provenance["training"]["history"][0]["loss"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_amp_training_matches_the_contract(tmp_path):
+    events, res = _run(train("resnet18", _items(16, chans=3), classes=CLASSES, channel_axis=0, input_size=(32, 32),
+                             device="cuda", epochs=2, batch_size=4, augment={"hflip": True, "rotate_deg": 10}))
+    assert res.history[-1]["loss"] == res.history[-1]["loss"]  # finite under autocast (nan != nan)
+    assert res.bundle.device.type == "cpu" and res.bundle.provenance["training"]["device"].startswith("cuda")
+    assert load_model(save_model(res.bundle, tmp_path / "m.safetensors")).classes == CLASSES

@@ -93,10 +93,15 @@ def run(args: argparse.Namespace) -> int:
 
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, on_sigint) if in_main else None
-    bar = Bar(enabled=not args.no_progress)
+    from ..core.distributed import context as _dist
+
+    bar = Bar(enabled=not args.no_progress and _dist().is_main)  # one progress bar per torchrun job
     try:
-        gen = train(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
-                    **_overrides(args))
+        from ..core.hybrid import is_hybrid_preset, train_hybrid  # study 4's PCA + SVM preset: fitted, not trained
+
+        runner = train_hybrid if is_hybrid_preset(model) else train
+        gen = runner(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
+                     **_overrides(args))
         while True:
             try:
                 ev = next(gen)
@@ -116,7 +121,16 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         if in_main:
             signal.signal(signal.SIGINT, old)
+    from ..core.distributed import barrier, context, teardown
+
+    ctx = context()
+    if not ctx.is_main:  # under torchrun the processes hold the same model: rank 0 writes it
+        barrier(ctx)
+        teardown(ctx)
+        return 130 if result.cancelled else 0
     path = save_model(result.bundle, args.out)
+    barrier(ctx)
+    teardown(ctx)
     tr = result.bundle.provenance["training"]
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in tr["metrics"].items())
     summary = f"best epoch {tr['best_epoch']}" + (f" ({metrics})" if metrics else "")

@@ -31,6 +31,7 @@ from .bundle import ModelBundle, build_model, load_model
 from .data import Dataset, class_weights, load_dataset, sample_weights, stratified_split
 from .data.tensors import cached_inputs
 from .device import prepare_network, resolve_device
+from .distributed import context, setup
 from .errors import Cancelled, CellclassError, DataError
 from .models.heads import n_outputs
 from .presets import PRESETS, Preset, TrainRecipe
@@ -138,7 +139,8 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     if balance not in ("none", "weights", "sampler"):
         raise CellclassError(f"unknown class_balance {balance!r}", "use 'none', 'weights' or 'sampler'")
     recipe_with(recipe or TrainRecipe(), overrides)  # bad option names and values fail before any data is read
-    dev = resolve_device(device)
+    ctx = context()
+    dev = setup(ctx, resolve_device(device))  # under torchrun: join the process group, this rank's GPU
     should_stop = _stop_fn(stop)
     torch.manual_seed(seed)  # the random initialisation of new layers is part of the seed
     ds = load_dataset(data, classes, channel_axis=channel_axis, multi_label=opts.get("multi_label"))
@@ -190,7 +192,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
             y_train=torch.from_numpy(y_train).to(dev), y_val=torch.from_numpy(_targets(val_ds, bundle.classes)).to(dev),
             masks=masks, masks_val=masks_val, grid=grid, sample_weights=sw)
         loss = Loss(bundle.output, r, weight)
-        outcome = yield from run_loop(bundle.network, bundle.output, r, data_t, dev, loss, seed, should_stop)
+        outcome = yield from run_loop(bundle.network, bundle.output, r, data_t, dev, loss, seed, should_stop, ctx)
     except Cancelled:
         from .train_loop import LoopOutcome
 
@@ -210,6 +212,8 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
             "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch,
             "stopped_early": outcome.stopped_early, "cancelled": outcome.cancelled,
             "started_from": started_from, "seed": seed, "device": str(dev),
+            **({"distributed": {"world_size": ctx.world_size, "backend": "nccl" if dev.type == "cuda" else "gloo"}}
+               if ctx.active else {}),
             "time_s": round(time.perf_counter() - t_start, 2),
             "recipe": asdict(r), "class_balance": balance,
             "data": {"source": str(data) if isinstance(data, (str, Path)) else type(data).__name__,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import fcn_targets as fcn
+from .distributed import DistContext, mean_across, wrap
 from .data.augment import augment_batch, make_generator
 from .device import amp_dtype
 from .models.heads import probabilities
@@ -66,13 +67,29 @@ def _steps_per_epoch(n: int, bs: int) -> int:
     return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
 
 
+class _StepModule(nn.Module):
+    """One step's forward + loss as a module, so DistributedDataParallel can wrap it
+    whatever the network's kind (FCN maps, ensemble members): DDP syncs the gradients
+    of every parameter the step used."""
+
+    def __init__(self, trainer: _Trainer) -> None:
+        super().__init__()
+        self.net = trainer.net
+        self._trainer = [trainer]  # a list: the trainer is not a sub-module
+
+    def forward(self, xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor | None) -> torch.Tensor:
+        return self._trainer[0]._forward_loss(xb, yb, mb)
+
+
 class _Trainer:
     def __init__(self, network: nn.Module, output: str, r: TrainRecipe, d: LoopData, device: torch.device,
-                 loss: Loss, seed: int) -> None:
+                 loss: Loss, seed: int, ctx: DistContext | None = None) -> None:
         self.net, self.output, self.r, self.d, self.dev, self.loss = network, output, r, d, device, loss
+        self.ctx = ctx or DistContext()
         self.members = classifiers(network) if isinstance(getattr(network, "members", None), nn.ModuleList) else None
         n_streams = len(self.members) if (self.members and r.separate_member_augmentation) else 1
-        self.gens = [make_generator(seed * 1009 + 17 + m) for m in range(n_streams)]
+        # every process of a distributed run draws its own augmentations
+        self.gens = [make_generator(seed * 1009 + 17 + m + 7919 * self.ctx.rank) for m in range(n_streams)]
         self.order_gen = make_generator(seed)
         self.dtype = amp_dtype(device)
         self.fcn = d.masks is not None and getattr(network, "is_fcn", False)
@@ -150,7 +167,8 @@ class _Trainer:
         out = LoopOutcome()
         n_train = int(d.train_rows.numel())
         bs = r.batch_size
-        spe = _steps_per_epoch(n_train, bs)
+        n_shard = -(-n_train // self.ctx.world_size)  # this process's share of every epoch
+        spe = _steps_per_epoch(n_shard, bs)
         stages = stages_of(r)
         total_epochs = sum(int(s.epochs or 0) for s in stages)
         total_steps = total_epochs * spe
@@ -163,6 +181,8 @@ class _Trainer:
                          f"{n_train} training / {int(d.val_rows.numel())} validation images, {spe} steps per epoch")
         for si, stage in enumerate(stages):
             trainable = set_trainable(self.net, stage, r.freeze_fraction)
+            # DDP registers the parameters that require gradients when it is built: once per stage
+            step_fn = wrap(_StepModule(self), self.ctx, self.dev) if self.ctx.active else self._forward_loss
             opt = make_optimizer(self.net, r, stage.lr)
             sched = Schedule(opt, r, int(stage.epochs or 0))
             scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
@@ -187,7 +207,7 @@ class _Trainer:
                     xb, mb = self._batch(d.train_rows[idx])
                     yb = d.y_train[idx.to(d.y_train.device)]
                     with _autocast(self.dev, self.dtype):
-                        loss = self._forward_loss(xb, yb, mb)
+                        loss = step_fn(xb, yb, mb)
                         loss = loss + self.loss.penalty(self.net)
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
@@ -202,7 +222,7 @@ class _Trainer:
                                      eta.update(step), out.best_epoch)
                 if out.cancelled:
                     break
-                train_loss = float(running) / max(1, seen)
+                train_loss = mean_across(float(running) / max(1, seen), self.ctx)
                 val_loss, metrics = self.validate()
                 monitored = val_loss if val_loss is not None else train_loss
                 improved = monitored < best_loss
@@ -236,8 +256,15 @@ class _Trainer:
     def _order(self, n: int) -> torch.Tensor:
         w = self.d.sample_weights
         if w is not None:
-            return torch.multinomial(w, n, replacement=True, generator=self.order_gen)
-        return torch.randperm(n, generator=self.order_gen)
+            order = torch.multinomial(w, n, replacement=True, generator=self.order_gen)
+        else:
+            order = torch.randperm(n, generator=self.order_gen)
+        if not self.ctx.active:
+            return order
+        # one shuffle shared by all processes (same seed), every world_size-th item each;
+        # padded by wrapping so every process runs the same number of steps (DDP needs that)
+        per = -(-n // self.ctx.world_size)
+        return order.repeat(self.ctx.world_size)[:per * self.ctx.world_size][self.ctx.rank::self.ctx.world_size]
 
 
 def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -275,10 +302,16 @@ def val_metrics(y: np.ndarray, p: np.ndarray, output: str) -> dict[str, float]:
 
 
 def run_loop(network: nn.Module, output: str, recipe: TrainRecipe, data: LoopData, device: torch.device,
-             loss: Loss, seed: int, stop: Callable[[], bool]) -> Generator[TrainEvent, None, LoopOutcome]:
-    """Train ``network`` in place; yields events, returns the :class:`LoopOutcome`."""
+             loss: Loss, seed: int, stop: Callable[[], bool],
+             ctx: DistContext | None = None) -> Generator[TrainEvent, None, LoopOutcome]:
+    """Train ``network`` in place; yields events, returns the :class:`LoopOutcome`.
+
+    In a torchrun job (``ctx.active``) each process trains on its shard of every epoch
+    and DDP averages the gradients; validation runs on the whole validation set in
+    every process, so early stopping and keep-best decide alike everywhere.
+    """
     torch.manual_seed(seed)  # dropout draws from the global generator
-    trainer = _Trainer(network, output, recipe, data, device, loss, seed)
+    trainer = _Trainer(network, output, recipe, data, device, loss, seed, ctx)
     return (yield from trainer.run(stop))
 
 

@@ -119,6 +119,12 @@ def _build_protein(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module
     return cls(opts, in_chans, num_outputs, spec.head)
 
 
+def _build_hybrid(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
+    from ..hybrid import build_hybrid_network  # study 4's PCA + SVM heads; lazy: core.hybrid imports the bundle
+
+    return build_hybrid_network(spec, in_chans, num_outputs)
+
+
 def _build_ensemble(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
     raise ArchitectureError("ensembles are built by build_network, which knows the output mode")
 
@@ -130,6 +136,7 @@ FAMILIES: dict[str, Family] = {
     "protein_cnn": Family(_build_protein, dict(_PROTEIN_DEFAULTS)),
     "protein_fcn": Family(_build_protein, dict(_PROTEIN_DEFAULTS)),
     "ensemble": Family(_build_ensemble, {}),
+    "hybrid_svm": Family(_build_hybrid, {"cam_layer": "", "kernel": "poly", "n_components": 0, "n_features": 0, "n_support": ()}),
 }
 
 
