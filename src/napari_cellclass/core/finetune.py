@@ -172,28 +172,20 @@ def in_chans_of(items: Sequence[tuple[np.ndarray, list[int], str]]) -> int:
 
 def evaluate_items(bundle: Any, items: Sequence[tuple[np.ndarray, list[int], str]], device: str = "auto",
                    batch_size: int = 32) -> dict:
-    """Accuracy and macro F1 of ``bundle`` on canonical (C, H, W) items with labels."""
-    from sklearn.metrics import f1_score
-
+    """``core.metrics`` of ``bundle`` on canonical (C, H, W) items with labels (the
+    numbers ``cellclass evaluate`` reports: accuracy, macro F1, confusion …), plus
+    the ``probabilities`` (dropped before they go into provenance)."""
+    from .metrics import classification_metrics, multilabel_metrics
     from .predict import predict
 
     if not items:
         return {"n_images": 0, "accuracy": None, "macro_f1": None}
     probs = predict(bundle, [im for im, _, _ in items], batch_size=batch_size, device=device, channel_axis=0)
-    k = len(bundle.classes)
     if bundle.multilabel:
-        truth = np.zeros((len(items), k), dtype=bool)
-        for i, (_, labels, _) in enumerate(items):
-            truth[i, labels] = True
-        pred = probs >= np.asarray(bundle.class_thresholds())[None, :]
-        acc = float(np.mean(np.all(pred == truth, axis=1)))
-        f1 = float(f1_score(truth, pred, average="macro", zero_division=0))
+        out = multilabel_metrics([list(lb) for _, lb, _ in items], probs, bundle.classes, bundle.class_thresholds())
     else:
-        y = np.array([labels[0] for _, labels, _ in items])
-        pred = probs.argmax(axis=1)
-        acc = float(np.mean(pred == y))
-        f1 = float(f1_score(y, pred, labels=list(range(k)), average="macro", zero_division=0))
-    return {"n_images": len(items), "accuracy": acc, "macro_f1": f1, "probabilities": probs}
+        out = classification_metrics([lb[0] for _, lb, _ in items], probs, bundle.classes)
+    return {**out, "probabilities": probs}
 
 
 def _public(metrics: dict | None) -> dict | None:
