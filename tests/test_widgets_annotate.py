@@ -253,19 +253,22 @@ def test_class_edits_recolour_layers_and_export_reads_back(make_dock, tmp_path, 
     assert dock.classes.set_color("bright", "#ff0000")
     qtbot.waitUntil(lambda: np.allclose(shapes.edge_color[0], hex_to_rgba("#FF0000")))
     assert shapes.features["label"].iloc[0] == "bright"
+    shapes.add_rectangles(np.array([[1.0, 4.0, 4.0], [1.0, 4.0, 20.0], [1.0, 20.0, 20.0], [1.0, 20.0, 4.0]]))
+    qtbot.waitUntil(lambda: len(dock.store.items) == 8)
+    assert dock.store.items[-1].label == "bright"  # the current class followed the rename
     assert not dock.classes.remove("c")  # still has annotations: refused with a notification
     assert dock.classes.remove("c", reassign_to="a")
     assert dock.store.class_names == ["a", "bright"] and dock.store.image_labels("movie", 5) == ("a",)
 
     report = dock.export(tmp_path / "dataset")
-    assert report is not None and report.counts == {"a": 4, "bright": 3}
+    assert report is not None and report.counts == {"a": 4, "bright": 4}
     ds = load_dataset(tmp_path / "dataset")
-    assert sorted(ds.classes) == ["a", "bright"] and len(ds) == 7
+    assert sorted(ds.classes) == ["a", "bright"] and len(ds) == 8
 
     dock.undo()  # undo the class removal: "c" and its labels are back
     assert dock.store.class_names == ["a", "bright", "c"] and dock.store.image_labels("movie", 5) == ("c",)
     shapes.selected_data = {0}
     shapes.remove_selected()
-    qtbot.waitUntil(lambda: len(dock.store.items) == 6)
+    qtbot.waitUntil(lambda: len(dock.store.items) == 7)
     dock.undo()  # the rectangle comes back, in the layer too
-    qtbot.waitUntil(lambda: len(shapes.data) == 1)
+    qtbot.waitUntil(lambda: len(shapes.data) == 2)

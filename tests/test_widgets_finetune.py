@@ -4,8 +4,9 @@ label with keys and shapes, fine-tune on the CPU, compare, keep, save, undo, can
 The task: two synthetic phase-contrast cell lines (core.synth ``cell-line``) at
 64 px.  The start is the built-in default model (EfficientNet-Lite0): annotating
 two classes gives it a new, untrained 2-class head, so it starts at chance; two
-epochs of head training (frozen backbone) on 24 labels lift it well above
-(measured 0.53→0.83 and 0.65→0.95 over seeds; see docs/measurements/finetune.md).
+epochs of head training (frozen backbone) on 24 labels lift it well above: headless
+over 5 seeds (scripts/measure_finetune.py, same options) held-out accuracy went
+0.62→0.90, 0.65→0.80, 0.62→0.85, 0.48→0.82, 0.25→0.88 — never less than +0.15.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def test_label_fine_tune_compare_keep_save_undo(dock, qtbot, tmp_path):
     held = [(np.moveaxis(im, -1, 0), [lb], f"t{i}") for i, (im, lb) in enumerate(zip(images, labels))]
     before = evaluate_items(outcome.start, held, "cpu")["accuracy"]
     after = evaluate_items(outcome.bundle, held, "cpu")["accuracy"]
-    assert after >= 0.75 and after >= before + 0.1, (before, after)  # seeds 0-4 headless: +0.15 to +0.35
+    assert after >= 0.75 and after >= before + 0.1, (before, after)
 
     # keep: the session's fine-tuned model, re-classified layers; save with provenance; undo
     assert panel.keep()

@@ -308,6 +308,10 @@ class AnnotateDock(QWidget):
         if store is not None:
             self.file_label.setText(f"annotations: {store.path}" + ("  (NOT SAVED: see the notification)" if store.unsaved else ""))
         self.classes.set_store(store)
+        if store is not None and self.controller.current_class in store.class_names:
+            self.classes.set_current(self.controller.current_class)  # a key on an annotation layer picked it
+        else:  # renamed or removed: the list's choice
+            self.controller.set_current_class(self.classes.current())
         self.table.refresh(store)
         for b in (self.save_as_button, self.export_button, self.undo_button):
             b.setEnabled(store is not None)
