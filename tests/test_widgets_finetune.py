@@ -122,11 +122,29 @@ def test_label_fine_tune_compare_keep_save_undo(dock, qtbot, tmp_path):
     dock.next.rank()
     wait(qtbot, dock.next.controls)
     ranked = dock.next.ranking.keys
-    assert ("new", 0) in ranked and not any(k[0] == "movie" for k in ranked)  # movie is all labelled
+    assert ("new", 0, None) in ranked and not any(k[0] == "movie" for k in ranked)  # movie is all labelled
+    assert not any(k[0] == "cells20" for k in ranked)  # has regions: labelled
     key = dock.next.next()
     assert key == ranked[0]
     if key[0] == "new":
         assert dock.viewer.layers.selection.active is extra and dock.viewer.dims.current_step[0] == key[1]
+
+    # regions: 64 px tiles of a 128 px image; the tile under a drawn rectangle is left out
+    tiled = np.concatenate([np.concatenate(images[:2], axis=1), np.concatenate(images[2:4], axis=1)], axis=0)
+    big = dock.viewer.add_image(tiled, name="big", rgb=True)
+    dock.viewer.layers.selection.active = big
+    dock.add_layer("regions").add_rectangles(np.array([[70.0, 70.0], [120.0, 120.0]]))
+    qtbot.waitUntil(lambda: len(store.items_of("big")) == 1)
+    dock.next.unit.setCurrentIndex(1)
+    dock.next.rank()
+    wait(qtbot, dock.next.controls)
+    tiles = [k for k in dock.next.ranking.keys if k[0] == "big"]
+    assert sorted(k[2] for k in tiles) == [(0.0, 0.0, 63.0, 63.0), (0.0, 64.0, 63.0, 127.0), (64.0, 0.0, 127.0, 63.0)]
+    while True:
+        key = dock.next.next()
+        if key is None or key[0] == "big":
+            break
+    assert key is not None and dock.viewer.layers["big next to label"].data[0].shape == (4, 2)
 
 
 def test_cancel_mid_training_leaves_a_loadable_model(dock, qtbot, tmp_path):

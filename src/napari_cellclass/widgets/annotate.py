@@ -269,9 +269,10 @@ class AnnotateDock(QWidget):
             what = self.store.undo()
             show_info(f"undone: {what}" if what else "nothing to undo")
 
-    def labelled_planes(self) -> set[tuple[str, int]]:
-        """(layer name, plane) of every open image plane that has an annotation."""
-        out: set[tuple[str, int]] = set()
+    def labelled_planes(self) -> dict[tuple[str, int], list | None]:
+        """(layer name, plane) of every open image plane with annotations → the boxes
+        of its region annotations, or None when the whole plane is labelled."""
+        out: dict[tuple[str, int], list | None] = {}
         if self.store is None:
             return out
         for layer in self.controller.image_layers():
@@ -279,19 +280,40 @@ class AnnotateDock(QWidget):
                 continue
             b = self.controller.binding(layer)
             for (key, frame), plane in b.planes().items():
-                if self.store.is_labelled(key, frame):
-                    out.add((image_name(layer), plane))
+                items = self.store.items_of(key, frame)
+                if items:
+                    whole = any(it.kind in ("image", "pixels") for it in items)
+                    out[(image_name(layer), plane)] = None if whole else [it.bbox() for it in items]
         return out
 
-    def go_to(self, layer_name: str, plane: int) -> bool:
+    def go_to(self, layer_name: str, plane: int, box: Any = None) -> bool:
+        """Select the layer, move the slider to ``plane`` and, for a region, centre the
+        view on it and outline it in a '<image> next to label' layer."""
+        import numpy as np
+
         from .annotation_layers import find_image_layer
 
         layer = find_image_layer(self.viewer, layer_name)
         if layer is None:
             return False
         self.viewer.layers.selection.active = layer
-        if self.store is not None:
-            self.controller.go_to_plane(self.controller.binding(layer), plane)
+        if self.store is None:
+            return True
+        b = self.controller.binding(layer)
+        self.controller.go_to_plane(b, plane)
+        if box is not None:
+            y0, x0, y1, x1 = box
+            corners = b.to_layer(plane, np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]]))
+            name = f"{layer_name} next to label"
+            outline = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
+            if outline is None:
+                outline = self.viewer.add_shapes(ndim=b.ann_ndim, name=name, edge_color="white", edge_width=2,
+                                                 face_color="transparent", scale=tuple(layer.scale)[-b.ann_ndim:],
+                                                 translate=tuple(layer.translate)[-b.ann_ndim:])
+            outline.data = []
+            outline.add_rectangles([corners], edge_color="white", face_color="transparent")
+            self.controller.center_on(b, plane, ((y0 + y1) / 2, (x0 + x1) / 2))
+            self.viewer.layers.selection.active = layer
         return True
 
     # ------------------------------------------------------------------ showing

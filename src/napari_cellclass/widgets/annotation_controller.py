@@ -331,16 +331,19 @@ class AnnotationController:
                 continue
             self.viewer.layers.selection.active = layer
             self.go_to_plane(b, plane)
-            yx = b.to_layer(plane, np.array([row.center]))[0]
-            coords = np.zeros(layer.ndim)
-            coords[-len(yx):] = yx
-            if b.frame_pos is not None:
-                coords[b.frame_pos] = plane
-            world = np.asarray(layer.data_to_world(coords))
-            camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
-            camera.center = tuple(world[-2:])
+            self.center_on(b, plane, row.center)
             return True
         return False
+
+    def center_on(self, b: AL.Binding, plane: int, yx: Any) -> None:
+        """Centre the view on image pixel ``yx`` of ``plane``."""
+        coords = np.zeros(b.layer.ndim)
+        coords[-2:] = yx
+        if b.frame_pos is not None:
+            coords[b.frame_pos] = plane
+        world = np.asarray(b.layer.data_to_world(coords))
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
+        camera.center = tuple(world[-2:])
 
 
 def _no_class(n: int, store: Any) -> Exception:

@@ -83,45 +83,82 @@ def finetune_job(session: Session, store: Any, start: StartChoice, options: Any,
             yield Step(done_n, total, item=event, message=msg)
 
 
+Box = tuple[float, float, float, float]  # y0, x0, y1, x1 in image pixels
+
+
 @dataclass
 class RankedPlanes:
-    """Every plane that was scored, most uncertain first (labelled ones left out)."""
+    """Every plane (or tile) that was scored, most uncertain first (labelled ones left out)."""
 
-    keys: list[tuple[str, int]]  # (layer name, plane)
+    keys: list[tuple[str, int, Box | None]]  # (layer name, plane, tile box or None for the whole plane)
     scores: list[float]
     method: str
     model: str
 
 
-def rank_job(session: Session, requests: Sequence[Request], labelled: set[tuple[str, int]],
-             method: str = "margin", batch_size: int = 16) -> Generator[Step, None, RankedPlanes]:
-    """Predict every plane of ``requests`` with the session's model and rank the
-    planes not in ``labelled`` ((layer name, plane)) by uncertainty."""
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple[str, int], list[Box] | None],
+             method: str = "margin", batch_size: int = 16, tile: int | None = None
+             ) -> Generator[Step, None, RankedPlanes]:
+    """Predict every plane of ``requests`` (or, with ``tile``, every tile x tile region
+    of each plane) with the session's model and rank what is not labelled yet by
+    uncertainty.  ``labelled`` maps (layer name, plane) to the boxes of its region
+    annotations, or None when the whole plane has a label."""
     from ..core.active import rank
     from ..core.errors import DataError
-    from ..core.predict import predict_records
+    from ..core.images import get_plane, inspect
+    from ..core.predict import predict, predict_records
 
     from .jobs import _load, model_id
 
     bundle, model = yield from _load(session)
-    keys: list[tuple[str, int]] = []
+    keys: list[tuple[str, int, Box | None]] = []
     probs: list[np.ndarray] = []
-    total = 0
+    layouts = []
     for req in requests:
-        shape = req.info.shape[:-1] if req.info.rgb else req.info.shape
-        total += int(shape[0]) if len(shape) > 2 else 1
-    yield Step(0, total, message="scoring the open images")
-    for req in requests:
-        records = predict_records(bundle, req.source, batch_size, session.device)
-        with closing(records):
-            for rec in records:
-                keys.append((req.info.name, int(rec.frame)))
-                probs.append(rec.probs)
-                yield Step(len(keys), total)
+        layout, _ = inspect(req.source.data, "auto", bundle.in_chans, req.source.rgb, req.info.name)
+        layouts.append(layout)
+    total = sum(lay.n_frames for lay in layouts)
+    yield Step(0, total, message="scoring the open images" + (f" in {tile} px tiles" if tile else ""))
+    done = 0
+    for req, layout in zip(requests, layouts):
+        if not tile:
+            records = predict_records(bundle, req.source, batch_size, session.device)
+            with closing(records):
+                for rec in records:
+                    keys.append((req.info.name, int(rec.frame), None))
+                    probs.append(rec.probs)
+                    done += 1
+                    yield Step(done, total)
+            continue
+        for frame in range(layout.n_frames):
+            boxes = [(float(y), float(x), float(min(y + tile, layout.height) - 1), float(min(x + tile, layout.width) - 1))
+                     for y in range(0, max(1, layout.height - tile // 2), tile)
+                     for x in range(0, max(1, layout.width - tile // 2), tile)]
+            crops = [get_plane(req.source.data, layout, frame, req.info.name,
+                               region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
+                     for b in boxes]
+            p = predict(bundle, crops, batch_size=batch_size, device=session.device, channel_axis=0)
+            keys += [(req.info.name, frame, b) for b in boxes]
+            probs += list(p)
+            done += 1
+            yield Step(done, total)
     if not keys:
         raise DataError("no image to rank", "open images (or a folder as a stack) first")
+
+    def is_labelled(key: tuple[str, int, Box | None]) -> bool:
+        if (key[0], key[1]) not in labelled:
+            return False
+        regions = labelled[(key[0], key[1])]
+        if key[2] is None or regions is None:
+            return True
+        return any(_overlaps(key[2], r) for r in regions)
+
     thresholds = bundle.class_thresholds() if bundle.multilabel else None
     ranking = rank(np.stack(probs), method if not bundle.multilabel else "threshold", keys=keys,
-                   exclude=set(labelled), thresholds=thresholds)
+                   exclude=[is_labelled(k) for k in keys], thresholds=thresholds)
     return RankedPlanes(list(ranking.keys), [float(ranking.scores[i]) for i in ranking.order], ranking.method,
                         model_id(session.choice if isinstance(session.choice, ModelChoice) else ModelChoice("default")))
