@@ -146,7 +146,9 @@ class AnnotationController:
     def _key_layer(self, layer: Any) -> None:
         from napari.layers import Image
 
-        if isinstance(layer, Image) or AL.META in layer.metadata:
+        from ..layers import is_derived
+
+        if (isinstance(layer, Image) and not is_derived(layer.metadata)) or AL.META in layer.metadata:
             # napari binds 1–7 to layer modes; on these layers the keys label instead
             self._key_target(layer, lambda n: lambda lyr: self.key(n, lyr))
 
