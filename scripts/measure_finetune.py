@@ -125,7 +125,8 @@ def write_markdown(rows: list[dict], path: Path, args: argparse.Namespace) -> No
         "shared with other jobs while measured — read them as an upper bound (range over the seeds in brackets).",
         "",
         "*Before* is the starting model with a new, untrained 2-class head (the annotation classes differ from",
-        "the model's), so it sits near chance by construction; *after* is the model the panel offers to keep",
+        "the model's), so it sits near chance (a random head on good features can land a little above it);",
+        "*after* is the model the panel offers to keep",
         "(the best epoch on the validation labels). The GUI test (`tests/test_widgets_finetune.py`) runs the",
         "first configuration for 2 epochs on 24 labels.",
         "",
@@ -147,6 +148,9 @@ def write_markdown(rows: list[dict], path: Path, args: argparse.Namespace) -> No
             if reached is None and round(a, 3) >= 0.9:
                 reached = (n, rs[0]["labels"], sec)
         lines.append("")
+        top, most = max(r["per_class"] for r in mine), max(r["per_class"] for r in rows)
+        if top < most:
+            lines.append(f"(Sweep stopped after {top} labels per class: at chance so far, and slow on the shared CPU.)")
         lines.append(f"Reaches accuracy ≥ 0.9 with {reached[0]} labels per class ({reached[1]} labels) in about "
                      f"{reached[2]:.0f} s." if reached else "Does not reach accuracy ≥ 0.9 in this sweep.")
         lines.append("")
