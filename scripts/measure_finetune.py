@@ -154,8 +154,11 @@ def write_markdown(rows: list[dict], path: Path, args: argparse.Namespace) -> No
         lines.append(f"Reaches accuracy ≥ 0.9 with {reached[0]} labels per class ({reached[1]} labels) in about "
                      f"{reached[2]:.0f} s." if reached else "Does not reach accuracy ≥ 0.9 in this sweep.")
         lines.append("")
+    if args.json is not None or args.from_log is not None:
+        raw = args.json or args.from_log
+        lines += ["", f"Raw rows: [{raw.name}]({raw.name}) (regenerate this page from them with `--from-log`)."]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
@@ -168,7 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--test", type=int, default=100)
     p.add_argument("--epochs", type=int, default=0, help="override every configuration's epochs")
-    p.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
+    p.add_argument("--json", type=Path, default=None, help="also write the raw rows here (JSON lines)")
     p.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     p.add_argument("--from-log", type=Path, default=None,
                    help="write the report from the JSON lines an earlier run printed, without training")
@@ -194,7 +197,7 @@ def main(argv=None) -> int:
                 print(json.dumps(r), flush=True)
                 rows.append(r)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if args.out:
         write_markdown(rows, args.out, args)
     return 0

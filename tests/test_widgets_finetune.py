@@ -159,10 +159,11 @@ def test_cancel_mid_training_leaves_a_loadable_model(dock, qtbot, tmp_path):
     panel.size.setValue(48)
     steps = []
 
-    def on_step(step):
-        steps.append(step)
-        if len(steps) == 3:
-            panel.controls.cancel_button.click()
+    def on_step(step):  # stop after the third optimisation step, in the first epoch of 200
+        if getattr(step.item, "kind", None) == "step":
+            steps.append(step.item)
+            if len(steps) == 3:
+                panel.controls.cancel_button.click()
 
     worker = panel.run()
     worker.yielded.connect(on_step)
@@ -170,6 +171,7 @@ def test_cancel_mid_training_leaves_a_loadable_model(dock, qtbot, tmp_path):
     outcome = panel.outcome
     assert outcome is not None and outcome.cancelled and "best model so far" in panel.controls.status.text()
     assert outcome.bundle.provenance["fine_tune"]["cancelled"] is True
+    assert 3 <= steps[-1].step < steps[-1].steps  # stopped mid-run
     path = panel.save(tmp_path / "cancelled.safetensors")
     bundle = load_model(path)
     assert bundle.classes == store.class_names and bundle.input_size == (48, 48)
