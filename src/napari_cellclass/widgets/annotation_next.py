@@ -33,6 +33,7 @@ class NextToLabel(QWidget):
         self.tile.setRange(16, 4096)
         self.tile.setValue(int(session.settings.get("annotate.rank_tile", 64)))
         self.tile.setSuffix(" px")
+        self.tile.setMinimumWidth(90)
         self.controls = JobControls("Rank by uncertainty")
         self.next_button = QPushButton("Next most uncertain")
         self.next_button.setEnabled(False)
