@@ -190,6 +190,18 @@ def test_a_folder_opens_as_one_lazy_stack_with_annotations_beside_it(make_dock, 
     assert dock.store.image(key).origin == "file" and dock.store.image(key).path == "well_3.tif"
     assert len(dock.store.images) == 1  # only the labelled file was registered
 
+    # a region drawn on plane 1 belongs to well_1.tif, at the file's own pixel coordinates
+    shapes = dock.add_layer("regions")
+    shapes.add_rectangles(np.array([[1.0, 5.0, 6.0], [1.0, 5.0, 20.0], [1.0, 15.0, 20.0], [1.0, 15.0, 6.0]]))
+    qtbot.waitUntil(lambda: len(dock.store.items) == 2)
+    key1 = dock.store.find_image(path=folder / "well_1.tif")
+    [item] = dock.store.items_of(key1)
+    assert item.kind == "rectangle" and item.frame == 0 and item.box == (5.0, 6.0, 15.0, 20.0)
+    from napari_cellclass.core.annotations import training_samples
+
+    crop = next(s for s in training_samples(dock.store) if s.image_key == key1).image[0]
+    np.testing.assert_array_equal(crop, stack(1, 40, seed=1)[0][5:16, 6:21])
+
 
 def test_a_failed_or_interrupted_write_keeps_the_last_good_file(make_dock, make_napari_viewer, tmp_path, monkeypatch):
     from napari_cellclass.core.annotations import AnnotationStore
