@@ -79,6 +79,13 @@ def test_keys_label_frames_and_survive_closing_the_viewer(make_dock, make_napari
     dock.undo()
     assert store.image_labels(key, 2) == ("spread",)
 
+    # closing the panel gives napari its keys back
+    n = len(store.items)
+    dock.controller.close()
+    viewer.layers.selection.active = layer
+    press(viewer, "2")
+    assert len(store.items) == n and layer.mode == "transform"  # napari's own key 2 on an image layer
+
     # a new viewer, the same image, the same file: everything is back
     viewer.close()
     dock2 = make_dock(make_napari_viewer())

@@ -35,6 +35,7 @@ class AnnotationController:
         self._unsubscribe: Callable[[], None] | None = None
         self._render_pending = False
         self._dirty: set[int] = set()  # annotation layers edited but not yet written to the store
+        self._closed = False
         viewer.layers.events.inserted.connect(self._layer_inserted)
         viewer.layers.events.removed.connect(self._layer_removed)
         self._bind_keys()
@@ -71,6 +72,10 @@ class AnnotationController:
         self._changed()
 
     def close(self) -> None:
+        """Stop listening and give napari its keys back (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         ev = self.viewer.layers.events
         ev.inserted.disconnect(self._layer_inserted)
         ev.removed.disconnect(self._layer_removed)
