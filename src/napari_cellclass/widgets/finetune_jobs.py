@@ -111,6 +111,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     from ..core.errors import DataError
     from ..core.images import get_plane, inspect
     from ..core.predict import predict, predict_records
+    from ..core.tiling import tile_grid
 
     from .jobs import _load, model_id
 
@@ -135,9 +136,9 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
                     yield Step(done, total)
             continue
         for frame in range(layout.n_frames):
-            boxes = [(float(y), float(x), float(min(y + tile, layout.height) - 1), float(min(x + tile, layout.width) - 1))
-                     for y in range(0, max(1, layout.height - tile // 2), tile)
-                     for x in range(0, max(1, layout.width - tile // 2), tile)]
+            grid = tile_grid((layout.height, layout.width), tile, overlap=0.0)  # edge tiles pulled inside
+            th, tw = grid.tile_hw
+            boxes = [(float(y), float(x), float(y + th - 1), float(x + tw - 1)) for y in grid.ys for x in grid.xs]
             crops = [get_plane(req.source.data, layout, frame, req.info.name,
                                region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
                      for b in boxes]
