@@ -76,7 +76,7 @@ def run_one(task: str, start: str, per_class: int, size: int, epochs: int, lr: f
         t0 = time.perf_counter()
         items = [x.as_tuple() for x in training_samples(store)]
         model = start_model(kind, name, store.class_names, in_chans_of(items), bundle=bundle,
-                            input_size=(input_size, input_size) if input_size else None)
+                            input_size=(input_size, input_size) if input_size else None, seed=seed)
         opts = FineTuneOptions(epochs=epochs, lr=lr, batch_size=8, val_fraction=0.25, seed=seed, freeze_fraction=freeze)
         gen = finetune_steps(model, items, store.class_names, opts, device=device, annotations=store.path)
         while True:

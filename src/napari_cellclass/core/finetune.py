@@ -102,10 +102,20 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def start_model(kind: str, name: str | None, classes: Sequence[str], in_chans: int, *, multilabel: bool = False,
-                bundle: Any = None, input_size: tuple[int, int] | None = None) -> Any:
+                bundle: Any = None, input_size: tuple[int, int] | None = None, seed: int = 0) -> Any:
     """The model a fine-tune starts from: ``bundle`` (kind "model"), a preset's
     architecture with its fresh (pretrained if the preset says so) weights, or an
-    architecture from scratch — already adapted to ``classes``."""
+    architecture from scratch — already adapted to ``classes``.  New layers are
+    initialised from ``seed``, so "before" is the same on every run."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _start_model(kind, name, classes, in_chans, multilabel, bundle, input_size)
+
+
+def _start_model(kind: str, name: str | None, classes: Sequence[str], in_chans: int, multilabel: bool,
+                 bundle: Any, input_size: tuple[int, int] | None) -> Any:
     from .bundle import build_model
 
     if kind not in START_KINDS:

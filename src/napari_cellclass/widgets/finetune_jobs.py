@@ -62,7 +62,7 @@ def finetune_job(session: Session, store: Any, start: StartChoice, options: Any,
         label = f"{session.choice.label}" + (f" ({session.choice.path})" if session.choice.path else "")
     yield Step(0, 0, message=f"preparing {label} for {len(classes)} classes")
     model = start_model(start.kind, start.name, classes, in_chans, multilabel=store.multilabel, bundle=bundle,
-                        input_size=getattr(options, "input_size", None))
+                        input_size=getattr(options, "input_size", None), seed=options.seed)
     yield Step(0, 0, message=f"training on {len(items)} labelled samples")
     gen = finetune_steps(model, items, classes, options, stop=stop, device=session.device,
                          annotations=store.path, start_label=label)
