@@ -46,6 +46,13 @@ def test_start_model_adapts_head_and_input_size(tiny_bundle):
     assert scratch.in_chans == 1 and scratch.input_size == (40, 40) and scratch.classes == ["x", "y"]
     with pytest.raises(DataError):
         start_model("model", None, ["x"], 3)
+    # the new head comes from the seed, not from whatever the global RNG holds
+    import torch
+
+    heads = [start_model("model", None, ["x", "y"], 3, bundle=tiny_bundle, seed=5).network.head.fc.weight for _ in range(2)]
+    torch.rand(7)
+    other = start_model("model", None, ["x", "y"], 3, bundle=tiny_bundle, seed=6).network.head.fc.weight
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], other)
 
 
 def test_finetune_split_outcome_and_provenance(store):
