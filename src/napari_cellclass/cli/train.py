@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from ..core.distributed import barrier, context, teardown
 
     ctx = context()
+    if result.cancelled and not result.bundle.provenance["training"].get("steps_run"):
+        teardown(ctx)
+        print("cellclass train: interrupted before the first training step; no model written", file=sys.stderr)
+        return 130
     if not ctx.is_main:  # under torchrun the processes hold the same model: rank 0 writes it
         barrier(ctx)
         teardown(ctx)

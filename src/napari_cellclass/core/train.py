@@ -209,7 +209,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     bundle.provenance = {
         **{k: v for k, v in bundle.provenance.items() if k not in ("loaded_from", "training")},
         "training": {
-            "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch,
+            "epochs_run": outcome.epochs_run, "steps_run": outcome.steps_run, "best_epoch": outcome.best_epoch,
             "stopped_early": outcome.stopped_early, "cancelled": outcome.cancelled,
             "started_from": started_from, "seed": seed, "device": str(dev),
             **({"distributed": {"world_size": ctx.world_size, "backend": "nccl" if dev.type == "cuda" else "gloo"}}

@@ -57,6 +57,7 @@ class LoopOutcome:
     best_epoch: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
     epochs_run: int = 0
+    steps_run: int = 0
     cancelled: bool = False
     stopped_early: bool = False
 
@@ -251,6 +252,7 @@ class _Trainer:
             if out.cancelled:
                 break
         out.epochs_run = len(out.history)  # completed epochs (a cancelled partial one does not count)
+        out.steps_run = step
         return out
 
     def _order(self, n: int) -> torch.Tensor:
