@@ -177,3 +177,29 @@ def test_cancel_mid_training_leaves_a_loadable_model(dock, qtbot, tmp_path):
     assert bundle.classes == store.class_names and bundle.input_size == (48, 48)
     probs = predict(bundle, np.zeros((64, 64, 3), np.uint8), device="cpu")
     assert probs.shape == (1, 2) and np.isfinite(probs).all()
+
+
+def test_explain_while_a_fine_tune_holds_the_model(dock, qtbot, tmp_path):
+    """Issue 7's matrix: an explain request while fine-tuning the same session model.
+    Fine-tuning works on its own copy, so the map of the current model arrives while
+    training goes on, and both end cleanly."""
+    from napari_cellclass.widgets.explain import ExplainDock
+
+    annotate(dock, qtbot, tmp_path)
+    panel = dock.finetune
+    panel.epochs.setValue(200)
+    steps = []
+    worker = panel.run()
+    worker.yielded.connect(lambda s: steps.append(s) if getattr(s.item, "kind", None) == "step" else None)
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=240_000)
+    explain = ExplainDock(dock.viewer, dock.session)
+    source = dock.viewer.layers["movie"]
+    explain.image.set_layer(source)
+    explain.run()
+    qtbot.waitUntil(lambda: not explain.controls.running, timeout=240_000)
+    maps = [lay for lay in dock.viewer.layers if lay.name.startswith("movie · ")]
+    assert maps, explain.controls.status.text()
+    assert panel.controls.running, "the fine-tune should still be running while the map was made"
+    panel.controls.cancel_button.click()
+    wait(qtbot, panel.controls)
+    assert panel.outcome is not None and panel.outcome.cancelled
