@@ -17,17 +17,19 @@ CONFIGS = {
     "ci": dict(repeats=1, predict_arch="resnet18", predict_size=32, predict_n=8, predict_batch=4,
                tile_arch="resnet18", tile_size=32, tile_batch=8, tile_overlap=0.5, tile_images=[(96, 128), (192, 256)],
                explain_arch="resnet18", explain_size=32, explain_n=2,
-               train_arch="resnet18", train_size=32, train_n=16, train_batch=8,
-               ensemble_size=75, ensemble_n=2, napari_seconds=1.0, cli_n=8, cli_size=32, cli_arch="resnet18"),
+               train_arch="senescence_cnn", train_size=32, train_n=16, train_batch=8,
+               ensemble_size=75, ensemble_n=2, ensemble_members=2, train_warmup=False, napari_seconds=1.0, cli_n=8, cli_size=32, cli_arch="resnet18"),
     # by hand: the figures in the notes
     "full": dict(repeats=3, predict_arch="resnet50", predict_size=224, predict_n=256, predict_batch=64,
                  tile_arch="resnet18", tile_size=224, tile_batch=64, tile_overlap=0.5,
                  tile_images=[(1922, 2560), (8192, 8192)],
                  explain_arch="resnet50", explain_size=224, explain_n=16,
                  train_arch="resnet50", train_size=224, train_n=256, train_batch=32,
-                 ensemble_size=224, ensemble_n=64, napari_seconds=5.0,
+                 ensemble_size=224, ensemble_n=64, ensemble_members=None, train_warmup=True, napari_seconds=5.0,
                  cli_n=100, cli_size=224, cli_arch="tf_efficientnet_lite0"),
 }
+# a 2-core CPU finishes the full run in minutes with these (the table states the sizes)
+CPU_SCALE = dict(predict_n=128, train_arch="resnet18", train_size=160, train_n=128, ensemble_n=8, train_epochs=2)
 GPU_SCALE = dict(predict_n=4096, predict_batch=256, tile_batch=256, train_n=2048, train_batch=128, ensemble_n=256)
 
 
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     cfg = dict(CONFIGS[args.mode])
+    if device.type != "cuda" and args.mode == "full":
+        cfg.update(CPU_SCALE)
     if device.type == "cuda" and args.mode == "full":
         cfg.update(GPU_SCALE)
         torch.backends.cudnn.benchmark = True  # fixed tile shapes: let cuDNN pick the fastest kernels

@@ -22,6 +22,10 @@ def run(cfg: dict, device: torch.device) -> list[Result]:
     n = cfg["ensemble_n"] if device.type == "cuda" else min(cfg["ensemble_n"], 8)
     amp = device.type == "cuda"
     bundle = build_model("senescence-ensemble", pretrained=False, input_size=(size, size))
+    keep = cfg.get("ensemble_members")
+    if keep:  # CI mode: the first members only, to prove the path in seconds (the name says how many)
+        bundle = build_model([m.name for m in bundle.arch.members[:keep]], classes=list(bundle.classes),
+                             preprocess=bundle.preprocess, output=bundle.output)
     members = len(bundle.arch.members) if getattr(bundle.arch, "members", None) else 1
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 4096, (3, size, size), dtype=np.uint16) for _ in range(n)]

@@ -1,16 +1,10 @@
-"""Annotations hand over to training: the in-memory samples train a model for 1 epoch.
-
-Needs core/train and core/data (branch ``train``); skipped until they are on main.
-"""
+"""Annotations hand over to training: the in-memory samples train a model for 1 epoch."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_cellclass.core.annotations import AnnotationStore, training_samples
-
-pytest.importorskip("napari_cellclass.core.train", reason="core/train is not merged yet")
 
 
 def test_one_epoch_from_annotation_samples(tmp_path):

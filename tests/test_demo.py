@@ -11,7 +11,6 @@ import pytest
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
-pytest.importorskip("napari_cellclass.core.explain", reason="the demo runs a Grad-CAM: core.explain (issue 4) is not merged yet")
 
 
 def test_demo_screenshot_shows_the_viewer_with_both_docks(tmp_path):

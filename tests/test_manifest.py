@@ -27,8 +27,9 @@ def test_manifest_validates_and_names_every_contribution(manifest):
     c = manifest.contributions
     assert manifest.name == "napari-cellclass"
     ids = {cmd.id for cmd in c.commands}
-    assert {w.command for w in c.widgets} == {"napari-cellclass.classify", "napari-cellclass.explain"}
-    assert {m.command for m in c.menus["napari/layers/classify"]} == {"napari-cellclass.classify", "napari-cellclass.explain"}
+    docks = {"napari-cellclass.classify", "napari-cellclass.explain", "napari-cellclass.annotate"}
+    assert {w.command for w in c.widgets} == docks
+    assert {m.command for m in c.menus["napari/layers/classify"]} == docks
     keys = {s.key for s in c.sample_data}
     assert keys == {"cell-line", "cell-line-stack", "brightfield", "actin", "senescence", "protein", "cell"}
     assert all(s.command in ids for s in c.sample_data)
@@ -90,13 +91,16 @@ def test_sample_data_for_every_modality():
 def test_napari_opens_the_docks_from_the_manifest_sharing_one_session(make_napari_viewer):
     import napari_cellclass.widgets.runner  # noqa: F401  (as napari would, before torch)
     from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.annotate import AnnotateDock
     from napari_cellclass.widgets.explain import ExplainDock
 
     viewer = make_napari_viewer()
     _, classify = viewer.window.add_plugin_dock_widget("napari-cellclass", "Classify")
     _, explain = viewer.window.add_plugin_dock_widget("napari-cellclass", "Explain")
+    _, annotate = viewer.window.add_plugin_dock_widget("napari-cellclass", "Annotate and fine-tune")
     assert isinstance(classify, ClassifyDock) and isinstance(explain, ExplainDock)
-    assert classify.session is explain.session
+    assert isinstance(annotate, AnnotateDock)
+    assert classify.session is explain.session is annotate.session
 
 
 def test_sample_files_are_what_the_script_makes(tmp_path):

@@ -125,3 +125,14 @@ def test_learning_curve_nested_and_stratified():
 def test_mean_sd():
     assert mean_sd([0.9, 0.95, None]) == pytest.approx({"mean": 0.925, "sd": np.std([0.9, 0.95], ddof=1), "n": 2})
     assert mean_sd([None]) == {"mean": None, "sd": None, "n": 0}
+
+
+def test_choose_thresholds_agrees_with_the_training_loop():
+    """core.thresholds (used by core.train) and core.metrics pick the same thresholds."""
+    from napari_cellclass.core import thresholds
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((40, 5)) < 0.3).astype(int)
+    y[:, 4] = 0  # a class never present
+    probs = np.clip(0.5 * y + 0.6 * rng.random((40, 5)), 0, 1)
+    assert choose_thresholds(y, probs) == thresholds.choose_thresholds(y, probs)

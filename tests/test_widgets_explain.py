@@ -8,7 +8,6 @@ import pytest
 # as napari would: the dock modules are imported before torch (see runner.guard_torch_import)
 import napari_cellclass.widgets.runner  # noqa: F401
 
-pytest.importorskip("napari_cellclass.core.explain", reason="core.explain (issue 4) is not merged yet")
 
 pytestmark = pytest.mark.gui
 

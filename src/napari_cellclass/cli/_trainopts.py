@@ -1,5 +1,5 @@
-"""Training options shared by the commands that train (`cellclass cv`; the same
-flags as `cellclass train`, so a recipe tried in one works in the other)."""
+"""Training options shared by the commands that train (`cellclass train`, `cellclass cv`):
+one definition, so a recipe tried in one works in the other."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ def set_option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
+def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help="a study preset (`cellclass presets`): architecture, preprocessing and recipe")
     what.add_argument("--arch", help="an architecture name (`cellclass archs`; any timm model name works)")
+    if resume:
+        what.add_argument("--resume", metavar="MODEL", help="continue training a saved model (.safetensors)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (per stage for two-stage presets)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="learning rate")

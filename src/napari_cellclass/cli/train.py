@@ -9,71 +9,21 @@ without saving.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
-from typing import Any
 
-from ._common import channel_axis
-
-
-def _set_option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (VALUE in JSON), got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # a bare word such as adamw or plateau
-    return key.strip(), value
+from ._trainopts import add_train_options, train_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train or fine-tune a model on a labelled data set",
                        description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("data", help="class-folder tree, folder with labels.csv, or a CSV manifest (path,labels)")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--preset", help="a study preset (`cellclass presets`): architecture, preprocessing and recipe")
-    what.add_argument("--arch", help="an architecture name (`cellclass archs`; any timm model name works)")
-    what.add_argument("--resume", metavar="MODEL", help="continue training a saved model (.safetensors)")
+    add_train_options(p, resume=True)
     p.add_argument("--out", required=True, help="where to save the trained model (.safetensors)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (per stage for two-stage presets)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--input-size", type=int, nargs="+", default=None, metavar="PX", help="network input: S or H W")
-    p.add_argument("--val-fraction", type=float, default=None, help="share of images held out for validation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps (default: auto)")
-    pre = p.add_mutually_exclusive_group()
-    pre.add_argument("--pretrained", dest="pretrained", action="store_true", default=None,
-                     help="start from ImageNet weights (offline where the package ships them)")
-    pre.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random initialisation")
-    p.add_argument("--weights", default=None, metavar="FILE", help="initial weights: timm state dict or another model file")
-    p.add_argument("--multi-label", action="store_true", default=None, help="treat the data as multi-label")
-    p.add_argument("--class-balance", choices=("none", "weights", "sampler"), default=None,
-                   help="weight the loss or the sampling by inverse class frequency")
-    p.add_argument("--channel-axis", type=channel_axis, default="auto", metavar="AXIS",
-                   help="axis holding the channels in the images: an integer, 'auto' or 'none'")
-    p.add_argument("--set", dest="sets", type=_set_option, action="append", default=[], metavar="KEY=JSON",
-                   help='any training recipe field, e.g. --set schedule=cosine --set \'augment={"hflip": true}\'')
     p.add_argument("--no-progress", action="store_true", help="print epoch lines only")
     p.set_defaults(func=run)
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from ..core.errors import CellclassError
-
-    kw: dict[str, Any] = dict(args.sets)
-    for name in ("epochs", "batch_size", "lr", "val_fraction", "pretrained", "weights", "multi_label", "class_balance"):
-        value = getattr(args, name)
-        if value is not None:
-            kw[name] = value
-    if args.input_size is not None:
-        if len(args.input_size) not in (1, 2):
-            raise CellclassError(f"--input-size takes 1 or 2 numbers, got {len(args.input_size)}")
-        kw["input_size"] = tuple(args.input_size * 2 if len(args.input_size) == 1 else args.input_size)
-    return kw
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
         runner = train_hybrid if is_hybrid_preset(model) else train
         gen = runner(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
-                     **_overrides(args))
+                     **train_overrides(args))
         while True:
             try:
                 ev = next(gen)

@@ -248,18 +248,9 @@ def choose_thresholds(y_true: np.ndarray | Sequence[Sequence[int]], probs: np.nd
         raise DataError(f"{len(y)} labels but {len(probs)} rows of probabilities")
     if not 0 < step < 0.5:
         raise DataError(f"threshold step must be in (0, 0.5), got {step}")
-    grid = np.round(np.arange(step, 1.0 - step / 2, step), 10)
-    predicted = probs[None, :, :] >= grid[:, None, None]  # (T, N, K)
-    tp = (predicted & y[None]).sum(1)
-    fp = (predicted & ~y[None]).sum(1)
-    fn = (~predicted & y[None]).sum(1)
-    denom = 2 * tp + fp + fn
-    dice = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)  # (T, K)
-    out: list[float] = []
-    for k in range(probs.shape[1]):
-        best = grid[np.isclose(dice[:, k], dice[:, k].max())]
-        out.append(float(best[np.argmin(np.abs(best - 0.5))]))
-    return out
+    from .thresholds import choose_thresholds as dice_thresholds  # the training loop's rule, one implementation
+
+    return dice_thresholds(y, probs, step)
 
 
 # --------------------------------------------------------------------------- learning curve

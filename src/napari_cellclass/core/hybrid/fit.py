@@ -1,5 +1,5 @@
 """Fitting the hybrid: backbone features of a data set → StandardScaler → PCA → SVC,
-tuned by stratified CV grid search (scikit-learn), copied into :class:`SVMHead`\ s."""
+tuned by stratified CV grid search (scikit-learn), copied into SVM heads."""
 
 from __future__ import annotations
 

@@ -1,0 +1,109 @@
+"""'What to label next': rank the open images' unlabelled planes by the model's
+uncertainty and step through them, most uncertain first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+from ..core.active import SINGLE_METHODS
+from .finetune_jobs import RankedPlanes, _overlaps, rank_job
+from .jobs import make_request
+from .runner import JobControls
+from .session import Session
+
+
+class NextToLabel(QWidget):
+    """Rank button (a job with progress and cancel) and a 'next most uncertain' button."""
+
+    def __init__(self, viewer: Any, session: Session, labelled: Callable[[], dict],
+                 go: Callable[[str, int, Any], bool], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer, self.session = viewer, session
+        self._labelled, self._go = labelled, go
+        self.method = QComboBox()
+        self.method.addItems([m for m in SINGLE_METHODS if m != "threshold"])
+        self.method.setCurrentText(session.settings.get("annotate.rank_method", "margin"))
+        self.unit = QComboBox()
+        self.unit.addItems(["images and frames", "regions (tiles)"])
+        self.tile = QSpinBox()
+        self.tile.setRange(16, 4096)
+        self.tile.setValue(int(session.settings.get("annotate.rank_tile", 64)))
+        self.tile.setSuffix(" px")
+        self.tile.setMinimumWidth(90)
+        self.controls = JobControls("Rank by uncertainty")
+        self.next_button = QPushButton("Next most uncertain")
+        self.next_button.setEnabled(False)
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("score"))
+        row.addWidget(self.method, 1)
+        row.addWidget(self.unit, 1)
+        row.addWidget(self.tile)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.controls)
+        layout.addWidget(self.next_button)
+        layout.addWidget(self.info)
+        self.ranking: RankedPlanes | None = None
+        self._visited: set[tuple[str, int]] = set()
+        self.controls.run_requested.connect(self.rank)
+        self.next_button.clicked.connect(self.next)
+        self.method.currentTextChanged.connect(lambda m: session.settings.set("annotate.rank_method", m))
+        self.tile.valueChanged.connect(lambda v: session.settings.set("annotate.rank_tile", int(v)))
+        self.unit.currentIndexChanged.connect(lambda i: self.tile.setEnabled(i == 1))
+        self.tile.setEnabled(False)
+
+    def rank(self) -> Any:
+        from .pickers import image_layers
+
+        layers = image_layers(self.viewer)
+        if not layers:
+            show_info("What to label next: open images (or a folder as a stack) first")
+            return None
+        requests = [make_request(self.viewer, layer) for layer in layers]
+        tile = self.tile.value() if self.unit.currentIndex() == 1 else None
+        return self.controls.start(rank_job, self.session, requests, self._labelled(), self.method.currentText(),
+                                   tile=tile, desc="rank by uncertainty", on_done=self._ranked)
+
+    def _ranked(self, ranking: RankedPlanes) -> None:
+        self.ranking, self._visited = ranking, set()
+        self.next_button.setEnabled(bool(ranking.keys))
+        what = "region(s)" if ranking.keys and ranking.keys[0][2] is not None else "plane(s)"
+        self.info.setText(f"{len(ranking.keys)} unlabelled {what} ranked by {ranking.method} with {ranking.model}")
+
+    def remaining(self) -> list[tuple[str, int, Any]]:
+        if self.ranking is None:
+            return []
+        labelled = self._labelled()
+
+        def done(key: tuple[str, int, Any]) -> bool:
+            if key in self._visited:
+                return True
+            if (key[0], key[1]) not in labelled:
+                return False
+            boxes = labelled[(key[0], key[1])]
+            return key[2] is None or boxes is None or any(_overlaps(key[2], b) for b in boxes)
+
+        return [k for k in self.ranking.keys if not done(k)]
+
+    def next(self) -> tuple[str, int, Any] | None:
+        """Go to the most uncertain plane (or region) not labelled, nor shown by this button, yet."""
+        for key in self.remaining():
+            self._visited.add(key)
+            if self._go(*key):
+                i = self.ranking.keys.index(key)  # type: ignore[union-attr]
+                left = len(self.remaining())
+                where = f"'{key[0]}' plane {key[1]}" + (f", rows {key[2][0]:.0f}–{key[2][2]:.0f}, columns "
+                                                        f"{key[2][1]:.0f}–{key[2][3]:.0f}" if key[2] else "")
+                self.info.setText(f"{where}: uncertainty {self.ranking.scores[i]:.2f} ({left} more to go)")  # type: ignore[union-attr]
+                return key
+        self.info.setText("every ranked plane is labelled or was shown; rank again after fine-tuning")
+        self.next_button.setEnabled(False)
+        return None

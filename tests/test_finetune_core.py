@@ -1,0 +1,95 @@
+"""core.finetune headless: starting models, splits, k-fold, provenance, bad options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cellclass.core.annotations import AnnotationStore, training_samples
+from napari_cellclass.core.errors import DataError
+from napari_cellclass.core.finetune import (FineTuneOptions, adapt_to_classes, file_sha256, finetune, start_model,
+                                            with_input_size)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """12 dim and 12 bright 32x32 planes, labelled image by image (as keys would)."""
+    s = AnnotationStore.open(tmp_path / "ann.json")
+    s.add_class("dim"), s.add_class("bright")
+    rng = np.random.default_rng(0)
+    planes = np.concatenate([rng.integers(0, 60, (12, 32, 32)), rng.integers(150, 255, (12, 32, 32))]).astype(np.uint8)
+    k = s.add_image(planes, name="planes", channel_axis="none")
+    for t in range(24):
+        s.label_image(k, t, "dim" if t < 12 else "bright")
+    return s
+
+
+def items_of(store):
+    return [x.as_tuple() for x in training_samples(store)]
+
+
+def test_start_model_adapts_head_and_input_size(tiny_bundle):
+    same = adapt_to_classes(tiny_bundle, ["a", "b", "c"])
+    assert same.network is not tiny_bundle.network and same.classes == ["a", "b", "c"]
+    x = np.random.default_rng(1).random((2, 3, 32, 32)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        tiny_bundle.network.eval(), same.network.eval()
+        np.testing.assert_allclose(same.network(torch.from_numpy(x)).numpy(), tiny_bundle.network(torch.from_numpy(x)).numpy())
+    new = adapt_to_classes(tiny_bundle, ["x", "y"])
+    assert new.classes == ["x", "y"] and new.network.num_outputs == 2 and tiny_bundle.network.num_outputs == 3
+    assert new.provenance["new_head"]["from_classes"] == ["a", "b", "c"]
+    bigger = with_input_size(new, (48, 48))
+    assert bigger.input_size == (48, 48) and tiny_bundle.input_size == (32, 32)
+    scratch = start_model("scratch", "senescence_cnn", ["x", "y"], 1, input_size=(40, 40))
+    assert scratch.in_chans == 1 and scratch.input_size == (40, 40) and scratch.classes == ["x", "y"]
+    with pytest.raises(DataError):
+        start_model("model", None, ["x"], 3)
+    # the new head comes from the seed, not from whatever the global RNG holds
+    import torch
+
+    heads = [start_model("model", None, ["x", "y"], 3, bundle=tiny_bundle, seed=5).network.head.fc.weight for _ in range(2)]
+    torch.rand(7)
+    other = start_model("model", None, ["x", "y"], 3, bundle=tiny_bundle, seed=6).network.head.fc.weight
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], other)
+
+
+def test_finetune_split_outcome_and_provenance(store):
+    items = items_of(store)
+    start = start_model("scratch", "senescence_cnn", store.class_names, 1, input_size=(32, 32))
+    out = finetune(start, items, store.class_names, FineTuneOptions(epochs=1, batch_size=8, val_fraction=0.25),
+                   device="cpu", annotations=store.path, start_label="scratch")
+    assert out.n_train == 18 and out.n_val == 6 and not out.cancelled
+    assert out.before["n_images"] == out.after["n_images"] == 6
+    ft = out.bundle.provenance["fine_tune"]
+    assert ft["annotations_sha256"] == file_sha256(store.path) and ft["class_counts"] == {"dim": 12, "bright": 12}
+    assert out.bundle is not start and len(out.history) == 1
+
+
+def test_k_fold_judges_every_item_once(store):
+    items = items_of(store)
+    start = start_model("scratch", "senescence_cnn", store.class_names, 1, input_size=(32, 32))
+    out = finetune(start, items, store.class_names, FineTuneOptions(epochs=1, batch_size=8, folds=3), device="cpu")
+    assert out.folds == 3 and len(out.fold_metrics) == 3
+    assert out.after["n_images"] == out.before["n_images"] == 24
+    assert {h["fold"] for h in out.history} == {0, 1, 2}
+
+
+def test_cancel_before_training_and_bad_options(store):
+    import threading
+
+    items = items_of(store)
+    start = start_model("scratch", "senescence_cnn", store.class_names, 1, input_size=(32, 32))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(DataError, match="cancelled"):
+        finetune(start, items, store.class_names, FineTuneOptions(epochs=1), stop=stop, device="cpu")
+    for bad in (FineTuneOptions(epochs=0), FineTuneOptions(lr=0), FineTuneOptions(folds=1),
+                FineTuneOptions(val_fraction=1.0), FineTuneOptions(freeze_fraction=1.0)):
+        with pytest.raises(DataError):
+            finetune(start, items, store.class_names, bad, device="cpu")
+    with pytest.raises(DataError, match="2 classes"):
+        finetune(start, [it for it in items if it[1] == [0]], store.class_names, FineTuneOptions(epochs=1), device="cpu")
+    with pytest.raises(DataError, match="adapt"):
+        finetune(start, items, ["dim", "bright", "other"], FineTuneOptions(epochs=1), device="cpu")
