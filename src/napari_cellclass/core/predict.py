@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .bundle import ModelBundle
-from .device import autocast, eval_mode, prepare_network, resolve_device
+from .device import autocast, eval_mode, prepare_network, resolve_device, uses_channels_last
 from .errors import CellclassError
 from .imagefiles import ImageFile, read_image
 from .images import ChannelAxis, get_plane, inspect, match_channels
@@ -149,7 +149,7 @@ def network_inputs(bundle: ModelBundle, planes: list[np.ndarray], value_max: lis
         for k, j in enumerate(idx):
             out[j] = x[k]
     x = torch.stack(out)  # type: ignore[arg-type]
-    if device.type == "cuda":
+    if uses_channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 

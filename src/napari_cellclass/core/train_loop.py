@@ -25,7 +25,7 @@ from torch import nn
 from . import fcn_targets as fcn
 from .distributed import DistContext, mean_across, wrap
 from .data.augment import augment_batch, make_generator
-from .device import amp_dtype
+from .device import amp_dtype, uses_channels_last
 from .models.heads import probabilities
 from .presets import TrainRecipe
 from .thresholds import dice_per_threshold
@@ -122,7 +122,7 @@ class _Trainer:
         x = self.d.x_val if val else self.d.x
         masks = self.d.masks_val if val else self.d.masks
         xb = x[rows.to(x.device)].to(self.dev, non_blocking=True)
-        if self.dev.type == "cuda":
+        if uses_channels_last(self.dev):
             xb = xb.contiguous(memory_format=torch.channels_last)
         mb = None if masks is None else masks[rows.to(masks.device)].to(self.dev, non_blocking=True)
         return xb, mb
