@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from napari_cellclass import build_model, save_model
-from napari_cellclass.core.device import autocast
+from napari_cellclass.core.device import autocast, uses_channels_last
 
 from ._measure import Result
 
@@ -22,6 +22,8 @@ def _plain_loop(bundle, files, batch, device):
     from PIL import Image
 
     net = bundle.network.eval().to(device)
+    if uses_channels_last(device):
+        net = net.to(memory_format=torch.channels_last)
     norm = bundle.preprocess.normalization
     mean = torch.tensor(norm.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(norm.std, device=device).view(1, -1, 1, 1)
@@ -31,7 +33,8 @@ def _plain_loop(bundle, files, batch, device):
             arrs = [np.asarray(Image.open(f).convert("RGB")) for f in files[i:i + batch]]
             x = torch.from_numpy(np.stack(arrs)).to(device).permute(0, 3, 1, 2).float() / 255
             x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
-            net((x - mean) / std)
+            x = (x - mean) / std
+            net(x.contiguous(memory_format=torch.channels_last) if uses_channels_last(device) else x)
 
 
 def run(cfg: dict, device: torch.device) -> list[Result]:
