@@ -146,9 +146,12 @@ def network_inputs(bundle: ModelBundle, planes: list[np.ndarray], value_max: lis
         stack = torch.from_numpy(np.stack([planes[j] for j in idx])).to(device, non_blocking=True)
         vmax = torch.tensor([np.nan if value_max[j] is None else value_max[j] for j in idx], dtype=torch.float32, device=device)
         x, _ = bundle.preprocess.prepare_batch(stack, vmax)
+        if len(groups) == 1:  # the usual case: one shape, already in order, no re-stacking copy
+            break
         for k, j in enumerate(idx):
             out[j] = x[k]
-    x = torch.stack(out)  # type: ignore[arg-type]
+    else:
+        x = torch.stack(out)  # type: ignore[arg-type]
     if uses_channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     return x
