@@ -26,7 +26,7 @@ CONFIGS = {
                  explain_arch="resnet50", explain_size=224, explain_n=16,
                  train_arch="resnet50", train_size=224, train_n=256, train_batch=32,
                  ensemble_size=224, ensemble_n=64, ensemble_members=None, train_warmup=True, napari_seconds=5.0,
-                 cli_n=100, cli_size=224, cli_arch="tf_efficientnet_lite0"),
+                 cli_n=100, cli_size=224, cli_arch="tf_efficientnet_lite0", compile=True),
 }
 # a 2-core CPU finishes the full run in minutes with these (the table states the sizes)
 CPU_SCALE = dict(predict_n=128, train_arch="resnet18", train_size=160, train_n=128, ensemble_n=8, train_epochs=2)

@@ -63,8 +63,57 @@ def run(cfg: dict, device: torch.device) -> list[Result]:
                "plain timm loop on ready device tensors", "", str(device)),
     ]
     if device.type == "cuda":
-        t_fp32 = best_time(_plain_from_tensors(net.to(memory_format=torch.contiguous_format), [x.contiguous() for x in xs], device, False),
-                           device, cfg["repeats"])
-        out.append(Result("predict", f"AMP {str(torch.get_autocast_dtype('cuda')).split('.')[-1]} + channels_last vs fp32 ({arch})",
-                          n / t_tensor, "images/s", n / t_fp32, "fp32, contiguous", "", str(device)))
+        out += _cuda_variants(net, xs, n, arch, size, device, cfg["repeats"], n / t_ours)
+    if cfg.get("compile"):
+        out.append(_compiled(net, xs, n, arch, device, amp, cfg["repeats"], n / t_tensor))
     return out
+
+
+# timm's own published inference figures on an RTX 3090 (AMP, channels_last, PyTorch 2.4,
+# batch 1024): results/benchmark-infer-amp-nhwc-pt240-cu124-rtx3090.csv in
+# huggingface/pytorch-image-models, images/s at 224 px (inception_v3 at 299 px).
+TIMM_RTX3090_IMAGES_PER_S = {
+    "resnet18": 11188.75, "resnet50": 3729.86, "densenet121": 3031.71, "tf_efficientnet_lite0": 8319.74,
+    "tf_efficientnetv2_b0": 10314.64, "mobilenetv3_large_100": 13556.89, "inception_v3": 2561.31,
+}
+
+
+def _cuda_variants(net, xs, n, arch, size, device, repeats, ours) -> list[Result]:
+    """bf16 and fp16 autocast, each channels_last, against fp32 contiguous, on the same tensors."""
+    out = []
+    t_fp32 = best_time(_plain_from_tensors(net.to(memory_format=torch.contiguous_format), [x.contiguous() for x in xs], device, False),
+                       device, repeats)
+    net.to(memory_format=torch.channels_last)
+    for dtype in (torch.bfloat16, torch.float16):
+        if dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            continue
+
+        def run(dtype=dtype):
+            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+                for x in xs:
+                    net(x)
+        t = best_time(run, device, repeats)
+        out.append(Result("predict", f"AMP {str(dtype).split('.')[-1]} + channels_last vs fp32 ({arch})", n / t, "images/s",
+                          n / t_fp32, "fp32, contiguous", "", str(device)))
+    if arch in TIMM_RTX3090_IMAGES_PER_S and size == 224:
+        out.append(Result("predict", f"predict() {arch} vs timm's published RTX 3090 figure", ours, "images/s",
+                          TIMM_RTX3090_IMAGES_PER_S[arch], "timm benchmark CSV, RTX 3090, AMP, batch 1024", "same GPU class",
+                          str(device), notes=f"this run: {torch.cuda.get_device_name(device)}, batch {xs[0].shape[0]}"))
+    return out
+
+
+def _compiled(net, xs, n, arch, device, amp, repeats, eager) -> Result:
+    """Optional ``torch.compile``: the same tensor loop on the compiled network (compile time apart)."""
+    import time
+
+    try:
+        compiled = torch.compile(net)
+        t0 = time.perf_counter()
+        _plain_from_tensors(compiled, xs[:1], device, amp)()
+        t_compile = time.perf_counter() - t0
+        t = best_time(_plain_from_tensors(compiled, xs, device, amp), device, repeats)
+    except Exception as err:  # noqa: BLE001 - a missing compiler toolchain is a result, not a crash
+        return Result("predict", f"torch.compile ({arch})", float("nan"), "images/s", eager, "eager tensor loop", "",
+                      str(device), notes=f"skipped: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+    return Result("predict", f"torch.compile ({arch}), tensor loop", n / t, "images/s", eager, "eager tensor loop", "optional",
+                  str(device), extra={"compile_s (first batch)": t_compile})
