@@ -203,3 +203,52 @@ def test_explain_while_a_fine_tune_holds_the_model(dock, qtbot, tmp_path):
     panel.controls.cancel_button.click()
     wait(qtbot, panel.controls)
     assert panel.outcome is not None and panel.outcome.cancelled
+
+
+def test_rank_with_an_ensemble_by_member_disagreement(dock, qtbot, tmp_path):
+    """An ensemble model offers (and defaults to) its members' disagreement; the panel's
+    order is core.active's on the members' probabilities; a single model offers only
+    single-model scores."""
+    from napari_cellclass import build_model, predict_members, save_model
+    from napari_cellclass.core.active import ENSEMBLE_METHODS, SINGLE_METHODS, rank
+    from napari_cellclass.widgets.session import ModelChoice
+
+    ens = build_model(["senescence_cnn", "senescence_cnn"], classes=["a", "b", "c"], input_size=(32, 32))
+    path = save_model(ens, tmp_path / "ens.safetensors")
+    single = save_model(build_model("senescence_cnn", classes=["a", "b", "c"], input_size=(32, 32)),
+                        tmp_path / "single.safetensors")
+    frames = np.random.default_rng(4).integers(0, 255, (6, 32, 32, 3)).astype(np.uint8)
+    viewer, panel, session = dock.viewer, dock.next, dock.session
+    movie = viewer.add_image(frames, name="movie", rgb=True)
+    dock.open_annotations(tmp_path / "ann.json")
+    dock.add_class("a")
+    viewer.layers.selection.active = movie
+    viewer.dims.set_point(0, 2)
+    press(viewer, "1")  # frame 2 is labelled: left out of the ranking
+    assert dock.labelled_planes() == {("movie", 2): None}
+
+    session.set_choice(ModelChoice("file", str(path)))  # not loaded yet: the job picks the ensemble's default
+    panel.rank()
+    wait(qtbot, panel.controls)
+    assert panel.ranking.method in ENSEMBLE_METHODS
+    assert set(ENSEMBLE_METHODS) <= set(panel.methods()) and panel.method.currentText() == panel.ranking.method
+    loaded = session.load()
+    members = predict_members(loaded, frames, device="cpu")
+    assert members.shape == (2, 6, 3)
+    skip = [t == 2 for t in range(6)]
+    for method in ("variance", "vote_entropy", "mutual_information"):
+        panel.method.setCurrentText(method)
+        panel.rank()
+        wait(qtbot, panel.controls)
+        expect = rank(members, method, keys=[("movie", t, None) for t in range(6)], exclude=skip)
+        assert panel.ranking.method == method
+        assert panel.ranking.keys == expect.keys and len(expect.keys) == 5
+        np.testing.assert_allclose(panel.ranking.scores, expect.scores[expect.order], atol=1e-4)
+
+    session.set_choice(ModelChoice("file", str(single)))
+    session.load()
+    session.model_loaded.emit(session.cached())
+    assert panel.methods() and set(panel.methods()) <= set(SINGLE_METHODS)
+    assert panel.method.currentText() == "margin"
+    session.set_choice(ModelChoice("file", str(path)))  # loaded before: offered at once, the last pick remembered
+    assert panel.method.currentText() == "mutual_information" and "variance" in panel.methods()
