@@ -104,7 +104,7 @@ def test_options_map_to_training_overrides():
 
     plain = FineTuneOptions(epochs=5, lr=2e-3, batch_size=8, freeze_fraction=0.5, augment=False).overrides()
     assert "stages" not in plain and plain["augment"] == Augment()
-    assert (plain["epochs"], plain["lr"], plain["batch_size"], plain["freeze_fraction"], plain["keep_best"]) == (5, 2e-3, 8, 0.5, True)
+    assert [plain[k] for k in ("epochs", "lr", "batch_size", "freeze_fraction", "keep_best")] == [5, 2e-3, 8, 0.5, True]
     two = FineTuneOptions(epochs=5, lr=2e-3, two_stage=True).overrides()
     assert two["stages"] == (Stage("head", 2e-3, 2), Stage("all", 2e-4, 3))
     assert sum(s.epochs for s in two["stages"]) == 5
