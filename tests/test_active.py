@@ -83,3 +83,13 @@ def test_bad_input_is_explained():
     with pytest.raises(DataError, match=r"\(N, K\)"):
         uncertainty(np.ones((2, 3, 4)) / 4, "margin")
     assert set(METHODS) >= {"least_confidence", "margin", "entropy", "threshold", "variance", "vote_entropy"}
+
+
+def test_methods_for_models():
+    from napari_cellclass.core.active import ENSEMBLE_METHODS, methods_for
+
+    assert methods_for(False) == ("margin", "least_confidence", "entropy")
+    ens = methods_for(False, 3)
+    assert ens[0] in ENSEMBLE_METHODS and set(ENSEMBLE_METHODS) <= set(ens) and "margin" in ens
+    assert methods_for(True) == ("threshold",)
+    assert methods_for(True, 2) == ("variance", "threshold")  # the one disagreement score that reads sigmoid rows

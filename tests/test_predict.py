@@ -141,3 +141,23 @@ def test_map_reads_only_tiles_of_a_memmap(tiny_bundle, tmp_path, rng):
     m = predict_map(tiny_bundle, np.load(path, mmap_mode="r"), tile=64, overlap=0.5)
     assert m.shape == (3, 10, 13) and np.isfinite(m).all()
     np.testing.assert_allclose(m.sum(0), 1.0, rtol=1e-5)
+
+
+def test_member_probabilities_of_an_ensemble(tiny_bundle, rng):
+    """predict_members gives every member's rows; with soft voting their mean is predict()'s answer."""
+    from napari_cellclass import predict_members
+    from napari_cellclass.core.active import rank
+    from napari_cellclass.core.errors import CellclassError
+
+    ens = build_model(["senescence_cnn", "senescence_cnn"], classes=["a", "b", "c"], input_size=(32, 32))
+    images = [rng.integers(0, 255, (40, 40, 3)).astype(np.uint8), rng.integers(0, 255, (3, 32, 32, 3)).astype(np.uint8)]
+    members = predict_members(ens, images, batch_size=3, device="cpu")
+    assert members.shape == (2, 4, 3) and members.dtype == np.float32
+    np.testing.assert_allclose(members.sum(-1), 1.0, rtol=1e-5)
+    assert not np.allclose(members[0], members[1])  # two independently initialised networks
+    np.testing.assert_allclose(members.mean(0), predict(ens, images, batch_size=2, device="cpu"), atol=1e-5)
+    recs = list(predict_records(ens, images, device="cpu", members=True))
+    assert [r.probs.shape for r in recs] == [(2, 3)] * 4
+    assert len(rank(members, "mutual_information")) == 4
+    with pytest.raises(CellclassError, match="single network"):
+        predict_members(tiny_bundle, images[0], device="cpu")

@@ -203,3 +203,130 @@ def test_explain_while_a_fine_tune_holds_the_model(dock, qtbot, tmp_path):
     panel.controls.cancel_button.click()
     wait(qtbot, panel.controls)
     assert panel.outcome is not None and panel.outcome.cancelled
+
+
+def test_rank_with_an_ensemble_by_member_disagreement(dock, qtbot, tmp_path):
+    """An ensemble model offers (and defaults to) its members' disagreement; the panel's
+    order is core.active's on the members' probabilities; a single model offers only
+    single-model scores."""
+    from napari_cellclass import build_model, predict_members, save_model
+    from napari_cellclass.core.active import ENSEMBLE_METHODS, SINGLE_METHODS, rank
+    from napari_cellclass.widgets.session import ModelChoice
+
+    ens = build_model(["senescence_cnn", "senescence_cnn"], classes=["a", "b", "c"], input_size=(32, 32))
+    path = save_model(ens, tmp_path / "ens.safetensors")
+    single = save_model(build_model("senescence_cnn", classes=["a", "b", "c"], input_size=(32, 32)),
+                        tmp_path / "single.safetensors")
+    frames = np.random.default_rng(4).integers(0, 255, (6, 32, 32, 3)).astype(np.uint8)
+    viewer, panel, session = dock.viewer, dock.next, dock.session
+    movie = viewer.add_image(frames, name="movie", rgb=True)
+    dock.open_annotations(tmp_path / "ann.json")
+    dock.add_class("a")
+    viewer.layers.selection.active = movie
+    viewer.dims.set_point(0, 2)
+    press(viewer, "1")  # frame 2 is labelled: left out of the ranking
+    assert dock.labelled_planes() == {("movie", 2): None}
+
+    session.set_choice(ModelChoice("file", str(path)))  # not loaded yet: the job picks the ensemble's default
+    panel.rank()
+    wait(qtbot, panel.controls)
+    assert panel.ranking.method in ENSEMBLE_METHODS
+    assert set(ENSEMBLE_METHODS) <= set(panel.methods()) and panel.method.currentText() == panel.ranking.method
+    loaded = session.load()
+    members = predict_members(loaded, frames, device="cpu")
+    assert members.shape == (2, 6, 3)
+    skip = [t == 2 for t in range(6)]
+    for method in ("variance", "vote_entropy", "mutual_information"):
+        panel.method.setCurrentText(method)
+        panel.rank()
+        wait(qtbot, panel.controls)
+        expect = rank(members, method, keys=[("movie", t, None) for t in range(6)], exclude=skip)
+        assert panel.ranking.method == method
+        assert panel.ranking.keys == expect.keys and len(expect.keys) == 5
+        np.testing.assert_allclose(panel.ranking.scores, expect.scores[expect.order], atol=1e-4)
+
+    session.set_choice(ModelChoice("file", str(single)))
+    session.load()
+    session.model_loaded.emit(session.cached())
+    assert panel.methods() and set(panel.methods()) <= set(SINGLE_METHODS)
+    assert panel.method.currentText() == "margin"
+    session.set_choice(ModelChoice("file", str(path)))  # loaded before: offered at once, the last pick remembered
+    assert panel.method.currentText() == "mutual_information" and "variance" in panel.methods()
+
+
+def small_start(dock, qtbot, tmp_path):
+    """8 frames of 32 px labelled with keys, and the session on a tiny model file with the same classes."""
+    from napari_cellclass import build_model, save_model
+    from napari_cellclass.widgets.session import ModelChoice
+
+    viewer = dock.viewer
+    images, labels = synth(8, seed=5)
+    images = images[:, ::2, ::2]  # 32 px
+    movie = viewer.add_image(images, name="movie", rgb=True)
+    dock.open_annotations(tmp_path / "ann.json")
+    for c in CLASSES:
+        dock.add_class(c)
+    viewer.layers.selection.active = movie
+    viewer.dims.set_point(0, 0)
+    for t in range(8):
+        press(viewer, str(labels[t] + 1))
+    assert len(dock.labelled_planes()) == 8
+    path = save_model(build_model("senescence_cnn", classes=CLASSES, input_size=(32, 32)), tmp_path / "small.safetensors")
+    choice = ModelChoice("file", str(path))
+    dock.session.set_choice(choice)
+    panel = dock.finetune
+    panel.epochs.setValue(1)
+    panel.batch.setValue(4)
+    panel.val.setValue(0.25)
+    panel.size.setValue(32)
+    return panel, movie, images, choice
+
+
+def test_fine_tune_the_model_file_of_the_session(dock, qtbot, tmp_path):
+    """Start "the session's model" when that is a model file: the tuned model starts
+    from the file's weights, and provenance names the file."""
+    import torch
+
+    from napari_cellclass.core.bundle import load_model
+    from napari_cellclass.widgets.finetune_jobs import StartChoice
+
+    panel, _, _, choice = small_start(dock, qtbot, tmp_path)
+    assert panel.start.choice() == StartChoice("model")
+    assert panel.run() is not None
+    wait(qtbot, panel.controls)
+    outcome = panel.outcome
+    assert outcome is not None and not outcome.cancelled and outcome.n_train + outcome.n_val == 8
+    file_model = load_model(choice.path)
+    start = outcome.start.network.state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in file_model.network.state_dict().items())  # same classes: no new head
+    assert choice.path in outcome.bundle.provenance["fine_tune"]["start"]
+    assert outcome.bundle.arch.name == "senescence_cnn" and dock.session.fine_tuned is None  # not kept yet
+
+
+def test_fine_tune_a_preset_then_discard_keeps_the_session_model(dock, qtbot, tmp_path):
+    """A preset with fresh weights trains its own architecture; Discard leaves the
+    session on the model it had, and re-classifying uses that model."""
+    from napari_cellclass.core.predict import predict
+    from napari_cellclass.tables import probability_column
+    from napari_cellclass.widgets.finetune_jobs import StartChoice
+
+    panel, movie, images, choice = small_start(dock, qtbot, tmp_path)
+    panel.start.set_choice(StartChoice("preset", "senescence-ensemble:scratch-cnn"))
+    assert panel.run() is not None
+    wait(qtbot, panel.controls)
+    outcome = panel.outcome
+    assert outcome is not None and outcome.bundle.classes == CLASSES
+    assert outcome.bundle.arch.option("widths") == (6, 12, 24)  # the preset's network, not the session's file
+    assert "preset senescence-ensemble:scratch-cnn" in outcome.bundle.provenance["fine_tune"]["start"]
+    assert panel.keep_button.isEnabled() and panel.discard_button.isEnabled()
+
+    panel.discard()
+    assert panel.outcome is None and not panel.keep_button.isEnabled() and not panel.undo_button.isEnabled()
+    assert dock.session.choice == choice and dock.session.fine_tuned is None
+    assert panel.classify_open_layers() is not None
+    wait(qtbot, panel.controls)
+    meta = movie.metadata["cellclass"]
+    assert meta["model"] == "small.safetensors"
+    expect = predict(dock.session.load(choice), images, device="cpu")
+    got = np.array([meta["predictions"][probability_column(c)] for c in CLASSES]).T
+    np.testing.assert_allclose(got, expect, atol=1e-4)

@@ -24,6 +24,7 @@ _API: dict[str, str] = {
     "preprocess": ".core.predict",
     "predict": ".core.predict",
     "predict_records": ".core.predict",
+    "predict_members": ".core.predict",
     "predict_map": ".core.tiling",
     "tile_grid": ".core.tiling",
     "explain": ".core.explain",

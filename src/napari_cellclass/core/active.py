@@ -32,6 +32,21 @@ ENSEMBLE_METHODS = ("variance", "vote_entropy", "mutual_information")
 METHODS = SINGLE_METHODS + ENSEMBLE_METHODS
 
 
+def methods_for(multilabel: bool, members: int = 1) -> tuple[str, ...]:
+    """The scores that fit a model, its default first.
+
+    Multi-label (sigmoid) models are ranked by closeness to their thresholds, as
+    study 4 does; an ensemble (``members`` > 1) adds the disagreement of its
+    members and leads with it.  Of those only ``variance`` reads independent
+    per-class probabilities correctly: vote entropy and mutual information treat
+    a row as one distribution over classes.
+    """
+    if multilabel:
+        return ("variance", "threshold") if members > 1 else ("threshold",)
+    single = ("margin", "least_confidence", "entropy")
+    return ("mutual_information", "variance", "vote_entropy", *single) if members > 1 else single
+
+
 @dataclass(frozen=True)
 class Ranking:
     """``order``: indices into the candidates, most uncertain first (excluded ones

@@ -157,8 +157,20 @@ def network_inputs(bundle: ModelBundle, planes: list[np.ndarray], value_max: lis
     return x
 
 
-def run_network(bundle: ModelBundle, x: torch.Tensor, device: torch.device, amp: bool = True) -> np.ndarray:
+def ensemble_size(bundle: ModelBundle) -> int:
+    """How many networks vote in ``bundle`` (1 for a single network)."""
+    from .models.ensemble import Ensemble
+
+    return len(bundle.network.members) if isinstance(bundle.network, Ensemble) else 1
+
+
+def run_network(bundle: ModelBundle, x: torch.Tensor, device: torch.device, amp: bool = True,
+                members: bool = False) -> np.ndarray:
+    """(B, K) probabilities of the model, or with ``members`` (B, M, K) of each ensemble member."""
     with torch.inference_mode(), autocast(device, amp):
+        if members:
+            # the members' own probabilities, before the vote that forward() applies
+            return bundle.network.member_probabilities(x).float().transpose(0, 1).cpu().numpy()
         logits = bundle.network(x)
     return probabilities(logits, bundle.output).cpu().numpy()
 
@@ -172,22 +184,28 @@ def predict_records(
     channels: list[int] | None = None,
     amp: bool = True,
     on_error: str = "raise",
+    members: bool = False,
 ) -> Iterator[PlanePrediction]:
     """Yield one :class:`PlanePrediction` per image or stack plane, in input order.
 
     A generator, so callers (the viewer's workers, the CLI) can report progress and
     stop between batches.  ``on_error="skip"`` turns unreadable sources into rows
-    with ``error`` set instead of stopping the run.
+    with ``error`` set instead of stopping the run.  With ``members`` (ensembles
+    only) each row's ``probs`` is (M, K): every member's probabilities.
     """
     if batch_size < 1:
         raise CellclassError(f"batch size must be at least 1, got {batch_size}")
+    if members and ensemble_size(bundle) < 2:
+        raise CellclassError(f"the model ({bundle.arch.describe()}) is a single network, not an ensemble",
+                             "ask for member probabilities of an ensemble model only; use predict() for this one")
     dev = resolve_device(device)
     items = prefetch(iter_planes_of(as_sources(images), bundle.in_chans, channel_axis, channels, on_error), 2 * batch_size)
     with bundle.lock, eval_mode(bundle.network):
         prepare_network(bundle.network, dev)
         for batch in _batches(items, batch_size):
             good = [it for it in batch if it.plane is not None]
-            probs = iter(run_network(bundle, network_inputs(bundle, [it.plane for it in good], [it.value_max for it in good], dev), dev, amp)) if good else iter(())
+            probs = iter(run_network(bundle, network_inputs(bundle, [it.plane for it in good], [it.value_max for it in good], dev),
+                                     dev, amp, members)) if good else iter(())
             for it in batch:
                 if it.plane is None:
                     yield PlanePrediction(it.index, it.name, it.frame, np.empty(0, np.float32), it.error)
@@ -214,6 +232,25 @@ def predict(
     if not rows:
         raise CellclassError("no images to predict", "pass at least one image")
     return np.stack(rows).astype(np.float32)
+
+
+def predict_members(
+    bundle: ModelBundle,
+    images: ImageLike | Iterable[ImageLike],
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+    channel_axis: ChannelAxis = "auto",
+    channels: list[int] | None = None,
+    amp: bool = True,
+) -> np.ndarray:
+    """Every ensemble member's class probabilities (M, N, K) — the input of the
+    disagreement scores of :mod:`core.active`.  With soft voting their mean over
+    members is :func:`predict`'s result.  Raises for a single network."""
+    rows = [r.probs for r in predict_records(bundle, images, batch_size, device, channel_axis, channels, amp,
+                                             members=True)]
+    if not rows:
+        raise CellclassError("no images to predict", "pass at least one image")
+    return np.stack(rows, axis=1).astype(np.float32)
 
 
 def preprocess(bundle: ModelBundle, image: ImageLike, channel_axis: ChannelAxis = "auto", channels: list[int] | None = None) -> torch.Tensor:

@@ -9,15 +9,22 @@ from typing import Any
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from ..core.active import SINGLE_METHODS
+from ..core.active import methods_for
 from .finetune_jobs import RankedPlanes, _overlaps, rank_job
 from .jobs import make_request
 from .runner import JobControls
 from .session import Session
 
 
+_SETTING = {False: "annotate.rank_method", True: "annotate.rank_method_ensemble"}
+
+
 class NextToLabel(QWidget):
-    """Rank button (a job with progress and cancel) and a 'next most uncertain' button."""
+    """Rank button (a job with progress and cancel) and a 'next most uncertain' button.
+
+    The scores offered follow the session's model: an ensemble adds (and defaults
+    to) its members' disagreement.  Single models and ensembles remember their
+    last score separately, so picking margin once does not hide disagreement."""
 
     def __init__(self, viewer: Any, session: Session, labelled: Callable[[], dict],
                  go: Callable[[str, int, Any], bool], parent: QWidget | None = None) -> None:
@@ -25,8 +32,8 @@ class NextToLabel(QWidget):
         self.viewer, self.session = viewer, session
         self._labelled, self._go = labelled, go
         self.method = QComboBox()
-        self.method.addItems([m for m in SINGLE_METHODS if m != "threshold"])
-        self.method.setCurrentText(session.settings.get("annotate.rank_method", "margin"))
+        self._ensemble: bool | None = None  # whether the offered scores are an ensemble's; None: model not loaded
+        self._offer(methods_for(False), None)
         self.unit = QComboBox()
         self.unit.addItems(["images and frames", "regions (tiles)"])
         self.tile = QSpinBox()
@@ -55,10 +62,49 @@ class NextToLabel(QWidget):
         self._visited: set[tuple[str, int]] = set()
         self.controls.run_requested.connect(self.rank)
         self.next_button.clicked.connect(self.next)
-        self.method.currentTextChanged.connect(lambda m: session.settings.set("annotate.rank_method", m))
+        self.method.currentTextChanged.connect(self._method_picked)
+        for signal in (session.choice_changed, session.model_loaded, session.fine_tuned_changed):
+            signal.connect(self._model_changed)
+        self.destroyed.connect(lambda *_: self._disconnect(session))
+        self._model_changed()
         self.tile.valueChanged.connect(lambda v: session.settings.set("annotate.rank_tile", int(v)))
         self.unit.currentIndexChanged.connect(lambda i: self.tile.setEnabled(i == 1))
         self.tile.setEnabled(False)
+
+    def _disconnect(self, session: Session) -> None:
+        for signal in (session.choice_changed, session.model_loaded, session.fine_tuned_changed):
+            signal.disconnect(self._model_changed)
+
+    def _offer(self, methods: tuple[str, ...], ensemble: bool | None) -> None:
+        """List ``methods``, showing the one last picked for this kind of model."""
+        self._ensemble = ensemble
+        saved = self.session.settings.get(_SETTING[bool(ensemble)], methods[0])
+        self.method.blockSignals(True)
+        self.method.clear()
+        self.method.addItems(list(methods))
+        self.method.setCurrentText(saved if saved in methods else methods[0])
+        self.method.blockSignals(False)
+
+    def _model_changed(self, *_: Any) -> None:
+        # only a loaded model tells; loading here would block the main thread
+        bundle = self.session.cached()
+        if bundle is None:
+            self._ensemble = None  # unknown until loaded: the rank job then uses the model's default
+            return
+        from ..core.predict import ensemble_size
+
+        members = ensemble_size(bundle)
+        methods = methods_for(bundle.multilabel, members)
+        if self._ensemble != (members > 1) or tuple(self.methods()) != methods:
+            self._offer(methods, members > 1)
+
+    def _method_picked(self, method: str) -> None:
+        if method:
+            self.session.settings.set(_SETTING[bool(self._ensemble)], method)
+
+    def methods(self) -> list[str]:
+        """The scores offered now."""
+        return [self.method.itemText(i) for i in range(self.method.count())]
 
     def rank(self) -> Any:
         from .pickers import image_layers
@@ -69,11 +115,17 @@ class NextToLabel(QWidget):
             return None
         requests = [make_request(self.viewer, layer) for layer in layers]
         tile = self.tile.value() if self.unit.currentIndex() == 1 else None
-        return self.controls.start(rank_job, self.session, requests, self._labelled(), self.method.currentText(),
+        self._model_changed()
+        # before the model is loaded the panel cannot know its scores: let the job pick the model's default
+        method = self.method.currentText() if self._ensemble is not None else None
+        return self.controls.start(rank_job, self.session, requests, self._labelled(), method,
                                    tile=tile, desc="rank by uncertainty", on_done=self._ranked)
 
     def _ranked(self, ranking: RankedPlanes) -> None:
         self.ranking, self._visited = ranking, set()
+        self._model_changed()  # the job has loaded the model: offer its scores, showing the one used
+        if ranking.method in self.methods():
+            self.method.setCurrentText(ranking.method)
         self.next_button.setEnabled(bool(ranking.keys))
         what = "region(s)" if ranking.keys and ranking.keys[0][2] is not None else "plane(s)"
         self.info.setText(f"{len(ranking.keys)} unlabelled {what} ranked by {ranking.method} with {ranking.model}")

@@ -94,6 +94,7 @@ class RankedPlanes:
     scores: list[float]
     method: str
     model: str
+    methods: tuple[str, ...] = ()  # the scores that fit the model (core.active.methods_for), default first
 
 
 def _overlaps(a: Box, b: Box) -> bool:
@@ -101,21 +102,28 @@ def _overlaps(a: Box, b: Box) -> bool:
 
 
 def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple[str, int], list[Box] | None],
-             method: str = "margin", batch_size: int = 16, tile: int | None = None
+             method: str | None = "margin", batch_size: int = 16, tile: int | None = None
              ) -> Generator[Step, None, RankedPlanes]:
     """Predict every plane of ``requests`` (or, with ``tile``, every tile x tile region
     of each plane) with the session's model and rank what is not labelled yet by
     uncertainty.  ``labelled`` maps (layer name, plane) to the boxes of its region
-    annotations, or None when the whole plane has a label."""
-    from ..core.active import rank
+    annotations, or None when the whole plane has a label.
+
+    ``method`` must fit the model (:func:`core.active.methods_for`); otherwise, or
+    when None, the model's default is used: its members' disagreement for an
+    ensemble, which then predicts every member's probabilities."""
+    from ..core.active import ENSEMBLE_METHODS, methods_for, rank
     from ..core.errors import DataError
     from ..core.images import get_plane, inspect
-    from ..core.predict import predict, predict_records
+    from ..core.predict import ensemble_size, predict, predict_members, predict_records
     from ..core.tiling import tile_grid
 
     from .jobs import _load, model_id
 
     bundle, model = yield from _load(session)
+    offered = methods_for(bundle.multilabel, ensemble_size(bundle))
+    method = method if method in offered else offered[0]
+    members = method in ENSEMBLE_METHODS
     keys: list[tuple[str, int, Box | None]] = []
     probs: list[np.ndarray] = []
     layouts = []
@@ -127,7 +135,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     done = 0
     for req, layout in zip(requests, layouts):
         if not tile:
-            records = predict_records(bundle, req.source, batch_size, session.device)
+            records = predict_records(bundle, req.source, batch_size, session.device, members=members)
             with closing(records):
                 for rec in records:
                     keys.append((req.info.name, int(rec.frame), None))
@@ -142,7 +150,11 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
             crops = [get_plane(req.source.data, layout, frame, req.info.name,
                                region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
                      for b in boxes]
-            p = predict(bundle, crops, batch_size=batch_size, device=session.device, channel_axis=0)
+            if members:  # (M, tiles, K) -> one (M, K) row per tile, as the records give them
+                p = predict_members(bundle, crops, batch_size=batch_size, device=session.device, channel_axis=0)
+                p = p.transpose(1, 0, 2)
+            else:
+                p = predict(bundle, crops, batch_size=batch_size, device=session.device, channel_axis=0)
             keys += [(req.info.name, frame, b) for b in boxes]
             probs += list(p)
             done += 1
@@ -158,8 +170,11 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
             return True
         return any(_overlaps(key[2], r) for r in regions)
 
-    thresholds = bundle.class_thresholds() if bundle.multilabel else None
-    ranking = rank(np.stack(probs), method if not bundle.multilabel else "threshold", keys=keys,
-                   exclude=[is_labelled(k) for k in keys], thresholds=thresholds)
+    thresholds = bundle.class_thresholds() if method == "threshold" else None
+    scored = np.stack(probs)
+    if members:
+        scored = scored.transpose(1, 0, 2)  # rows (N, M, K) -> members first, as core.active takes them
+    ranking = rank(scored, method, keys=keys, exclude=[is_labelled(k) for k in keys], thresholds=thresholds)
     return RankedPlanes(list(ranking.keys), [float(ranking.scores[i]) for i in ranking.order], ranking.method,
-                        model_id(session.choice if isinstance(session.choice, ModelChoice) else ModelChoice("default")))
+                        model_id(session.choice if isinstance(session.choice, ModelChoice) else ModelChoice("default")),
+                        offered)
