@@ -133,8 +133,8 @@ def test_training_samples_in_memory(annotated):
     pt = by_name["rgb_point4"].image
     assert pt.shape == (3, 8, 8) and (pt[:, :4, :] == 0).all()
     np.testing.assert_array_equal(pt[:, 4:, 4:], np.moveaxis(rgb[:4, :4], -1, 0))
-    image, labels, name = by_name["rgb"].as_tuple()
-    assert labels == [1] and name == "rgb"
+    image, labels, name, mask = by_name["rgb"].as_tuple()
+    assert labels == [1] and name == "rgb" and mask is None
     assert [x.name for x in training_samples(s, ["image"])] == ["grey", "rgb"]
 
 
