@@ -246,6 +246,11 @@ def test_exported_masks_load_back_as_the_samples_dense_targets(tmp_path):
     t = fm.batch(torch.tensor([by_name["painted.tif"], by_name["plain.tif"]]), torch.tensor([[1.0, 1.0], [0.0, 1.0]]), cpu)
     np.testing.assert_array_equal(t[0].numpy(), np.stack([m == 1, m == 2]).astype(np.float32))
     assert t[1, 0].sum() == 0 and t[1, 1].sum() > 0  # unpainted: fluorescence mask of its label
+    # without the mask column, masks/<stem>.tif is evaluation ground truth, never a training target
+    (tmp_path / "out" / "labels.csv").write_text("path,labels\nimages/painted.tif,nucleus\n")
+    gt = load_dataset(tmp_path / "out", channel_axis=0)
+    assert gt.masks[0] is not None and not gt.has_target_mask(0)
+    assert fcn.loop_masks(gt, pre, 2, gt.classes, None, cpu) is None
     # a manifest naming a mask that is not there says which line
     (tmp_path / "out" / "labels.csv").write_text("path,labels,mask\nimages/plain.tif,cytosol,masks/gone.tif\n")
     with pytest.raises(DataError, match="line 2.*gone.tif"):

@@ -8,7 +8,7 @@ or rotations move it with the cells) and reduced to the output grid per batch.
 A grid cell is positive when any of its pixels is (max pooling), so small
 compartments such as centrosomes survive the 16x reduction.
 
-Painted pixel labels (``Dataset.has_mask``) replace that target for their sample:
+Painted pixel labels (``Dataset.has_target_mask``) replace that target for their sample:
 each class's painted region, brought to the input size with the image's own resize
 geometry, is the target of that class's map.  Samples without a painted mask keep
 the fluorescence target (the recipe's ``fcn_target``, or :data:`DEFAULTS` when a
@@ -136,7 +136,7 @@ def painted_masks(ds: Dataset, preprocess: Preprocess, classes: list[str], devic
     # input pixel painted when any of its source pixels is (nothing spreads past the paint)
     geom_only = Preprocess(preprocess.input_size, preprocess.resize, "area", Normalization("none"))
     slot = torch.full((len(store.sources),), -1, dtype=torch.long)
-    rows = [int(j) for j in np.unique(ds.indices) if store.has_mask(int(j))]
+    rows = [int(j) for j in np.unique(ds.indices) if store.has_target_mask(int(j))]
     out = torch.zeros((len(rows), n_classes, h, w), dtype=torch.uint8, device=device)
     for p, j in enumerate(rows):
         if stop is not None and stop():
@@ -176,7 +176,7 @@ def loop_masks(ds: Dataset, preprocess: Preprocess, in_chans: int, classes: list
                device: torch.device, stop: Callable[[], bool] | None = None) -> FcnMasks | None:
     """:class:`FcnMasks` for training an FCN on ``ds``, or None when it has neither a
     fluorescence target (``spec`` None) nor painted masks (train on image labels)."""
-    painted = ds._store.mask_sources is not None and any(ds._store.has_mask(int(j)) for j in ds.indices)
+    painted = any(ds._store.has_target_mask(int(j)) for j in ds.indices) if ds._store.mask_sources else False
     if spec is None and not painted:
         return None
     fluor, _ = cached_masks(ds, preprocess, in_chans, target_spec(spec), device, stop)

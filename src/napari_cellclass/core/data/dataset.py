@@ -27,7 +27,8 @@ class _Store:
     """Sources, labels and caches shared by a data set and all its subsets."""
 
     def __init__(self, sources: list[Any], names: list[str], labels: list[list[int]], classes: list[str],
-                 multilabel: bool, channel_axis: ChannelAxis, cache: bool, masks: list[Any] | None = None):
+                 multilabel: bool, channel_axis: ChannelAxis, cache: bool, masks: list[Any] | None = None,
+                 masks_are_targets: bool = True):
         self.sources = sources
         self.names = names
         self.labels = labels
@@ -37,6 +38,8 @@ class _Store:
         self.cache = cache
         #: per item: a mask file, an in-memory mask (see :func:`per_class_mask`) or None
         self.mask_sources = masks
+        #: whether training may use the masks as dense targets (False: evaluation ground truth only)
+        self.masks_are_targets = masks_are_targets
         self._raw: OrderedDict[int, tuple[np.ndarray, float | None]] = OrderedDict()
         self._raw_bytes = 0
         #: network-ready tensors per (preprocess, in_chans, device) key; filled by tensors.py
@@ -82,6 +85,9 @@ class _Store:
 
     def has_mask(self, i: int) -> bool:
         return self.mask_sources is not None and self.mask_sources[i] is not None
+
+    def has_target_mask(self, i: int) -> bool:
+        return self.masks_are_targets and self.has_mask(i)
 
     def mask(self, i: int, shape: tuple[int, int]) -> np.ndarray | None:
         """(K, H, W) bool per-class mask of item ``i`` (None without one); ``shape`` is its image's (H, W)."""
@@ -176,8 +182,12 @@ class Dataset:
         return _Masks(self) if self._store.mask_sources is not None else None
 
     def has_mask(self, i: int) -> bool:
-        """Whether item ``i`` carries a (painted or ground-truth) per-class mask."""
+        """Whether item ``i`` carries a per-class mask (painted target or evaluation ground truth)."""
         return self._store.has_mask(int(self._index[i]))
+
+    def has_target_mask(self, i: int) -> bool:
+        """Whether item ``i``'s mask is a dense training target (painted labels)."""
+        return self._store.has_target_mask(int(self._index[i]))
 
     @property
     def in_chans(self) -> int:

@@ -4,9 +4,10 @@
   a folder holding ``labels.csv`` is read as a manifest instead (the multi-label
   layout ``core.synth.write_dataset`` and ``core.annotations.export_dataset`` write);
 * a CSV manifest ``path,labels[,mask]`` (labels joined by ``;``; paths relative to
-  the CSV).  Per-class masks (painted pixel labels, ground truth) come from the
-  optional ``mask`` column (a path relative to the CSV; empty: none), else from
-  ``masks/<image stem>.tif`` beside the CSV when that file exists;
+  the CSV).  Per-class masks come from the optional ``mask`` column (a path
+  relative to the CSV; empty: none) and are then training targets (painted pixel
+  labels); without the column, ``masks/<image stem>.tif`` beside the CSV, when it
+  exists, is ground truth for the localisation evaluation only;
 * a list of in-memory items ``(image or path, labels, name[, mask])`` — what
   ``TrainingSample.as_tuple()`` gives.
 
@@ -164,13 +165,15 @@ def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAx
         else:
             m = mask_dir / f"{p.stem}.tif"
             mask_paths.append(m if not has_column and m.is_file() else None)
-        if not labels[-1] and mask_paths[-1] is not None:
+        if not labels[-1] and has_column and mask_paths[-1] is not None:
             where = f"{path}, line {line}"
             labels[-1] = _painted_classes(np.asarray(_read_tiff(mask_paths[-1], where)), len(order), where)
     names = [str(p) for p in sources]
     ml = _decide_multilabel(labels, multi_label, str(path), names)
     masks = mask_paths if any(m is not None for m in mask_paths) else None
-    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks))
+    # only masks named in a mask column are training targets: masks/<stem>.tif alone is
+    # ground truth that the localisation evaluation scores heat maps against
+    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks, masks_are_targets=has_column))
 
 
 def _read_tiff(path: Path, where: str) -> np.ndarray:
