@@ -133,8 +133,8 @@ def test_training_samples_in_memory(annotated):
     pt = by_name["rgb_point4"].image
     assert pt.shape == (3, 8, 8) and (pt[:, :4, :] == 0).all()
     np.testing.assert_array_equal(pt[:, 4:, 4:], np.moveaxis(rgb[:4, :4], -1, 0))
-    image, labels, name = by_name["rgb"].as_tuple()
-    assert labels == [1] and name == "rgb"
+    image, labels, name, mask = by_name["rgb"].as_tuple()
+    assert labels == [1] and name == "rgb" and mask is None
     assert [x.name for x in training_samples(s, ["image"])] == ["grey", "rgb"]
 
 
@@ -212,3 +212,46 @@ def test_interrupted_export_leaves_nothing_and_missing_files_are_named(annotated
         training_samples(fresh)
     fresh.attach(k2, rgb)  # the open layer stands in for the missing file
     assert len(training_samples(fresh)) == 4
+
+
+def test_exported_masks_load_back_as_the_samples_dense_targets(tmp_path):
+    import torch
+
+    from napari_cellclass.core import fcn_targets as fcn
+    from napari_cellclass.core.data import load_dataset
+    from napari_cellclass.core.preprocess import Normalization, Preprocess
+
+    s = AnnotationStore.open(tmp_path / "m.json", multilabel=True)
+    for c in ("nucleus", "cytosol"):
+        s.add_class(c)
+    chw = np.stack([coded() + 1000 * c for c in range(2)])
+    s.label_image(s.add_image(chw, name="plain"), 0, ["cytosol"])
+    m = np.zeros((30, 40), np.uint8)
+    m[:10, :20] = 1
+    m[20:, 20:] = 2
+    s.set_pixel_labels(s.add_image(chw + 1, name="painted"), 0, m)
+    export_dataset(s, tmp_path / "out")
+    with open(tmp_path / "out" / "labels.csv", newline="") as fh:
+        rows = {r["path"]: r["mask"] for r in csv.DictReader(fh)}
+    assert rows == {"images/plain.tif": "", "images/painted.tif": "masks/painted.tif"}
+    ds = load_dataset(tmp_path / "out", channel_axis=0)
+    by_name = {n.rsplit("/", 1)[-1]: i for i, n in enumerate(ds.names)}
+    assert ds.masks[by_name["plain.tif"]] is None and not ds.has_mask(by_name["plain.tif"])
+    np.testing.assert_array_equal(ds.masks[by_name["painted.tif"]], np.stack([m == 1, m == 2]))
+    assert ds.labels[by_name["painted.tif"]] == [0, 1]
+    # what `cellclass train` on the folder feeds an FCN: the painted planes for the painted sample
+    pre = Preprocess((30, 40), "squash", "bilinear", Normalization("none"))
+    cpu = torch.device("cpu")
+    fm = fcn.loop_masks(ds, pre, 2, ds.classes, None, cpu)
+    t = fm.batch(torch.tensor([by_name["painted.tif"], by_name["plain.tif"]]), torch.tensor([[1.0, 1.0], [0.0, 1.0]]), cpu)
+    np.testing.assert_array_equal(t[0].numpy(), np.stack([m == 1, m == 2]).astype(np.float32))
+    assert t[1, 0].sum() == 0 and t[1, 1].sum() > 0  # unpainted: fluorescence mask of its label
+    # without the mask column, masks/<stem>.tif is evaluation ground truth, never a training target
+    (tmp_path / "out" / "labels.csv").write_text("path,labels\nimages/painted.tif,nucleus\n")
+    gt = load_dataset(tmp_path / "out", channel_axis=0)
+    assert gt.masks[0] is not None and not gt.has_target_mask(0)
+    assert fcn.loop_masks(gt, pre, 2, gt.classes, None, cpu) is None
+    # a manifest naming a mask that is not there says which line
+    (tmp_path / "out" / "labels.csv").write_text("path,labels,mask\nimages/plain.tif,cytosol,masks/gone.tif\n")
+    with pytest.raises(DataError, match="line 2.*gone.tif"):
+        load_dataset(tmp_path / "out", channel_axis=0)

@@ -23,7 +23,7 @@ def test_one_epoch_from_annotation_samples(tmp_path):
     items = [x.as_tuple() for x in training_samples(s)]
     ds = load_dataset(items, s.class_names, channel_axis=0)
     assert len(ds) == 14 and ds.class_counts() == [7, 7]
-    point = next(i for i, (_, _, name) in enumerate(items) if "point" in name)
+    point = next(i for i, (_, _, name, _) in enumerate(items) if "point" in name)
     plane, value_max = ds[point]
     assert plane.shape == (1, 24, 24) and value_max == 255.0
     bundle = fit("senescence_cnn", items, classes=s.class_names, channel_axis=0, epochs=1, batch_size=4,

@@ -114,3 +114,37 @@ def test_options_map_to_training_overrides():
     assert [(s.trainable, s.epochs) for s in one] == [("head", 1), ("all", 1)]  # each stage at least one epoch
     names = {f.name for f in fields(TrainRecipe)}
     assert set(plain) <= names and set(two) <= names
+
+def test_finetuning_an_fcn_learns_the_painted_regions(tmp_path, monkeypatch):
+    """Painted planes are dense targets: each class's map is trained on its painted region."""
+    import torch
+
+    from napari_cellclass.core import fcn_targets as fcn
+
+    s = AnnotationStore.open(tmp_path / "px.json", multilabel=True)
+    s.add_class("nucleus"), s.add_class("ER")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        k = s.add_image(rng.integers(0, 255, (4, 64, 64)).astype(np.uint8), name=f"cell{i}", channel_axis=0)
+        m = np.zeros((64, 64), np.uint8)
+        m[:16, :16] = 1  # nucleus: top-left grid cell
+        m[48:, 48:] = 2 if i % 2 else 0  # ER on every second plane: bottom-right cell
+        s.set_pixel_labels(k, 0, m)
+    items = items_of(s)
+    assert all(it[3] is not None for it in items)
+    seen = []
+    real = fcn.to_grid
+    monkeypatch.setattr(fcn, "to_grid", lambda m, grid: seen.append(real(m, grid)) or seen[-1])
+    start = start_model("preset", "protein-localization-fcn", s.class_names, 4, multilabel=True, input_size=(64, 64))
+    out = finetune(start, items, s.class_names, FineTuneOptions(epochs=1, batch_size=4, augment=False, val_fraction=0.5),
+                   device="cpu")
+    assert out.bundle.is_fcn and out.n_train == 2 and out.n_val == 2
+    first = seen[0]  # the training step's targets: (2 planes, 2 classes, 4x4 grid)
+    assert first.shape == (2, 2, 4, 4)
+    nucleus = torch.zeros(4, 4)
+    nucleus[0, 0] = 1
+    er = torch.zeros(4, 4)
+    er[3, 3] = 1
+    for t in first:
+        assert torch.equal(t[0], nucleus) and (torch.equal(t[1], er) or t[1].sum() == 0)
+    assert sorted(float(t[1].sum()) for t in first) == [0.0, 1.0]  # one ER plane, one without (stratified split)

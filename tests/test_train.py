@@ -168,6 +168,82 @@ def test_fcn_trains_on_heat_maps():
     assert res.bundle.provenance["training"]["recipe"]["fcn_target"]["threshold"] == 0.3
 
 
+def _painted(region, n=4, seed=3):
+    """4-channel 64 px planes with class "nucleus" painted in ``region`` (no image labels)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        m = np.zeros((64, 64), np.uint8)
+        m[region] = 1
+        out.append((rng.integers(0, 255, (4, 64, 64)).astype(np.uint8), [], f"p{i}", m))
+    return out
+
+
+def _fcn_targets_used(items, monkeypatch):
+    """Train the FCN preset one step on ``items``; return the grid targets the loss saw, and the loss."""
+    from napari_cellclass.core import fcn_targets as fcn
+
+    seen = []
+    real = fcn.to_grid
+    monkeypatch.setattr(fcn, "to_grid", lambda m, grid: seen.append(real(m, grid)) or seen[-1])
+    _, res = _run(train("protein-localization-fcn", items, classes=["nucleus", "ER"], channel_axis=0, epochs=1,
+                        batch_size=4, input_size=(64, 64), device="cpu", val_fraction=0.0, augment={},
+                        multi_label=True))
+    return seen[0], res.history[0]["loss"]
+
+
+def test_painted_masks_are_the_fcn_targets(monkeypatch):
+    top = (slice(0, 16), slice(0, 64))
+    left = (slice(0, 64), slice(0, 16))
+    t_top, loss_top = _fcn_targets_used(_painted(top), monkeypatch)
+    t_left, loss_left = _fcn_targets_used(_painted(left), monkeypatch)
+    assert t_top.shape == (4, 2, 4, 4)  # the FCN's 16x reduction of 64 px
+    # nucleus is the painted region (16 px = one grid row / column), ER (never painted) is empty
+    assert torch.equal(t_top[:, 0].sum(0), torch.tensor([[4.0] * 4] + [[0.0] * 4] * 3))
+    assert torch.equal(t_left[:, 0].sum(0), torch.tensor([[4.0, 0.0, 0.0, 0.0]] * 4))
+    assert t_top[:, 1].sum() == 0 and t_left[:, 1].sum() == 0
+    assert loss_top != loss_left
+    # the same planes without the paint: the fluorescence-derived target of the image label
+    unpainted = [(im, [0], name) for im, _, name, _ in _painted(top)]
+    t_fluor, loss_fluor = _fcn_targets_used(unpainted, monkeypatch)
+    assert not torch.equal(t_fluor, t_top) and t_fluor[:, 0].sum() > t_top[:, 0].sum() and loss_fluor != loss_top
+
+
+def test_a_painted_plane_mixes_with_fluorescence_targets(monkeypatch):
+    painted = _painted((slice(0, 16), slice(0, 16)), n=2)
+    plain = [(im, [1], f"u{i}") for i, (im, _, _, _) in enumerate(_painted((slice(0, 1), slice(0, 1)), n=2, seed=9))]
+    t, _ = _fcn_targets_used(painted + plain, monkeypatch)
+    per_item = t.sum(dim=(2, 3))  # (4 in the loop's shuffled order, 2 classes)
+    assert sorted(per_item[:, 0].tolist()) == [0.0, 0.0, 1.0, 1.0]  # painted: one grid cell of nucleus
+    assert (per_item[per_item[:, 0] == 0, 1] > 0).all()  # unpainted ER images: their fluorescence map
+
+
+def test_a_mask_of_the_wrong_shape_names_the_sample():
+    from napari_cellclass.core.errors import CellclassError
+
+    items = _painted((slice(0, 16), slice(0, 16)))
+    items[2] = (items[2][0], [], "odd one", np.zeros((32, 64), np.uint8))
+    with pytest.raises(CellclassError, match=r"odd one.*\(32, 64\)"):
+        _run(train("protein-localization-fcn", items, classes=["nucleus", "ER"], channel_axis=0, epochs=1,
+                   batch_size=4, input_size=(64, 64), device="cpu", val_fraction=0.0, multi_label=True))
+    items[2] = (items[2][0], [], "odd one", np.full((64, 64), 7, np.uint8))
+    with pytest.raises(CellclassError, match=r"odd one.*0\.\.2"):
+        _run(train("protein-localization-fcn", items, classes=["nucleus", "ER"], channel_axis=0, epochs=1,
+                   batch_size=4, input_size=(64, 64), device="cpu", val_fraction=0.0, multi_label=True))
+
+
+def test_painted_classes_label_image_level_models():
+    items = [(im, [], name, m) for im, _, name, m in _painted((slice(0, 8), slice(0, 8)), n=2)]
+    items += [(items[0][0], [], "er", np.full((64, 64), 2, np.uint8)), (items[1][0], [], "er2", np.full((64, 64), 2, np.uint8))]
+    from napari_cellclass.core.data import load_dataset
+
+    ds = load_dataset(items, ["nucleus", "ER"], channel_axis=0)
+    assert ds.labels == [[0], [0], [1], [1]] and not ds.multilabel
+    b = fit("senescence_cnn", items, classes=["nucleus", "ER"], channel_axis=0, epochs=1, batch_size=2,
+            input_size=(32, 32), pretrained=False, device="cpu", val_fraction=0.5)
+    assert b.provenance["training"]["data"]["class_counts"] == [1, 1]
+
+
 def test_ensemble_members_are_all_trained():
     base = build_model(["senescence_cnn", "scaffoldnet"], CLASSES, in_chans=1, input_size=(32, 32))
     before = _state(base.network)

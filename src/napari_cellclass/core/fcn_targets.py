@@ -7,12 +7,19 @@ the network's input size (so it is augmented together with the image, and flips
 or rotations move it with the cells) and reduced to the output grid per batch.
 A grid cell is positive when any of its pixels is (max pooling), so small
 compartments such as centrosomes survive the 16x reduction.
+
+Painted pixel labels (``Dataset.has_target_mask``) replace that target for their sample:
+each class's painted region, brought to the input size with the image's own resize
+geometry, is the target of that class's map.  Samples without a painted mask keep
+the fluorescence target (the recipe's ``fcn_target``, or :data:`DEFAULTS` when a
+model without one is trained on painted planes).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,7 +104,7 @@ def cached_masks(ds: Dataset, preprocess: Preprocess, in_chans: int, spec: dict[
 
 
 def to_grid(mask: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(N, 1, h, w) input-size masks (possibly augmented, so not exactly 0/1) → (N, 1, gh, gw) 0/1."""
+    """(N, A, h, w) input-size masks (possibly augmented, so not exactly 0/1) → (N, A, gh, gw) 0/1."""
     return (F.adaptive_max_pool2d(mask, grid) >= 0.5).to(mask.dtype)
 
 
@@ -113,3 +120,65 @@ def output_grid(network: torch.nn.Module, in_chans: int, input_size: tuple[int, 
     with torch.no_grad(), eval_mode(network):
         maps = network.forward_maps(torch.zeros((1, in_chans, *input_size), device=device))
     return int(maps.shape[-2]), int(maps.shape[-1])
+
+
+
+def painted_masks(ds: Dataset, preprocess: Preprocess, classes: list[str], device: torch.device,
+                  stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(P, slot)``: (N_painted, K, h, w) uint8 painted masks at the input size, planes
+    in the order of ``classes`` (the model's), and per store row its index in ``P``
+    (-1: not painted).  Only this data set's painted rows are read."""
+    n_classes = len(classes)
+    cols = [classes.index(c) for c in ds.classes]
+    store = ds._store
+    h, w = preprocess.input_size
+    # "area" averages exactly the source pixels under each input pixel, so "> 0" marks an
+    # input pixel painted when any of its source pixels is (nothing spreads past the paint)
+    geom_only = Preprocess(preprocess.input_size, preprocess.resize, "area", Normalization("none"))
+    slot = torch.full((len(store.sources),), -1, dtype=torch.long)
+    rows = [int(j) for j in np.unique(ds.indices) if store.has_target_mask(int(j))]
+    out = torch.zeros((len(rows), n_classes, h, w), dtype=torch.uint8, device=device)
+    for p, j in enumerate(rows):
+        if stop is not None and stop():
+            from .errors import Cancelled
+
+            raise Cancelled("training")
+        plane, _ = store.raw(j)
+        m = store.mask(j, tuple(plane.shape[-2:]))  # (K_data, H, W), checked against the image
+        t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)).to(device)
+        resized, _ = geom_only.prepare_batch(t[None])
+        out[p, cols] = (resized[0] > 0).to(torch.uint8)
+        slot[j] = p
+    return out, slot.to(device)
+
+
+@dataclass
+class FcnMasks:
+    """What FCN training needs per batch: the per-class target at the input size."""
+
+    fluor: torch.Tensor  # (N_store, 1, h, w) fluorescence masks (see cached_masks)
+    painted: torch.Tensor  # (N_painted, K, h, w) uint8 painted masks
+    slot: torch.Tensor  # (N_store,) row -> index into painted, -1 where not painted
+
+    def batch(self, rows: torch.Tensor, y: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """(B, K, h, w) float targets at the input size for store ``rows`` with labels ``y``:
+        the painted planes where a sample has them, else fluorescence mask x present classes."""
+        r = rows.to(self.fluor.device)
+        out = self.fluor[r].to(device, non_blocking=True) * y[:, :, None, None].to(device, torch.float32)
+        s = self.slot[rows.to(self.slot.device)]
+        has = s >= 0
+        if bool(has.any()):
+            out[has.to(device)] = self.painted[s[has]].to(device, torch.float32)
+        return out
+
+
+def loop_masks(ds: Dataset, preprocess: Preprocess, in_chans: int, classes: list[str], spec: dict[str, Any] | None,
+               device: torch.device, stop: Callable[[], bool] | None = None) -> FcnMasks | None:
+    """:class:`FcnMasks` for training an FCN on ``ds``, or None when it has neither a
+    fluorescence target (``spec`` None) nor painted masks (train on image labels)."""
+    painted = any(ds._store.has_target_mask(int(j)) for j in ds.indices) if ds._store.mask_sources else False
+    if spec is None and not painted:
+        return None
+    fluor, _ = cached_masks(ds, preprocess, in_chans, target_spec(spec), device, stop)
+    p, slot = painted_masks(ds, preprocess, list(classes), device, stop)
+    return FcnMasks(fluor, p, slot)

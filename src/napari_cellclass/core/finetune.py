@@ -174,13 +174,13 @@ def with_input_size(bundle: Any, input_size: tuple[int, int] | None) -> Any:
     return bundle
 
 
-def in_chans_of(items: Sequence[tuple[np.ndarray, list[int], str]]) -> int:
+def in_chans_of(items: Sequence[tuple[Any, ...]]) -> int:
     if not items:
         raise DataError("there are no labelled samples", "label some images or regions first")
     return int(np.asarray(items[0][0]).shape[0])
 
 
-def evaluate_items(bundle: Any, items: Sequence[tuple[np.ndarray, list[int], str]], device: str = "auto",
+def evaluate_items(bundle: Any, items: Sequence[tuple[Any, ...]], device: str = "auto",
                    batch_size: int = 32) -> dict:
     """``core.metrics`` of ``bundle`` on canonical (C, H, W) items with labels (the
     numbers ``cellclass evaluate`` reports: accuracy, macro F1, confusion …), plus
@@ -190,11 +190,11 @@ def evaluate_items(bundle: Any, items: Sequence[tuple[np.ndarray, list[int], str
 
     if not items:
         return {"n_images": 0, "accuracy": None, "macro_f1": None}
-    probs = predict(bundle, [im for im, _, _ in items], batch_size=batch_size, device=device, channel_axis=0)
+    probs = predict(bundle, [it[0] for it in items], batch_size=batch_size, device=device, channel_axis=0)
     if bundle.multilabel:
-        out = multilabel_metrics([list(lb) for _, lb, _ in items], probs, bundle.classes, bundle.class_thresholds())
+        out = multilabel_metrics([list(it[1]) for it in items], probs, bundle.classes, bundle.class_thresholds())
     else:
-        out = classification_metrics([lb[0] for _, lb, _ in items], probs, bundle.classes)
+        out = classification_metrics([it[1][0] for it in items], probs, bundle.classes)
     return {**out, "probabilities": probs}
 
 
@@ -219,13 +219,18 @@ def split_items(labels: list[list[int]], options: FineTuneOptions) -> list[tuple
 
 
 # ---------------------------------------------------------------------------- the run
-def finetune_steps(start: Any, items: Sequence[tuple[np.ndarray, list[int], str]], classes: Sequence[str],
+def finetune_steps(start: Any, items: Sequence[tuple[Any, ...]], classes: Sequence[str],
                    options: FineTuneOptions | None = None, *, stop: threading.Event | None = None,
                    device: str = "auto", annotations: str | os.PathLike | None = None,
                    start_label: str = "") -> Generator[Any, None, FineTuneOutcome]:
     """Train ``start`` (a bundle already adapted to ``classes``, see :func:`start_model`)
-    on ``items`` (``TrainingSample.as_tuple()``); yields ``core.train.TrainEvent``s
-    (``epoch`` counts across folds) and returns a :class:`FineTuneOutcome`."""
+    on ``items`` (``TrainingSample.as_tuple()``: ``(image, labels, name[, mask])``);
+    yields ``core.train.TrainEvent``s (``epoch`` counts across folds) and returns a
+    :class:`FineTuneOutcome`.
+
+    Painted pixel labels (``mask``) are dense targets when ``start`` is an FCN: its
+    class maps learn the painted regions (``core.fcn_targets``); an image-level model
+    learns the classes painted anywhere in the plane."""
     from .data import load_dataset
     from .train import train
 
@@ -236,13 +241,13 @@ def finetune_steps(start: Any, items: Sequence[tuple[np.ndarray, list[int], str]
         raise DataError(f"the model's classes {start.classes} are not the annotation classes {classes}",
                         "adapt it first with start_model()/adapt_to_classes()")
     items = list(items)
-    labels = [list(lb) for _, lb, _ in items]
+    dataset = load_dataset(items, classes, channel_axis=0, multi_label=start.multilabel)
+    labels = dataset.labels  # items labelled only by painting get the painted classes
     counts = [sum(c in lb for lb in labels) for c in range(len(classes))]
     if sum(1 for c in counts if c) < 2 and not start.multilabel:
         raise DataError(f"labels of at least 2 classes are needed to fine-tune; counts per class: "
                         f"{dict(zip(classes, counts))}", "label examples of another class")
     splits = split_items(labels, options)
-    dataset = load_dataset(items, classes, channel_axis=0, multi_label=start.multilabel)
     sha = file_sha256(annotations) if annotations is not None and Path(annotations).is_file() else None
     history: list[dict] = []
     cancelled = False
@@ -252,7 +257,7 @@ def finetune_steps(start: Any, items: Sequence[tuple[np.ndarray, list[int], str]
         if stop is not None and stop.is_set():
             cancelled = True
             break
-        val_items = [items[i] for i in va]
+        val_items = [(items[i][0], labels[i]) for i in va]
         before = evaluate_items(start, val_items, device)
         gen = train(start, dataset.subset(tr), classes=classes, val_data=dataset.subset(va), device=device,
                     stop=stop, seed=options.seed + f, channel_axis=0, **options.overrides())
@@ -282,7 +287,7 @@ def finetune_steps(start: Any, items: Sequence[tuple[np.ndarray, list[int], str]
         n_train, n_val = len(splits[0][0]), len(splits[0][1])
     else:  # k-fold: every item judged by the model that did not see it, and by the start model
         done = np.concatenate([splits[i][1] for i in range(len(fold_results))])
-        before = evaluate_items(start, [items[i] for i in done], device)
+        before = evaluate_items(start, [(items[i][0], labels[i]) for i in done], device)
         y = np.array([labels[i][0] for i in done]) if not start.multilabel else None
         after = ({"n_images": len(done), "accuracy": float(np.mean(oof[done] == y)), "macro_f1": None}
                  if y is not None else fold_results[best][1])
@@ -300,7 +305,7 @@ def finetune_steps(start: Any, items: Sequence[tuple[np.ndarray, list[int], str]
                            [_public(m) or {} for _, m, _ in fold_results])
 
 
-def finetune(start: Any, items: Sequence[tuple[np.ndarray, list[int], str]], classes: Sequence[str],
+def finetune(start: Any, items: Sequence[tuple[Any, ...]], classes: Sequence[str],
              options: FineTuneOptions | None = None, **kwargs: Any) -> FineTuneOutcome:
     """:func:`finetune_steps` run to the end."""
     gen = finetune_steps(start, items, classes, options, **kwargs)

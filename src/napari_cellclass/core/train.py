@@ -184,14 +184,16 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         total = len(train_ds) + len(val_ds)
         x, train_rows = yield from _prepare(train_ds, bundle, dev, should_stop, "training", 0, total, r.epochs)
         x_val, val_rows = yield from _prepare(val_ds, bundle, dev, should_stop, "validation", len(train_ds), total, r.epochs)
-        fcn_spec = masks = masks_val = grid = None
-        if r.fcn_target is not None and bundle.is_fcn:
+        masks = masks_val = grid = None
+        if bundle.is_fcn:  # heat-map targets: fluorescence-derived and/or painted (core.fcn_targets)
             from . import fcn_targets as fcn
 
-            fcn_spec = fcn.target_spec(r.fcn_target)
-            masks, _ = fcn.cached_masks(train_ds, bundle.preprocess, bundle.in_chans, fcn_spec, dev, should_stop)
-            masks_val = fcn.cached_masks(val_ds, bundle.preprocess, bundle.in_chans, fcn_spec, dev, should_stop)[0] if len(val_ds) else None
-            grid = fcn.output_grid(bundle.network, bundle.in_chans, bundle.input_size, dev)
+            masks = fcn.loop_masks(train_ds, bundle.preprocess, bundle.in_chans, bundle.classes, r.fcn_target, dev,
+                                   should_stop)
+            if masks is not None:
+                masks_val = fcn.loop_masks(val_ds, bundle.preprocess, bundle.in_chans, bundle.classes,
+                                           r.fcn_target or {}, dev, should_stop) if len(val_ds) else None
+                grid = fcn.output_grid(bundle.network, bundle.in_chans, bundle.input_size, dev)
         y_train = _targets(train_ds, bundle.classes)
         weight = None
         if balance == "weights":

@@ -45,8 +45,8 @@ class LoopData:
     val_rows: torch.Tensor  # rows of x_val for validation (may be empty)
     y_train: torch.Tensor  # (N_train, K) float targets on the device
     y_val: torch.Tensor
-    masks: torch.Tensor | None = None  # (N_store, 1, h, w) FCN masks at the input size
-    masks_val: torch.Tensor | None = None
+    masks: fcn.FcnMasks | None = None  # FCN targets at the input size (fluorescence and/or painted)
+    masks_val: fcn.FcnMasks | None = None
     grid: tuple[int, int] | None = None  # FCN output grid
     sample_weights: torch.Tensor | None = None  # balanced sampling (None: plain shuffling)
 
@@ -114,17 +114,19 @@ class _Trainer:
 
     def _single_loss(self, net: nn.Module, xa: torch.Tensor, yb: torch.Tensor, ma: torch.Tensor | None) -> torch.Tensor:
         if self.fcn and ma is not None:
-            tgt = fcn.targets(fcn.to_grid(ma.float(), self.d.grid), yb)  # type: ignore[arg-type]
+            tgt = fcn.to_grid(ma.float(), self.d.grid)  # type: ignore[arg-type]
             return self.loss(net.forward_maps(xa), tgt)
         return self.loss(net(xa), yb)
 
-    def _batch(self, rows: torch.Tensor, val: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _batch(self, rows: torch.Tensor, yb: torch.Tensor, val: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inputs and, for an FCN, the (B, K, h, w) per-class targets at the input size
+        (augmented together with the inputs, reduced to the output grid in the loss)."""
         x = self.d.x_val if val else self.d.x
         masks = self.d.masks_val if val else self.d.masks
         xb = x[rows.to(x.device)].to(self.dev, non_blocking=True)
         if uses_channels_last(self.dev):
             xb = xb.contiguous(memory_format=torch.channels_last)
-        mb = None if masks is None else masks[rows.to(masks.device)].to(self.dev, non_blocking=True)
+        mb = None if masks is None or not self.fcn else masks.batch(rows, yb, self.dev)
         return xb, mb
 
     # ---------------------------------------------------------------- validation
@@ -141,15 +143,15 @@ class _Trainer:
         try:
             for s in range(0, n, bs):
                 rows = d.val_rows[s:s + bs]
-                xb, mb = self._batch(rows, val=True)
                 yb = d.y_val[s:s + bs]
+                xb, mb = self._batch(rows, yb, val=True)
                 with _autocast(self.dev, self.dtype):
                     if self.members is not None:
                         loss = sum(self.loss(m(xb), yb) for m in self.members) / len(self.members)
                         logits = self.net(xb)
                     elif self.fcn:
                         maps = self.net.forward_maps(xb)
-                        loss = self.loss(maps, fcn.targets(fcn.to_grid(mb.float(), d.grid), yb))  # type: ignore[union-attr,arg-type]
+                        loss = self.loss(maps, fcn.to_grid(mb, d.grid))  # type: ignore[arg-type]
                         logits = maps.amax(dim=(-2, -1))
                     else:
                         logits = self.net(xb)
@@ -205,8 +207,8 @@ class _Trainer:
                         out.cancelled = True
                         break
                     idx = order[b * bs:(b + 1) * bs]
-                    xb, mb = self._batch(d.train_rows[idx])
                     yb = d.y_train[idx.to(d.y_train.device)]
+                    xb, mb = self._batch(d.train_rows[idx], yb)
                     with _autocast(self.dev, self.dtype):
                         loss = step_fn(xb, yb, mb)
                         loss = loss + self.loss.penalty(self.net)

@@ -11,9 +11,11 @@ On disk (what ``cellclass train`` reads):
 
 * single-label, no pixel labels: ``<out>/<class>/<name>.tif``;
 * multi-label, or any pixel labels: ``<out>/images/<name>.tif`` and
-  ``<out>/labels.csv`` (``path,labels``; labels joined by ``;``; paths relative to
-  the CSV), ``<out>/classes.txt`` (class order), and for pixel-labelled planes
-  ``<out>/masks/<name>.tif``: (K, H, W) uint8, 1 where the pixel has class k.
+  ``<out>/labels.csv`` (``path,labels,mask``; labels joined by ``;``; paths relative
+  to the CSV), ``<out>/classes.txt`` (class order), and for pixel-labelled planes
+  ``<out>/masks/<name>.tif``: (K, H, W) uint8, 1 where the pixel has class k, named
+  in the row's ``mask`` column (empty for planes without pixel labels).  Training
+  an FCN on the folder uses these masks as the samples' dense targets.
 
 TIFFs are written as ``(C, H, W)`` with axes ``CYX`` (``YX`` for one channel) and
 RGB(A) images as interleaved RGB, so ``read_image`` finds the channels again.
@@ -55,9 +57,10 @@ class TrainingSample:
     mask: np.ndarray | None = None
     rgb: bool = field(default=False, repr=False)
 
-    def as_tuple(self) -> tuple[np.ndarray, list[int], str]:
-        """``(image, labels, name)``: the in-memory item ``load_dataset`` takes."""
-        return self.image, list(self.labels), self.name
+    def as_tuple(self) -> tuple[np.ndarray, list[int], str, np.ndarray | None]:
+        """``(image, labels, name, mask)``: the in-memory item ``load_dataset`` takes;
+        ``mask`` is the (H, W) label mask or None, the dense target of FCN training."""
+        return self.image, list(self.labels), self.name, self.mask
 
     def target_masks(self, n_classes: int) -> np.ndarray:
         """(K, H, W) bool per-class targets from the label mask (FCN training)."""
@@ -184,21 +187,22 @@ def export_dataset(store: Any, out: str | os.PathLike, kinds: Sequence[str] = KI
     try:
         rows, n_masks = [], 0
         for s in samples:
-            sub = "images" if use_csv else classes[s.labels[0]]
+            sub = "images" if use_csv else classes[s.labels[0]]  # folders: no pixel labels, so no mask
             rel = f"{sub}/{s.name}.tif"
             (tmp / sub).mkdir(exist_ok=True)
             (tmp / rel).write_bytes(_tiff_bytes(s.image, s.rgb))
-            rows.append((rel, ";".join(classes[i] for i in s.labels)))
+            mask_rel = ""
             if s.mask is not None and use_csv:
+                mask_rel = f"masks/{s.name}.tif"
                 (tmp / "masks").mkdir(exist_ok=True)
-                (tmp / "masks" / f"{s.name}.tif").write_bytes(
-                    _tiff_bytes(s.target_masks(len(classes)).astype(np.uint8), False))
+                (tmp / mask_rel).write_bytes(_tiff_bytes(s.target_masks(len(classes)).astype(np.uint8), False))
                 n_masks += 1
+            rows.append((rel, ";".join(classes[i] for i in s.labels), mask_rel))
         manifest = None
         if use_csv:
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["path", "labels"])
+            w.writerow(["path", "labels", "mask"])
             w.writerows(rows)
             (tmp / "labels.csv").write_text(buf.getvalue())
             (tmp / "classes.txt").write_text("\n".join(classes) + "\n")

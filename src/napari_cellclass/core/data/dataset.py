@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,8 @@ class _Store:
     """Sources, labels and caches shared by a data set and all its subsets."""
 
     def __init__(self, sources: list[Any], names: list[str], labels: list[list[int]], classes: list[str],
-                 multilabel: bool, channel_axis: ChannelAxis, cache: bool, mask_paths: list[Path | None] | None = None):
+                 multilabel: bool, channel_axis: ChannelAxis, cache: bool, masks: list[Any] | None = None,
+                 masks_are_targets: bool = True):
         self.sources = sources
         self.names = names
         self.labels = labels
@@ -36,7 +36,10 @@ class _Store:
         self.multilabel = multilabel
         self.channel_axis = channel_axis
         self.cache = cache
-        self.mask_paths = mask_paths
+        #: per item: a mask file, an in-memory mask (see :func:`per_class_mask`) or None
+        self.mask_sources = masks
+        #: whether training may use the masks as dense targets (False: evaluation ground truth only)
+        self.masks_are_targets = masks_are_targets
         self._raw: OrderedDict[int, tuple[np.ndarray, float | None]] = OrderedDict()
         self._raw_bytes = 0
         #: network-ready tensors per (preprocess, in_chans, device) key; filled by tensors.py
@@ -80,24 +83,52 @@ class _Store:
         except CellclassError as err:  # ImageError etc.: say it happened while reading the data set
             raise DataError(f"cannot use training image {name}: {err.problem}", err.fix) from err
 
-    def mask(self, i: int, shape: tuple[int, int]) -> np.ndarray | None:
-        if self.mask_paths is None or self.mask_paths[i] is None:
-            return None
-        import tifffile
+    def has_mask(self, i: int) -> bool:
+        return self.mask_sources is not None and self.mask_sources[i] is not None
 
-        path = self.mask_paths[i]
-        try:
-            m = np.asarray(tifffile.imread(path)).astype(bool)
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read the mask {path} ({err})", "re-export the data set") from err
-        if m.ndim == 2:
-            m = m[None]
-        if m.shape != (len(self.classes), *shape):
-            raise DataError(
-                f"mask {path} has shape {m.shape}, expected {(len(self.classes), *shape)} (classes, H, W)",
-                "masks must hold one plane per class, at the image's size",
-            )
-        return m
+    def has_target_mask(self, i: int) -> bool:
+        return self.masks_are_targets and self.has_mask(i)
+
+    def mask(self, i: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """(K, H, W) bool per-class mask of item ``i`` (None without one); ``shape`` is its image's (H, W)."""
+        if not self.has_mask(i):
+            return None
+        src = self.mask_sources[i]  # type: ignore[index]
+        where = self.names[i]
+        if isinstance(src, (str, os.PathLike)):
+            import tifffile
+
+            try:
+                src = np.asarray(tifffile.imread(src))
+            except (OSError, ValueError) as err:
+                raise DataError(f"{where}: cannot read its mask {src} ({err})", "re-export the data set") from err
+            where = f"{where} (mask {self.mask_sources[i]})"  # type: ignore[index]
+        return per_class_mask(src, len(self.classes), shape, where)
+
+
+def per_class_mask(mask: Any, n_classes: int, shape: tuple[int, int], where: str) -> np.ndarray:
+    """A mask in either accepted form → (K, H, W) bool, or a DataError naming ``where``.
+
+    Forms: (K, H, W) planes, nonzero where the pixel has class k (what an export
+    writes in ``masks/``); or an (H, W) label image, 0 = unlabelled and k = class k
+    (what the Labels layer paints).  With one class a 2-D mask is its one plane.
+    """
+    m = np.asarray(mask)
+    h, w = int(shape[0]), int(shape[1])
+    if m.ndim == 2 and m.shape == (h, w):
+        if n_classes == 1 or m.dtype == np.bool_:
+            m = m[None] != 0
+        elif m.dtype.kind not in "iu" or (m.size and (int(m.min()) < 0 or int(m.max()) > n_classes)):
+            raise DataError(f"{where}: a 2-D mask must be a label image with values 0..{n_classes} "
+                            f"(0 = unlabelled, k = class k), got {m.dtype} {m.min()}..{m.max()}",
+                            "paint with the class labels, or give one plane per class (K, H, W)")
+        else:
+            m = m[None] == np.arange(1, n_classes + 1, dtype=m.dtype)[:, None, None]
+    if m.shape != (n_classes, h, w):
+        raise DataError(f"{where}: the mask has shape {m.shape}, the image needs {(n_classes, h, w)} "
+                        f"(one plane per class at the image's {h}x{w}) or an {(h, w)} label image",
+                        "paint the mask on this image itself, or re-export the data set")
+    return m != 0
 
 
 class _Masks(Sequence):
@@ -148,7 +179,15 @@ class Dataset:
 
     @property
     def masks(self) -> _Masks | None:
-        return _Masks(self) if self._store.mask_paths is not None else None
+        return _Masks(self) if self._store.mask_sources is not None else None
+
+    def has_mask(self, i: int) -> bool:
+        """Whether item ``i`` carries a per-class mask (painted target or evaluation ground truth)."""
+        return self._store.has_mask(int(self._index[i]))
+
+    def has_target_mask(self, i: int) -> bool:
+        """Whether item ``i``'s mask is a dense training target (painted labels)."""
+        return self._store.has_target_mask(int(self._index[i]))
 
     @property
     def in_chans(self) -> int:

@@ -3,10 +3,18 @@
 * a folder with one sub-folder per class (``classes.txt`` in it fixes the order);
   a folder holding ``labels.csv`` is read as a manifest instead (the multi-label
   layout ``core.synth.write_dataset`` and ``core.annotations.export_dataset`` write);
-* a CSV manifest ``path,labels`` (labels joined by ``;``; paths relative to the CSV;
-  ``masks/<stem>.tif`` beside it, when present, are the per-class ground-truth masks);
-* a list of in-memory items ``(image or path, labels, name)`` — what
+* a CSV manifest ``path,labels[,mask]`` (labels joined by ``;``; paths relative to
+  the CSV).  Per-class masks come from the optional ``mask`` column (a path
+  relative to the CSV; empty: none) and are then training targets (painted pixel
+  labels); without the column, ``masks/<image stem>.tif`` beside the CSV, when it
+  exists, is ground truth for the localisation evaluation only;
+* a list of in-memory items ``(image or path, labels, name[, mask])`` — what
   ``TrainingSample.as_tuple()`` gives.
+
+A mask is (K, H, W) per-class planes or an (H, W) label image (0 = unlabelled,
+k = class k); see ``dataset.per_class_mask``.  An item with a mask and no labels
+is labelled with the classes painted anywhere in it, so image-level models can
+learn from painted planes too (FCN training uses the mask itself as its target).
 
 Only the index is read here; pixels are read lazily (``dataset.py``), so an
 unreadable file is reported by name when it is first used.
@@ -25,7 +33,7 @@ import numpy as np
 from ..errors import DataError
 from ..imagefiles import IMAGE_SUFFIXES
 from ..images import ChannelAxis
-from .dataset import Dataset, _Store
+from .dataset import Dataset, _Store, per_class_mask
 
 MANIFEST_NAMES = ("labels.csv", "manifest.csv")
 
@@ -125,6 +133,7 @@ def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAx
         raise DataError(f"cannot read the manifest {path} ({err})", "it must be a UTF-8 CSV with columns path,labels") from err
     if not rows or "path" not in rows[0] or "labels" not in rows[0]:
         raise DataError(f"{path}: expected a header 'path,labels' and at least one row", "see docs: CSV manifest")
+    has_column = "mask" in rows[0]
     raw_labels = [[s.strip() for s in (r["labels"] or "").split(";") if s.strip()] for r in rows]
     order = list(classes) if classes else _read_classes_txt(path.parent)
     if order is None:
@@ -146,12 +155,40 @@ def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAx
         p = p if p.is_absolute() else path.parent / p
         sources.append(p)
         labels.append(sorted({lookup[c] for c in lab}))
-        m = mask_dir / f"{p.stem}.tif"
-        mask_paths.append(m if m.is_file() else None)
+        cell = (r.get("mask") or "").strip() if has_column else ""
+        if cell:
+            m = Path(cell) if Path(cell).is_absolute() else path.parent / cell
+            if not m.is_file():
+                raise DataError(f"{path}, line {line}: the mask {m} does not exist",
+                                "fix the mask column (a path relative to the CSV), or leave it empty")
+            mask_paths.append(m)
+        else:
+            m = mask_dir / f"{p.stem}.tif"
+            mask_paths.append(m if not has_column and m.is_file() else None)
+        if not labels[-1] and has_column and mask_paths[-1] is not None:
+            where = f"{path}, line {line}"
+            labels[-1] = _painted_classes(np.asarray(_read_tiff(mask_paths[-1], where)), len(order), where)
     names = [str(p) for p in sources]
     ml = _decide_multilabel(labels, multi_label, str(path), names)
     masks = mask_paths if any(m is not None for m in mask_paths) else None
-    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks))
+    # only masks named in a mask column are training targets: masks/<stem>.tif alone is
+    # ground truth that the localisation evaluation scores heat maps against
+    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks, masks_are_targets=has_column))
+
+
+def _read_tiff(path: Path, where: str) -> np.ndarray:
+    import tifffile
+
+    try:
+        return tifffile.imread(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{where}: cannot read the mask {path} ({err})", "re-export the data set") from err
+
+
+def _painted_classes(mask: np.ndarray, n_classes: int, where: str) -> list[int]:
+    """Classes present anywhere in a mask of either form (its size is checked when it is used)."""
+    m = per_class_mask(mask, n_classes, mask.shape[-2:], where)
+    return [k for k in range(n_classes) if m[k].any()]
 
 
 def _from_items(items: list[Any], classes: Sequence[str] | None, channel_axis: ChannelAxis,
@@ -161,6 +198,7 @@ def _from_items(items: list[Any], classes: Sequence[str] | None, channel_axis: C
     sources: list[Any] = []
     raw: list[list[Any]] = []
     names: list[str] = []
+    masks: list[Any] = []
     for i, it in enumerate(items):
         if hasattr(it, "as_tuple"):
             it = it.as_tuple()
@@ -174,6 +212,7 @@ def _from_items(items: list[Any], classes: Sequence[str] | None, channel_axis: C
         sources.append(img if isinstance(img, (str, os.PathLike)) else np.asarray(img) if not hasattr(img, "shape") else img)
         raw.append(list(lab))
         names.append(name)
+        masks.append(it[3] if len(it) > 3 else None)
     uses_names = any(isinstance(v, str) for lab in raw for v in lab)
     if classes:
         order = _check_classes(classes, "training items")
@@ -195,5 +234,9 @@ def _from_items(items: list[Any], classes: Sequence[str] | None, channel_axis: C
                     raise DataError(f"{name}: class index {v} out of range for {len(order)} classes")
                 idx.append(int(v))
         labels.append(sorted(set(idx)))
+    for r, m in enumerate(masks):
+        if m is not None and not labels[r]:
+            labels[r] = _painted_classes(np.asarray(m), len(order), names[r])
     ml = _decide_multilabel(labels, multi_label, "training items", names)
-    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache))
+    has = any(m is not None for m in masks)
+    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks if has else None))
