@@ -115,6 +115,7 @@ def test_options_map_to_training_overrides():
     names = {f.name for f in fields(TrainRecipe)}
     assert set(plain) <= names and set(two) <= names
 
+
 def test_finetuning_an_fcn_learns_the_painted_regions(tmp_path, monkeypatch):
     """Painted planes are dense targets: each class's map is trained on its painted region."""
     import torch
