@@ -69,3 +69,43 @@ def test_bad_model_files(case, model, tmp_path, capsys):
     assert main(["predict", str(bad), str(img)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.safetensors" in err[0]
+
+
+def _cli_files(case, tmp_path):
+    """The array written as a TIFF (any array), and as a PNG where PNG can hold it."""
+    import tifffile
+
+    arr = np.asarray(IMAGE_CASES[case][0]())
+    tif = tmp_path / "bad.tif"
+    rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    tifffile.imwrite(tif, arr, photometric="rgb" if rgb else "minisblack")
+    files = [tif]
+    rgb_like = arr.ndim == 2 or rgb
+    if arr.dtype in (np.uint8, np.uint16) and rgb_like:
+        png = tmp_path / "bad.png"
+        imsave(png, arr, check_contrast=False)
+        files.append(png)
+    return files
+
+
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_cli_array_files(case, model, tmp_path, capsys):
+    """Each array case, written to a file, through `cellclass predict`: rows for the
+    ones that work; for the others exit 2 with lines naming the file and the reason,
+    no traceback, and a CSV holding the header only (no half row)."""
+    _, expected = IMAGE_CASES[case]
+    _, path = model
+    for f in _cli_files(case, tmp_path):
+        out = tmp_path / f"{f.suffix[1:]}.csv"
+        code = main(["predict", str(path), str(f), "--csv", str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        lines = out.read_text().splitlines()
+        assert "Traceback" not in err and all(ln.startswith("cellclass predict") for ln in err.splitlines()), err
+        if expected == _OK:
+            assert code == 0, err
+            assert len(lines) >= 2 and all(len(ln.split(",")) == len(lines[0].split(",")) for ln in lines)
+            probs = np.array([[float(v) for v in ln.split(",")[4:6]] for ln in lines[1:]])
+            assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-4)
+        else:
+            assert code == 2 and f.name in err and expected in err, err
+            assert len(lines) == 1  # the header only
