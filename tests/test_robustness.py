@@ -15,7 +15,7 @@ from napari_cellclass import build_model, load_model, predict, save_model
 from napari_cellclass.cli import main
 from napari_cellclass.core.errors import CellclassError
 
-from badinputs import _OK, FILE_CASES, IMAGE_CASES, MODEL_CASES
+from badinputs import _OK, FILE_CASES, IMAGE_CASES, MODEL_CASES, SAVE_FAILURES
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,35 @@ def test_cli_array_files(case, model, tmp_path, capsys):
         else:
             assert code == 2 and f.name in err and expected in err, err
             assert len(lines) == 1  # the header only
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp("d") / "bf"
+    assert main(["synth", "brightfield", str(data), "--n", "6", "--size", "32", "32", "--no-progress"]) == 0
+    return data
+
+
+@pytest.mark.parametrize("case", list(SAVE_FAILURES))
+def test_cli_train_cannot_write_the_model(case, tiny_data, model, tmp_path, monkeypatch, capsys):
+    """`cellclass train --out` into a read-only folder or onto a full disk: exit 2,
+    one error line naming the folder and the reason, the previous model intact, no
+    temporary file left behind."""
+    install, reason = SAVE_FAILURES[case]
+    out_dir = tmp_path / "models"
+    out_dir.mkdir()
+    out = out_dir / "m.safetensors"
+    _, previous = model
+    out.write_bytes(previous.read_bytes())
+    install(monkeypatch, out_dir)
+    code = main(["train", str(tiny_data), "--arch", "senescence_cnn", "--input-size", "32", "--epochs", "1",
+                 "--batch-size", "4", "--device", "cpu", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert code == 2 and "Traceback" not in err, err
+    assert len(errors) == 1 and errors[0].startswith("cellclass train: error:") and reason in errors[0], err
+    assert str(out_dir) in errors[0]
+    assert out.read_bytes() == previous.read_bytes()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["m.safetensors"]
+    if case == "read-only folder":  # found before training, not after
+        assert "epoch" not in err, err
