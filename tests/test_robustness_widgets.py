@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import napari_cellclass.widgets.runner  # noqa: F401  (as napari would: docks before torch)
-from badinputs import _OK, FILE_CASES, IMAGE_CASES, MODEL_CASES
+from badinputs import _OK, FILE_CASES, IMAGE_CASES, MODEL_CASES, SAVE_FAILURES
 
 pytestmark = pytest.mark.gui
 
@@ -126,3 +126,30 @@ def _press(viewer, key: str) -> None:
     canvas.setFocus()
     QTest.keyClick(canvas, getattr(Qt.Key, f"Key_{key}"))
     QApplication.processEvents()
+
+
+@pytest.mark.parametrize("case", list(SAVE_FAILURES))
+def test_finetune_save_onto_a_failing_folder(case, make_napari_viewer, qtbot, model_file, tmp_path, monkeypatch):
+    """Fine-tune's Save… into a read-only folder or onto a full disk: a notification
+    naming the file and the reason, no exception, the previous model intact, no
+    temporary file, and the failed path not added to the recent models."""
+    from napari_cellclass import build_model
+    from napari_cellclass.widgets.finetune import FineTunePanel
+    from napari_cellclass.widgets.session import Session
+
+    install, reason = SAVE_FAILURES[case]
+    session = Session()
+    session.fine_tuned = build_model("resnet18", classes=["a", "b"], input_size=(32, 32))
+    panel = FineTunePanel(make_napari_viewer(), session, lambda: None)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    target = folder / "tuned.safetensors"
+    target.write_bytes(model_file.read_bytes())
+    install(monkeypatch, folder)
+    before = len(_messages())
+    assert panel.save(target) is None
+    messages = _messages()[before:]
+    assert any(str(target) in m and reason in m for m in messages), messages
+    assert target.read_bytes() == model_file.read_bytes()
+    assert [p.name for p in folder.iterdir()] == ["tuned.safetensors"]
+    assert str(target.resolve()) not in session.settings.recent_models()
