@@ -141,3 +141,67 @@ def test_cli_train_cannot_write_the_model(case, tiny_data, model, tmp_path, monk
     assert sorted(p.name for p in out_dir.iterdir()) == ["m.safetensors"]
     if case == "read-only folder":  # found before training, not after
         assert "epoch" not in err, err
+
+
+def _explain(bundle, image):
+    from napari_cellclass.core.explain import explain
+
+    res = explain(bundle, image)
+    assert res.maps.shape == (1, 32, 32) and np.isfinite(res.maps).all()
+    assert 0 <= res.maps.min() and res.maps.max() <= 1
+    return res.probabilities
+
+
+# what a user may ask of the session's model while a fine-tune of it runs
+WHILE_FINETUNING = {
+    "explain": _explain,
+    "predict": lambda bundle, image: predict(bundle, image)[0],
+}
+
+
+@pytest.mark.parametrize("request_kind", list(WHILE_FINETUNING))
+def test_request_while_a_fine_tune_holds_the_model(request_kind, model):
+    """Issue 7's API cell: explain (or predict) on the session's bundle while
+    core.finetune trains from it in another thread.  The request is answered while
+    training goes on (fine-tuning works on its own copy), gives the answer the
+    untouched model gives, and the fine-tune then stops cleanly."""
+    import threading
+
+    from napari_cellclass.core.finetune import FineTuneOptions, finetune_steps, start_model
+
+    bundle, _ = model
+    rng = np.random.default_rng(1)
+    items = [(rng.random((3, 32, 32), dtype=np.float32), [i % 2], f"im{i}") for i in range(8)]
+    image = np.moveaxis(items[0][0], 0, -1)
+    expected = WHILE_FINETUNING[request_kind](bundle, image)
+    before = {k: v.clone() for k, v in bundle.network.state_dict().items()}
+    start = start_model("model", None, ["a", "b"], 3, bundle=bundle)
+    stop, stepped, box = threading.Event(), threading.Event(), {}
+
+    def tune():
+        try:
+            gen = finetune_steps(start, items, ["a", "b"], FineTuneOptions(epochs=10_000, batch_size=4, augment=False),
+                                 stop=stop, device="cpu")
+            while True:
+                if next(gen).kind == "step":
+                    stepped.set()
+        except StopIteration as done:
+            box["outcome"] = done.value
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            box["error"] = err
+            stepped.set()
+
+    worker = threading.Thread(target=tune, daemon=True)
+    worker.start()
+    try:
+        assert stepped.wait(300) and "error" not in box, box.get("error")
+        got = WHILE_FINETUNING[request_kind](bundle, image)
+        assert worker.is_alive(), "the fine-tune should still be running when the answer came"
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    finally:
+        stop.set()
+        worker.join(300)
+    assert not worker.is_alive() and "error" not in box, box.get("error")
+    assert box["outcome"].cancelled and box["outcome"].bundle is not bundle
+    after = bundle.network.state_dict()
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)  # the session model untouched
