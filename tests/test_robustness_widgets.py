@@ -153,3 +153,32 @@ def test_finetune_save_onto_a_failing_folder(case, make_napari_viewer, qtbot, mo
     assert target.read_bytes() == model_file.read_bytes()
     assert [p.name for p in folder.iterdir()] == ["tuned.safetensors"]
     assert str(target.resolve()) not in session.settings.recent_models()
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_classify_dock_on_a_folder_stack_with_a_bad_file(case, make_napari_viewer, qtbot, model_file, tmp_path):
+    """The Classify dock on a folder opened with a bad file in it: it classifies the
+    planes it can show, the bad file is named in a notification, the dock is free.
+    (A truncated file's blank plane is still classified: marking it as an error row
+    needs core.predict to consult FolderStack.unreadable -- a follow-up.)"""
+    from skimage.io import imsave
+
+    from napari_cellclass.widgets.annotate import AnnotateDock
+    from napari_cellclass.widgets.session import Session
+
+    name, write, expected = FILE_CASES[case]
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for g in ("a_good.png", "z_good.png"):
+        imsave(folder / g, np.full((32, 32, 3), 77, np.uint8), check_contrast=False)
+    write(folder / name)
+    viewer = make_napari_viewer()
+    before = len(_messages())
+    layer = AnnotateDock(viewer, Session()).open_folder(folder)
+    dock, messages = _classify(viewer, qtbot, _session(model_file), layer)
+    messages = _messages()[before:]
+    preds = layer.metadata["cellclass"]["predictions"]
+    conf = np.asarray(preds["confidence"], float)
+    assert len(conf) >= 2 and np.isfinite(conf).all()  # at least the two good files
+    assert (expected == _OK) != any(name in m for m in messages), messages
+    assert dock.controls.run_button.isEnabled()
