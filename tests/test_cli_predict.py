@@ -181,3 +181,46 @@ def test_predict_records_pulls_its_input_lazily(tiny_bundle):
     assert len(pulled) <= ahead + 1 < n  # closing stops the reading too
     rows = list(predict_records(tiny_bundle, images(), batch_size=batch, device="cpu"))
     assert [r.index for r in rows] == list(range(n))
+
+
+def test_csv_into_a_read_only_folder_or_onto_a_full_disk(tiny_model_file, image_folder, tmp_path, monkeypatch, capsys):
+    """One error line naming the CSV and the reason (not an 'internal error'), exit 2;
+    a full disk mid-run keeps the complete rows so a rerun resumes."""
+    from badinputs import SAVE_FAILURES
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with monkeypatch.context() as m:
+        SAVE_FAILURES["read-only folder"][0](m, ro)
+        assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(ro / "p.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0] and "p.csv" in err[0] and "permission denied" in err[0], err
+    assert list(ro.iterdir()) == []
+
+    import csv as csvmod
+
+    out = tmp_path / "full.csv"
+    real = csvmod.writer
+    written = []
+
+    class FillingWriter:  # the disk fills up at the third row
+        def __init__(self, fh):
+            self.w = real(fh)
+
+        def writerow(self, row):
+            if len(written) == 2:
+                raise OSError(28, "No space left on device")
+            written.append(row)
+            return self.w.writerow(row)
+
+        def writerows(self, rows):
+            return self.w.writerows(rows)
+
+    with monkeypatch.context() as m:
+        m.setattr(csvmod, "writer", FillingWriter)
+        assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "full.csv" in err[0] and "disk is full" in err[0], err
+    assert len(_rows(out)) == 1  # the header and the one row written before the disk filled
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out), "--no-progress"]) == 0
+    assert len(_rows(out)) == 9
