@@ -65,3 +65,36 @@ def _swap_tensor(p: Path) -> None:
         meta = json.loads(fh.read(n))["__metadata__"]
     state["head.fc.weight"] = state["head.fc.weight"][:1]
     save_file(state, str(p), metadata={META_KEY: meta[META_KEY]})
+
+
+# name -> installs the failure for files written into `folder` (monkeypatch, folder).
+# Root ignores a read-only mode bit, so both are simulated where the write happens.
+def _read_only(monkeypatch, folder: Path) -> None:
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        where = kwargs.get("dir") or (args[2] if len(args) > 2 else None)
+        if where is not None and Path(where).resolve() == folder.resolve():
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def _disk_full(monkeypatch, folder: Path) -> None:
+    import safetensors.torch
+
+    def half_written(model, filename, *args, **kwargs):
+        with open(filename, "wb") as fh:
+            fh.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_model", half_written)
+
+
+SAVE_FAILURES = {
+    "read-only folder": (_read_only, "Permission denied"),
+    "disk full": (_disk_full, "No space left on device"),
+}

@@ -136,3 +136,91 @@ def test_worker_loads_the_model_once(tiny_model_file, monkeypatch):
     dask_predict._CACHE.clear()
     first = dask_predict._worker_model(str(tiny_model_file))
     assert dask_predict._worker_model(str(tiny_model_file)) is first and len(calls) == 1
+
+
+def test_progress_bar_on_stderr_unless_turned_off(tiny_model_file, tmp_path, rng, capsys):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(12):
+        imsave(folder / f"im{i:02d}.png", rng.integers(0, 255, (32, 32, 3)).astype(np.uint8))
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_model_file), str(folder), "--csv", str(out), "--batch-size", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "10/12 images" in err and "12/12 images" in err and "[" + "#" * 30 + "]" in err
+    assert len(_rows(out)) == 12
+    assert main(["predict", str(tiny_model_file), str(folder), "--csv", str(out), "--no-resume", "--no-progress"]) == 0
+    assert "images" not in capsys.readouterr().err
+
+
+def test_predict_records_pulls_its_input_lazily(tiny_bundle):
+    """Streaming: a generator of many images is consumed a bounded look-ahead at a
+    time (one batch plus the prefetch queue), not read whole before the first row."""
+    import threading
+    import time
+
+    from napari_cellclass.core.predict import predict_records
+
+    n, batch = 60, 4
+    pulled = []
+
+    def images():
+        for i in range(n):
+            pulled.append(i)
+            yield np.full((32, 32, 3), i % 255, np.uint8)
+
+    gen = predict_records(tiny_bundle, images(), batch_size=batch, device="cpu")
+    first = next(gen)
+    assert first.index == 0 and np.isfinite(first.probs).all()
+    time.sleep(0.5)  # give the prefetch thread every chance to run ahead
+    ahead = len(pulled)
+    assert ahead <= 3 * batch + 2, ahead  # the batch, the 2-batch queue, one in hand
+    gen.close()
+    for t in threading.enumerate():
+        if t.name == "cellclass-prefetch":
+            t.join(10)
+    assert len(pulled) <= ahead + 1 < n  # closing stops the reading too
+    rows = list(predict_records(tiny_bundle, images(), batch_size=batch, device="cpu"))
+    assert [r.index for r in rows] == list(range(n))
+
+
+def test_csv_into_a_read_only_folder_or_onto_a_full_disk(tiny_model_file, image_folder, tmp_path, monkeypatch, capsys):
+    """One error line naming the CSV and the reason (not an 'internal error'), exit 2;
+    a full disk mid-run keeps the complete rows so a rerun resumes."""
+    from badinputs import SAVE_FAILURES
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with monkeypatch.context() as m:
+        SAVE_FAILURES["read-only folder"][0](m, ro)
+        assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(ro / "p.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0] and "p.csv" in err[0] and "permission denied" in err[0], err
+    assert list(ro.iterdir()) == []
+
+    import csv as csvmod
+
+    out = tmp_path / "full.csv"
+    real = csvmod.writer
+    written = []
+
+    class FillingWriter:  # the disk fills up at the third row
+        def __init__(self, fh):
+            self.w = real(fh)
+
+        def writerow(self, row):
+            if len(written) == 2:
+                raise OSError(28, "No space left on device")
+            written.append(row)
+            return self.w.writerow(row)
+
+        def writerows(self, rows):
+            return self.w.writerows(rows)
+
+    with monkeypatch.context() as m:
+        m.setattr(csvmod, "writer", FillingWriter)
+        assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "full.csv" in err[0] and "disk is full" in err[0], err
+    assert len(_rows(out)) == 1  # the header and the one row written before the disk filled
+    assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out), "--no-progress"]) == 0
+    assert len(_rows(out)) == 9

@@ -11,6 +11,8 @@ from napari_cellclass.core.annotations import AnnotationStore, training_samples
 from napari_cellclass.core.errors import ImageError
 from napari_cellclass.core.gallery import FolderStack
 
+from badinputs import _OK, FILE_CASES
+
 
 @pytest.fixture
 def grey_folder(tmp_path):
@@ -107,3 +109,34 @@ def test_annotating_through_the_gallery_maps_back_to_the_files(grey_folder, tmp_
     (sample,) = training_samples(s)
     np.testing.assert_array_equal(sample.image[0], imgs[3][8:12, 30:40])
     assert st.reads == 0  # the store reads the file itself
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_a_bad_file_does_not_cost_the_folder(case, tmp_path):
+    """Issue 7's file cases in a folder: files with unreadable headers are left out,
+    a file that fails only when decoded becomes a blank plane reported once; the
+    good files stay readable; a folder of bad files only is a clear error."""
+    name, write, expected = FILE_CASES[case]
+    good = np.full((64, 64, 3), 77, np.uint8)
+    imsave(tmp_path / "a_good.png", good, check_contrast=False)
+    imsave(tmp_path / "z_good.png", good, check_contrast=False)
+    write(tmp_path / name)
+    reported = []
+    st = FolderStack.from_folder(tmp_path, on_error=lambda p, why: reported.append((p.name, why)))
+    planes = [st[i] for i in range(len(st))] + [st[i] for i in range(len(st))]  # twice: reported once
+    for p in ("a_good.png", "z_good.png"):
+        np.testing.assert_array_equal(planes[st.index_of(tmp_path / p)][:64, :64], good)
+    if expected == _OK:
+        assert len(st) == 3 and not st.unreadable and not reported
+        return
+    assert (tmp_path / name) in st.unreadable and name in st.unreadable[tmp_path / name]
+    if (tmp_path / name) in st.paths:  # passed its header, failed to decode: blank, reported once
+        assert not planes[st.index_of(tmp_path / name)].any()
+        assert len(reported) == 1 and reported[0][0] == name and name in reported[0][1]
+    else:
+        assert len(st) == 2 and not reported
+    for p in ("a_good.png", "z_good.png"):
+        (tmp_path / p).unlink()
+    if (tmp_path / name) not in st.paths:
+        with pytest.raises(ImageError, match="none of the 1 image file"):
+            FolderStack.from_folder(tmp_path)

@@ -15,7 +15,7 @@ from napari_cellclass import build_model, load_model, predict, save_model
 from napari_cellclass.cli import main
 from napari_cellclass.core.errors import CellclassError
 
-from badinputs import _OK, FILE_CASES, IMAGE_CASES, MODEL_CASES
+from badinputs import _OK, FILE_CASES, IMAGE_CASES, MODEL_CASES, SAVE_FAILURES
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,139 @@ def test_bad_model_files(case, model, tmp_path, capsys):
     assert main(["predict", str(bad), str(img)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.safetensors" in err[0]
+
+
+def _cli_files(case, tmp_path):
+    """The array written as a TIFF (any array), and as a PNG where PNG can hold it."""
+    import tifffile
+
+    arr = np.asarray(IMAGE_CASES[case][0]())
+    tif = tmp_path / "bad.tif"
+    rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    tifffile.imwrite(tif, arr, photometric="rgb" if rgb else "minisblack")
+    files = [tif]
+    rgb_like = arr.ndim == 2 or rgb
+    if arr.dtype in (np.uint8, np.uint16) and rgb_like:
+        png = tmp_path / "bad.png"
+        imsave(png, arr, check_contrast=False)
+        files.append(png)
+    return files
+
+
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_cli_array_files(case, model, tmp_path, capsys):
+    """Each array case, written to a file, through `cellclass predict`: rows for the
+    ones that work; for the others exit 2 with lines naming the file and the reason,
+    no traceback, and a CSV holding the header only (no half row)."""
+    _, expected = IMAGE_CASES[case]
+    _, path = model
+    for f in _cli_files(case, tmp_path):
+        out = tmp_path / f"{f.suffix[1:]}.csv"
+        code = main(["predict", str(path), str(f), "--csv", str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        lines = out.read_text().splitlines()
+        assert "Traceback" not in err and all(ln.startswith("cellclass predict") for ln in err.splitlines()), err
+        if expected == _OK:
+            assert code == 0, err
+            assert len(lines) >= 2 and all(len(ln.split(",")) == len(lines[0].split(",")) for ln in lines)
+            probs = np.array([[float(v) for v in ln.split(",")[4:6]] for ln in lines[1:]])
+            assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-4)
+        else:
+            assert code == 2 and f.name in err and expected in err, err
+            assert len(lines) == 1  # the header only
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp("d") / "bf"
+    assert main(["synth", "brightfield", str(data), "--n", "6", "--size", "32", "32", "--no-progress"]) == 0
+    return data
+
+
+@pytest.mark.parametrize("case", list(SAVE_FAILURES))
+def test_cli_train_cannot_write_the_model(case, tiny_data, model, tmp_path, monkeypatch, capsys):
+    """`cellclass train --out` into a read-only folder or onto a full disk: exit 2,
+    one error line naming the folder and the reason, the previous model intact, no
+    temporary file left behind."""
+    install, reason = SAVE_FAILURES[case]
+    out_dir = tmp_path / "models"
+    out_dir.mkdir()
+    out = out_dir / "m.safetensors"
+    _, previous = model
+    out.write_bytes(previous.read_bytes())
+    install(monkeypatch, out_dir)
+    code = main(["train", str(tiny_data), "--arch", "senescence_cnn", "--input-size", "32", "--epochs", "1",
+                 "--batch-size", "4", "--device", "cpu", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert code == 2 and "Traceback" not in err, err
+    assert len(errors) == 1 and errors[0].startswith("cellclass train: error:") and reason in errors[0], err
+    assert str(out_dir) in errors[0]
+    assert out.read_bytes() == previous.read_bytes()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["m.safetensors"]
+    if case == "read-only folder":  # found before training, not after
+        assert "epoch" not in err, err
+
+
+def _explain(bundle, image):
+    from napari_cellclass.core.explain import explain
+
+    res = explain(bundle, image)
+    assert res.maps.shape == (1, 32, 32) and np.isfinite(res.maps).all()
+    assert 0 <= res.maps.min() and res.maps.max() <= 1
+    return res.probabilities
+
+
+# what a user may ask of the session's model while a fine-tune of it runs
+WHILE_FINETUNING = {
+    "explain": _explain,
+    "predict": lambda bundle, image: predict(bundle, image)[0],
+}
+
+
+@pytest.mark.parametrize("request_kind", list(WHILE_FINETUNING))
+def test_request_while_a_fine_tune_holds_the_model(request_kind, model):
+    """Issue 7's API cell: explain (or predict) on the session's bundle while
+    core.finetune trains from it in another thread.  The request is answered while
+    training goes on (fine-tuning works on its own copy), gives the answer the
+    untouched model gives, and the fine-tune then stops cleanly."""
+    import threading
+
+    from napari_cellclass.core.finetune import FineTuneOptions, finetune_steps, start_model
+
+    bundle, _ = model
+    rng = np.random.default_rng(1)
+    items = [(rng.random((3, 32, 32), dtype=np.float32), [i % 2], f"im{i}") for i in range(8)]
+    image = np.moveaxis(items[0][0], 0, -1)
+    expected = WHILE_FINETUNING[request_kind](bundle, image)
+    before = {k: v.clone() for k, v in bundle.network.state_dict().items()}
+    start = start_model("model", None, ["a", "b"], 3, bundle=bundle)
+    stop, stepped, box = threading.Event(), threading.Event(), {}
+
+    def tune():
+        try:
+            gen = finetune_steps(start, items, ["a", "b"], FineTuneOptions(epochs=10_000, batch_size=4, augment=False),
+                                 stop=stop, device="cpu")
+            while True:
+                if next(gen).kind == "step":
+                    stepped.set()
+        except StopIteration as done:
+            box["outcome"] = done.value
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            box["error"] = err
+            stepped.set()
+
+    worker = threading.Thread(target=tune, daemon=True)
+    worker.start()
+    try:
+        assert stepped.wait(300) and "error" not in box, box.get("error")
+        got = WHILE_FINETUNING[request_kind](bundle, image)
+        assert worker.is_alive(), "the fine-tune should still be running when the answer came"
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    finally:
+        stop.set()
+        worker.join(300)
+    assert not worker.is_alive() and "error" not in box, box.get("error")
+    assert box["outcome"].cancelled and box["outcome"].bundle is not bundle
+    after = bundle.network.state_dict()
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)  # the session model untouched

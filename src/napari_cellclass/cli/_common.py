@@ -36,3 +36,21 @@ def positive(value: int, what: str) -> int:
     if value < 1:
         raise CellclassError(f"{what} must be at least 1, got {value}")
     return value
+
+
+def check_writable(path: str, option: str) -> None:
+    """Fail in a second, not after hours of training: the folder of ``path`` must take a
+    new file (read-only folders and the like; a full disk can still only show at the end)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(path).absolute().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".cellclass-write-test.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise CellclassError(f"cannot write to {folder} ({err.strerror or err})",
+                             f"choose a writable folder for {option}; nothing was trained") from err

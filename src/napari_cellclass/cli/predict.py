@@ -108,6 +108,7 @@ def _records(args: argparse.Namespace, bundle, todo: list[Path]):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.atomicfile import describe_os_error
     from ..core.bundle import load_model
     from ..core.imagefiles import find_images
     from ..core.predict import label_of
@@ -130,8 +131,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"cellclass predict: {len(files) - len(todo)} of {len(files)} images already in {out_path}; continuing", file=sys.stderr)
 
     if out_path is not None:
-        _rewrite_atomically(out_path, header, done_rows)  # keeps complete rows, drops a torn line
-        fh = open(out_path, "a", newline="")
+        try:
+            _rewrite_atomically(out_path, header, done_rows)  # keeps complete rows, drops a torn line
+            fh = open(out_path, "a", newline="")
+        except OSError as err:
+            raise CellclassError(f"cannot write {out_path} ({describe_os_error(err)})",
+                                 "choose a writable folder with free space for --csv; nothing was predicted") from err
     else:
         fh = sys.stdout
         csv.writer(fh).writerow(header)
@@ -148,9 +153,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"cellclass predict: skipped: {rec.error}", file=sys.stderr)
                 continue
             conf = float(rec.probs.max())
-            writer.writerow([rec.name, rec.frame, label_of(rec.probs, bundle), f"{conf:.6f}",
-                             *[f"{float(p):.6f}" for p in rec.probs], model_id])
-            fh.flush()
+            try:
+                writer.writerow([rec.name, rec.frame, label_of(rec.probs, bundle), f"{conf:.6f}",
+                                 *[f"{float(p):.6f}" for p in rec.probs], model_id])
+                fh.flush()
+            except OSError as err:  # e.g. the disk filled up: the complete rows stay, a rerun resumes
+                raise CellclassError(f"writing {out_path or 'the output'} failed ({describe_os_error(err)})",
+                                     "free some space and rerun the same command: it continues where it stopped") from err
     finally:
         if fh is not sys.stdout:
             fh.close()

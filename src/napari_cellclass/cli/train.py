@@ -29,9 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..core.bundle import save_model
     from ..core.train import train
+    from ._common import check_writable
     from ._progress import Bar
 
     model = args.preset or args.arch or args.resume
+    check_writable(args.out, "--out")
     stop = threading.Event()
 
     def on_sigint(signum, frame):  # first Ctrl-C: finish cleanly with the best model; second: abort

@@ -14,13 +14,19 @@ Layout of the stack: all greyscale → ``(N, H, W)``; RGB(A) → ``(N, H, W, 3|4
 none); other multichannel files with equal channel counts → ``(N, C, H, W)``.
 Files that are stacks themselves contribute one plane per frame.  The dtype is
 the common type of all files (uint8 + uint16 → uint16); values are not rescaled.
+
+One broken file must not cost the user the whole folder: files whose header cannot
+be read are left out (listed in :attr:`FolderStack.unreadable`), and a file that
+passes its header but fails to decode later (a truncated PNG) is shown as a blank
+plane and reported through ``on_error`` -- napari slices the stack inside its own
+event handling, where an exception would surface as a traceback, not a message.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +40,17 @@ from .images import ChannelAxis, guess_layout
 class FolderStack:
     """Lazy ``(N, ...)`` stack of image files (see the module doc for the layout)."""
 
-    def __init__(self, paths: Iterable[str | os.PathLike], *, channel_axis: ChannelAxis = "auto", cache: int = 4) -> None:
-        self.paths = [Path(p) for p in paths]
-        if not self.paths:
+    def __init__(self, paths: Iterable[str | os.PathLike], *, channel_axis: ChannelAxis = "auto", cache: int = 4,
+                 on_error: Callable[[Path, str], None] | None = None) -> None:
+        given = [Path(p) for p in paths]
+        if not given:
             raise ImageError("no images to show", "choose a folder with .tif, .png or .jpg images")
+        #: the files in the stack (unreadable ones left out)
+        self.paths: list[Path] = []
+        #: file → why it cannot be shown: left out at opening, or blank since a read failed
+        self.unreadable: dict[Path, str] = {}
+        #: called once per file whose pixels fail to decode after opening (path, message)
+        self.on_error = on_error
         self._channel_axis = channel_axis
         self._cache: OrderedDict[Path, tuple[Any, Any]] = OrderedDict()
         self._cache_size = max(0, int(cache))
@@ -47,10 +60,15 @@ class FolderStack:
         #: original (height, width) of each plane; the rest of the plane is padding
         self.sizes: list[tuple[int, int]] = []
         chans, dtypes, rgbs = [], [], []
-        for p in self.paths:
-            head = read_header(p)
-            axis = head.channel_axis if channel_axis == "auto" else channel_axis
-            lay = guess_layout(head.shape, axis, rgb=head.rgb if channel_axis == "auto" else None, name=str(p))
+        for p in given:
+            try:
+                head = read_header(p)
+                axis = head.channel_axis if channel_axis == "auto" else channel_axis
+                lay = guess_layout(head.shape, axis, rgb=head.rgb if channel_axis == "auto" else None, name=str(p))
+            except ImageError as err:
+                self.unreadable[p] = str(err)
+                continue
+            self.paths.append(p)
             is_rgb = lay.channel_axis == len(lay.shape) - 1 and lay.n_channels in (3, 4)
             for t in range(lay.n_frames):
                 self.entries.append((p, t))
@@ -58,6 +76,10 @@ class FolderStack:
             chans.append(lay.n_channels)
             rgbs.append(is_rgb)
             dtypes.append(head.dtype)
+        if not self.paths:
+            first = next(iter(self.unreadable.values()))
+            raise ImageError(f"none of the {len(given)} image file(s) can be read (first: {first})",
+                             "re-export or re-copy the files, or choose another folder")
         self.dtype = np.result_type(*dtypes)
         if self.dtype == np.bool_:
             self.dtype = np.dtype(np.uint8)
@@ -127,11 +149,20 @@ class FolderStack:
             raise IndexError(f"plane {i} does not exist (the folder gives {n} planes)")
         i %= n
         path, frame = self.entries[i]
-        data, layout = self._decoded(path)
+        if path in self.unreadable:  # already reported; reading it again would fail again
+            return np.zeros(self.shape[1:], self.dtype)
         from .annotations.crops import read_region
 
-        chw = read_region(data, layout, frame, slice(None), slice(None), str(path))
-        chw = self._match_channels(chw, path)
+        try:
+            data, layout = self._decoded(path)
+            chw = read_region(data, layout, frame, slice(None), slice(None), str(path))
+            chw = self._match_channels(chw, path)
+        except (ImageError, OSError) as err:
+            why = str(err) if isinstance(err, ImageError) else f"{path}: cannot read the image ({err})"
+            self.unreadable[path] = why
+            if self.on_error is not None:
+                self.on_error(path, why)
+            return np.zeros(self.shape[1:], self.dtype)
         hw = self.shape[-3:-1] if self.rgb else self.shape[-2:]
         out = np.zeros((chw.shape[0], *hw), dtype=self.dtype)
         out[:, : chw.shape[1], : chw.shape[2]] = chw

@@ -233,15 +233,24 @@ class AnnotateDock(QWidget):
         from ..core.gallery import FolderStack
 
         try:
-            stack = FolderStack.from_folder(folder)
+            stack = FolderStack.from_folder(folder, on_error=self._plane_unreadable)
         except Exception as err:  # noqa: BLE001
             notify_error(err)
             return None
+        if stack.unreadable:
+            bad = list(stack.unreadable.values())
+            more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+            show_warning(f"left out {len(bad)} file(s) that cannot be read: " + "; ".join(bad[:3]) + more)
         layer = self.viewer.add_image(stack, name=Path(folder).name, rgb=stack.rgb,
                                       contrast_limits=stack.contrast_limits())
         if self.store is None or self.store.folder != Path(folder).resolve():
             self.open_annotations(Path(folder) / DEFAULT_NAME)
         return layer
+
+    @staticmethod
+    def _plane_unreadable(path: Path, why: str) -> None:
+        # called while napari slices the layer: a notification, never an exception there
+        show_warning(f"shown as a blank plane: {why}")
 
     # ------------------------------------------------------------------ actions
     def add_class(self, name: str, color: str | None = None) -> bool:
