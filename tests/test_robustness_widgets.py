@@ -158,9 +158,8 @@ def test_finetune_save_onto_a_failing_folder(case, make_napari_viewer, qtbot, mo
 @pytest.mark.parametrize("case", list(FILE_CASES))
 def test_classify_dock_on_a_folder_stack_with_a_bad_file(case, make_napari_viewer, qtbot, model_file, tmp_path):
     """The Classify dock on a folder opened with a bad file in it: it classifies the
-    planes it can show, the bad file is named in a notification, the dock is free.
-    (A truncated file's blank plane is still classified: marking it as an error row
-    needs core.predict to consult FolderStack.unreadable -- a follow-up.)"""
+    planes it can show, a file that cannot be read gets no prediction (its blank plane is
+    not classified) and is named in a notification, the dock is free."""
     from skimage.io import imsave
 
     from napari_cellclass.widgets.annotate import AnnotateDock
@@ -180,5 +179,7 @@ def test_classify_dock_on_a_folder_stack_with_a_bad_file(case, make_napari_viewe
     preds = layer.metadata["cellclass"]["predictions"]
     conf = np.asarray(preds["confidence"], float)
     assert len(conf) >= 2 and np.isfinite(conf).all()  # at least the two good files
+    # one row per readable plane: the good files, plus the bad one only where it reads
+    assert len(conf) == (3 if expected == _OK else 2), preds
     assert (expected == _OK) != any(name in m for m in messages), messages
     assert dock.controls.run_button.isEnabled()

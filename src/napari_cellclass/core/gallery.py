@@ -170,6 +170,11 @@ class FolderStack:
             return np.moveaxis(out, 0, -1)
         return out[0] if self.channel_axis is None else out
 
+    def plane_error(self, i: int) -> str | None:
+        """Why plane ``i`` is blank (its file could not be read), or None: lets a
+        classifier report that plane as an error instead of classifying zeros."""
+        return self.unreadable.get(self.entries[i % len(self)][0])
+
     def _match_channels(self, chw: np.ndarray, path: Path) -> np.ndarray:
         c = chw.shape[0]
         if self.rgb and c == 1:

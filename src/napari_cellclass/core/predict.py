@@ -20,7 +20,7 @@ import torch
 
 from .bundle import ModelBundle
 from .device import autocast, eval_mode, prepare_network, resolve_device, uses_channels_last
-from .errors import CellclassError
+from .errors import CellclassError, ImageError
 from .imagefiles import ImageFile, read_image
 from .images import ChannelAxis, get_plane, inspect, match_channels
 from .models.heads import probabilities
@@ -81,8 +81,15 @@ def iter_planes_of(
             data, axis, rgb, name = _resolve(src, i, channel_axis)
             # picked channels say the data has channels: let the shape rules find them
             layout, vmax = inspect(data, axis, None if channels else in_chans, rgb, name)
+            plane_error = getattr(data, "plane_error", None)  # a folder stack with unreadable files
             for t in range(layout.n_frames):
                 plane = match_channels(get_plane(data, layout, t, name, native=True), in_chans, channels, name)
+                why = plane_error(t) if plane_error is not None else None
+                if why is not None:
+                    if on_error == "raise":
+                        raise ImageError(why, "remove or replace the file")
+                    yield _Item(i, name, t, None, None, why)
+                    continue
                 yield _Item(i, name, t, plane, vmax)
         except CellclassError as err:
             if on_error == "raise":

@@ -253,8 +253,11 @@ class ClassifyDock(QWidget):
             return
         if frame is None:
             frame = L.frame_at(meta.get("frame_axis"), meta.get("n_frames", 1), layer.world_to_data(self.viewer.dims.point))
-        i = frames.index(frame) if frame in frames else 0
-        name = L.predicted_name(meta["base_name"], preds["predicted_class"][i], preds["confidence"][i])
+        if frame in frames:
+            i = frames.index(frame)
+            name = L.predicted_name(meta["base_name"], preds["predicted_class"][i], preds["confidence"][i])
+        else:  # a frame that could not be read has no class to show
+            name = meta["base_name"]
         if layer.name != name:
             layer.metadata = {**layer.metadata, L.META_KEY: {**meta, "shown_name": name}}
             layer.name = name

@@ -159,12 +159,23 @@ def classify_job(
     for req, layout in todo:
         rows: list[PredictionRow] = []
         try:
-            records = predict_records(bundle, req.source, batch_size, session.device, options.channel_axis, options.channels)
+            # "skip": a plane that cannot be read (a broken file in a folder stack) becomes
+            # a notification for that frame, and the layer's other frames are still classified
+            records = predict_records(bundle, req.source, batch_size, session.device, options.channel_axis, options.channels,
+                                      on_error="skip")
+            unreadable = []
             with closing(records):
                 for rec in records:
-                    rows.append(table.add(req.info.name, rec.frame, label_of(rec.probs, bundle), rec.probs))
                     done += 1
+                    if rec.error is not None:
+                        unreadable.append(rec)
+                        continue
+                    rows.append(table.add(req.info.name, rec.frame, label_of(rec.probs, bundle), rec.probs))
                     yield Step(done, total)
+            if not rows:  # nothing usable: one message for the layer, as for any other bad layer
+                raise CellclassError(unreadable[0].error if unreadable else f"'{req.info.name}' has no frames")
+            for rec in unreadable:
+                yield Step(done, total, item=LayerFailure(f"{req.info.name}, frame {rec.frame}", rec.error))
         except CellclassError as err:
             failure = LayerFailure(req.info.name, str(err))
             failures.append(failure)
