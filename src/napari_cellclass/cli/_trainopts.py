@@ -33,6 +33,9 @@ def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--input-size", type=int, nargs="+", default=None, metavar="PX", help="network input: S or H W")
     p.add_argument("--val-fraction", type=float, default=None,
                    help="share of each training part held out for validation (early stopping, keep-best)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share held out as a test set, scored once on the final model (studies 2, 3, 5: 0.1-0.2); "
+                   "0 for none (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps (default: auto)")
     pre = p.add_mutually_exclusive_group()
@@ -54,7 +57,7 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.errors import CellclassError
 
     kw: dict[str, Any] = dict(args.sets)
-    for name in ("epochs", "batch_size", "lr", "val_fraction", "pretrained", "weights", "multi_label", "class_balance"):
+    for name in ("epochs", "batch_size", "lr", "val_fraction", "test_fraction", "pretrained", "weights", "multi_label", "class_balance"):
         value = getattr(args, name)
         if value is not None:
             kw[name] = value

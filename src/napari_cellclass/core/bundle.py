@@ -115,6 +115,14 @@ class ModelBundle:
             f"normalisation: {norm.method}" + (f" mean={list(norm.mean)}" if norm.mean else "") + (f" std={list(norm.std)}" if norm.std else ""),
             f"output: {self.output}" + (f", thresholds {self.thresholds}" if self.thresholds else ""),
         ]
+        data = (prov.get("training") or {}).get("data") or {}
+        if data.get("fingerprint"):  # the long training record below is cut; these two lines never are
+            lines.append(f"training data fingerprint: {data['fingerprint']}")
+        test = (prov.get("metrics") or {}).get("test")
+        if isinstance(test, dict):
+            parts = [f"{k.replace('_', ' ')} {test[k]:.3f}" for k in ("accuracy", "macro_f1", "auc_macro", "mean_dice")
+                     if isinstance(test.get(k), float)]
+            lines.append(f"held-out test ({test.get('n_images', data.get('n_test'))} images): " + ", ".join(parts))
         for key in ("description", "created", "weights", "preset", "training", "data", "metrics", "versions"):
             if prov.get(key) not in (None, "", [], {}):
                 value = prov[key]

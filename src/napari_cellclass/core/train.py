@@ -29,6 +29,7 @@ import torch
 
 from .bundle import ModelBundle, build_model, load_model
 from .data import Dataset, class_weights, load_dataset, sample_weights, stratified_split
+from .data.fingerprint import data_fingerprint
 from .data.tensors import cached_inputs
 from .device import prepare_network, resolve_device
 from .distributed import context, setup
@@ -36,6 +37,7 @@ from .errors import Cancelled, CellclassError, DataError
 from .models.heads import n_outputs
 from .presets import PRESETS, Preset, TrainRecipe
 from .train_events import TrainEvent, TrainResult
+from .train_prep import hold_out_test, test_record, val_share_of_rest, with_training_means
 from .train_loop import LoopData, run_loop
 from .train_setup import Loss, classifiers, recipe_with
 
@@ -163,13 +165,14 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     base = recipe or (PRESETS[preset].train if preset else preset_obj.train if preset_obj else TrainRecipe())
     r = recipe_with(base, overrides)
 
+    rest_ds, test_ds = hold_out_test(ds, r.test_fraction, seed)  # never trained or selected on
     if val_data is not None:
         val_ds = load_dataset(val_data, bundle.classes if classes is None else classes, channel_axis=channel_axis,
                               multi_label=ds.multilabel)
-        train_ds = ds
+        train_ds = rest_ds
     else:
-        tr, va = stratified_split(ds.labels, r.val_fraction, seed)
-        train_ds, val_ds = ds.subset(tr), ds.subset(va)
+        tr, va = stratified_split(rest_ds.labels, val_share_of_rest(r.val_fraction, r.test_fraction), seed)
+        train_ds, val_ds = rest_ds.subset(tr), rest_ds.subset(va)
     if len(train_ds) == 0:
         raise DataError("no images left for training after the validation split", "lower val_fraction or add images")
     unknown = sorted(set(val_ds.classes) - set(bundle.classes))
@@ -181,6 +184,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
         prepare_network(bundle.network, dev)
+        bundle.preprocess = with_training_means(train_ds, bundle.preprocess, bundle.in_chans)  # study 1's meansub
         total = len(train_ds) + len(val_ds)
         x, train_rows = yield from _prepare(train_ds, bundle, dev, should_stop, "training", 0, total, r.epochs)
         x_val, val_rows = yield from _prepare(val_ds, bundle, dev, should_stop, "validation", len(train_ds), total, r.epochs)
@@ -216,9 +220,13 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         p.requires_grad_(True)  # freezing is part of training only; Grad-CAM and later fine-tuning need gradients
     if bundle.multilabel and not outcome.cancelled and outcome.epochs_run > 0:
         bundle.thresholds = _dice_thresholds(bundle, x, train_rows, y_train, dev, r)
+    test_metrics, held_out = None, {}
+    if test_ds is not None and not outcome.cancelled:
+        test_metrics, held_out = test_record(bundle, test_ds, dev, 2 * r.batch_size)
     bundle.network.to("cpu")
     bundle.provenance = {
-        **{k: v for k, v in bundle.provenance.items() if k not in ("loaded_from", "training")},
+        **{k: v for k, v in bundle.provenance.items() if k not in ("loaded_from", "training", "metrics")},
+        **({"metrics": {"test": test_metrics}} if test_metrics is not None else {}),
         "training": {
             "epochs_run": outcome.epochs_run, "steps_run": outcome.steps_run, "best_epoch": outcome.best_epoch,
             "stopped_early": outcome.stopped_early, "cancelled": outcome.cancelled,
@@ -229,7 +237,10 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
             "recipe": asdict(r), "class_balance": balance,
             "data": {"source": str(data) if isinstance(data, (str, Path)) else type(data).__name__,
                      "n_train": len(train_ds), "n_val": len(val_ds),
-                     "class_counts": train_ds.class_counts(), "val_class_counts": val_ds.class_counts()},
+                     "class_counts": train_ds.class_counts(), "val_class_counts": val_ds.class_counts(),
+                     "fingerprint": data_fingerprint(ds),
+                     **({"val_fingerprint": data_fingerprint(val_ds)} if val_data is not None else {}),
+                     **held_out},
             "metrics": outcome.best_metrics,
             "history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in outcome.history],
         },

@@ -1,0 +1,143 @@
+"""Recipe options around the training loop: data fingerprint, held-out test split,
+preset fold count, training-set mean subtraction (tiny CPU problems, 32 px)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cellclass.core.bundle import build_model, load_model, save_model
+from napari_cellclass.core.data import load_dataset
+from napari_cellclass.core.data.fingerprint import data_fingerprint
+from napari_cellclass.core.train import fit
+
+CLASSES = ["dim", "bright"]
+KW = dict(classes=CLASSES, channel_axis=0, input_size=(32, 32), pretrained=False, device="cpu", batch_size=4)
+
+
+def _items(n=16, seed=0, size=32, chans=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        k = i % 2
+        lo, hi = (0, 90) if k == 0 else (140, 255)
+        out.append((rng.integers(lo, hi, (chans, size, size)).astype(np.uint8), [k], f"img{i}"))
+    return out
+
+
+def _fp(items):
+    return data_fingerprint(load_dataset(items, CLASSES, channel_axis=0))
+
+
+# ------------------------------------------------------------------ 1. fingerprint
+def test_fingerprint_follows_pixels_and_labels_not_order():
+    items = _items(6)
+    same = _fp(items)
+    assert same.startswith("sha256:") and _fp(_items(6)) == same
+    assert _fp(list(reversed(items))) == same  # item order is not part of the data
+    pixel = [(a.copy(), lab, n) for a, lab, n in items]
+    pixel[3][0][0, 5, 7] ^= 1
+    assert _fp(pixel) != same
+    label = list(items)
+    label[2] = (items[2][0], [1 - items[2][1][0]], items[2][2])
+    assert _fp(label) != same
+    dtype = [(a.astype(np.uint16), lab, n) for a, lab, n in items]
+    assert _fp(dtype) != same
+
+
+def test_training_records_the_fingerprint_and_the_card_shows_it(tmp_path):
+    items = _items(8)
+    b = fit("senescence_cnn", items, epochs=1, val_fraction=0.25, **KW)
+    fp = b.provenance["training"]["data"]["fingerprint"]
+    assert fp == _fp(items)
+    path = save_model(b, tmp_path / "m.safetensors")
+    assert f"training data fingerprint: {fp}" in load_model(path).card()
+
+
+# ------------------------------------------------------------------ 2. held-out test split
+def test_test_fraction_holds_out_a_scored_stratified_split():
+    from napari_cellclass.core.evaluate import evaluate
+
+    items = _items(20)
+    b = fit("senescence_cnn", items, epochs=1, val_fraction=0.2, test_fraction=0.2, **KW)
+    data = b.provenance["training"]["data"]
+    assert (data["n_train"], data["n_val"], data["n_test"]) == (12, 4, 4)
+    assert data["test_class_counts"] == [2, 2] and data["class_counts"] == [6, 6]
+    test_names = data["test_names"]
+    assert len(set(test_names)) == 4
+    test = b.provenance["metrics"]["test"]
+    assert test["n_images"] == 4 and "accuracy" in test and "confusion_matrix" in test
+    # the stored metrics are the final model's on exactly those images
+    again = evaluate(b, load_dataset([it for it in items if it[2] in test_names], CLASSES, channel_axis=0), device="cpu")
+    assert again["accuracy"] == pytest.approx(test["accuracy"])
+    assert np.asarray(again["confusion_matrix"]).tolist() == test["confusion_matrix"]
+    assert "held-out test (4 images): accuracy" in b.card()
+    # the same seed holds out the same images; no test split when the fraction is 0
+    b2 = fit("senescence_cnn", items, epochs=1, val_fraction=0.2, test_fraction=0.2, **KW)
+    assert b2.provenance["training"]["data"]["test_names"] == test_names
+    b3 = fit("senescence_cnn", items, epochs=1, val_fraction=0.2, **KW)
+    assert "n_test" not in b3.provenance["training"]["data"] and "metrics" not in b3.provenance
+
+
+def test_test_split_is_disjoint_from_training_and_validation():
+    from napari_cellclass.core.train_prep import hold_out_test, val_share_of_rest
+
+    ds = load_dataset(_items(30), CLASSES, channel_axis=0)
+    rest, test = hold_out_test(ds, 0.1, seed=5)
+    assert set(rest.names).isdisjoint(test.names) and len(rest) + len(test) == 30
+    assert test.class_counts() == [2, 2] or sum(test.class_counts()) == 3
+    assert val_share_of_rest(0.1, 0.1) == pytest.approx(0.1 / 0.9)
+    from napari_cellclass.core.errors import DataError
+
+    with pytest.raises(DataError, match="nothing to train"):
+        val_share_of_rest(0.5, 0.5)
+
+
+def test_cli_test_fraction_and_folds_default():
+    from napari_cellclass.cli import build_parser
+    from napari_cellclass.cli._trainopts import train_overrides
+
+    p = build_parser()
+    args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors", "--test-fraction", "0.1"])
+    assert train_overrides(args)["test_fraction"] == 0.1
+    args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors"])
+    assert "test_fraction" not in train_overrides(args)
+    assert p.parse_args(["cv", "d", "--preset", "cell-line-authentication"]).folds is None
+
+
+def test_cv_folds_default_to_the_recipe_and_preset(tmp_path):
+    from napari_cellclass.core.crossval import cross_validate, default_folds
+    from napari_cellclass.core.presets import PRESETS, TrainRecipe
+
+    assert PRESETS["cell-line-authentication"].train.cv_folds == 10
+    assert default_folds("cell-line-authentication") == 10
+    assert default_folds("scaffoldnet", TrainRecipe(cv_folds=4)) == 4
+    assert default_folds("scaffoldnet") == 10
+    recipe = TrainRecipe(epochs=1, batch_size=4, val_fraction=0.25, cv_folds=3, test_fraction=0.5)
+    res = cross_validate("senescence_cnn", load_dataset(_items(12), CLASSES, channel_axis=0), device="cpu",
+                         recipe=recipe, input_size=(32, 32), pretrained=False)
+    assert res["folds"] == 3 and len(res["per_fold"]) == 3
+    # the outer fold is the test set: no inner test split eats the fold's training images
+    assert all(f["n_train"] == 8 for f in res["per_fold"])
+
+
+# ------------------------------------------------------------------ 3. training-set mean subtraction
+def test_meansub_stores_the_training_sets_channel_means(tmp_path):
+    from napari_cellclass.core.predict import predict, preprocess
+    from napari_cellclass.core.preprocess import Normalization, Preprocess
+
+    items = _items(8, chans=2)
+    pre = Preprocess((32, 32), "squash", "bilinear", Normalization("meansub"))
+    base = build_model("senescence_cnn", CLASSES, in_chans=2, preprocess=pre)
+    b = fit(base, items, epochs=1, val_fraction=0.0, **{k: v for k, v in KW.items() if k not in ("input_size", "pretrained")})
+    expected = np.stack([a for a, _, _ in items]).astype(np.float64).mean(axis=(0, 2, 3))
+    assert np.allclose(b.preprocess.normalization.mean, expected, rtol=1e-6)
+    assert base.preprocess.normalization.mean is None  # the caller's bundle is unchanged
+    loaded = load_model(save_model(b, tmp_path / "m.safetensors"))
+    assert np.allclose(loaded.preprocess.normalization.mean, expected, rtol=1e-6)
+    img = items[0][0]
+    # inference subtracts the training set's means, not the image's own
+    x = preprocess(loaded, img, channel_axis=0).numpy()
+    assert np.allclose(x, img.astype(np.float32) - expected[:, None, None].astype(np.float32), atol=1e-3)
+    assert np.allclose(predict(b, img, channel_axis=0, device="cpu"), predict(loaded, img, channel_axis=0, device="cpu"),
+                       atol=1e-6)
