@@ -101,7 +101,9 @@ def test_cli_test_fraction_and_folds_default():
     args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors", "--test-fraction", "0.1"])
     assert train_overrides(args)["test_fraction"] == 0.1
     args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors"])
-    assert "test_fraction" not in train_overrides(args)
+    assert "test_fraction" not in train_overrides(args) and "freeze_blocks" not in train_overrides(args)
+    args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors", "--freeze-blocks", "2"])
+    assert train_overrides(args)["freeze_blocks"] == 2
     assert p.parse_args(["cv", "d", "--preset", "cell-line-authentication"]).folds is None
 
 
@@ -141,3 +143,61 @@ def test_meansub_stores_the_training_sets_channel_means(tmp_path):
     assert np.allclose(x, img.astype(np.float32) - expected[:, None, None].astype(np.float32), atol=1e-3)
     assert np.allclose(predict(b, img, channel_axis=0, device="cpu"), predict(loaded, img, channel_axis=0, device="cpu"),
                        atol=1e-6)
+
+
+# ------------------------------------------------------------------ 4. freeze the first N blocks
+def _frozen(net):
+    return {n for n, p in net.named_parameters() if not p.requires_grad}
+
+
+@pytest.mark.parametrize("arch, n, frozen_prefixes, trainable_prefixes", [
+    ("resnet18", 2, ("backbone.conv1.", "backbone.bn1.", "backbone.layer1.", "backbone.layer2."),
+     ("backbone.layer3.", "backbone.layer4.", "head.")),
+    ("tf_efficientnetv2_b0", 3, ("backbone.conv_stem.", "backbone.bn1.", "backbone.blocks.0.", "backbone.blocks.1.",
+                                 "backbone.blocks.2."),
+     ("backbone.blocks.3.", "backbone.blocks.5.", "backbone.conv_head.", "backbone.bn2.", "head.")),
+    ("senescence_cnn", 1, ("features.0.",), ("features.3.", "features.6.", "head.")),
+])
+def test_set_trainable_freezes_stem_and_first_blocks(arch, n, frozen_prefixes, trainable_prefixes):
+    from napari_cellclass.core.presets import Stage
+    from napari_cellclass.core.train_setup import set_trainable
+
+    net = build_model(arch, CLASSES, in_chans=3, input_size=(32, 32)).network
+    total = sum(p.numel() for p in net.parameters())
+    # a block count replaces a fraction (the efficientnet preset has one)
+    trainable = set_trainable(net, Stage("all"), 0.9, n)
+    assert 0 < trainable < total
+    for name, p in net.named_parameters():
+        if name.startswith(frozen_prefixes):
+            assert not p.requires_grad, name
+        elif name.startswith(trainable_prefixes):
+            assert p.requires_grad, name
+    assert any(n.startswith(frozen_prefixes[-1]) for n in _frozen(net))
+    set_trainable(net, Stage("all"), 0.0, 0)
+    assert not _frozen(net)
+
+
+def test_freeze_blocks_in_training_and_errors():
+    from napari_cellclass.core.errors import CellclassError
+    from napari_cellclass.core.presets import Stage
+    from napari_cellclass.core.train_setup import set_trainable
+
+    base = build_model("senescence_cnn", CLASSES, in_chans=1, input_size=(32, 32))
+    before = {k: v.clone() for k, v in base.network.state_dict().items()}
+    b = fit(base, _items(8), epochs=2, lr=1e-2, freeze_blocks=2,
+            **{k: v for k, v in KW.items() if k not in ("input_size", "pretrained")})
+    after = b.network.state_dict()
+    assert torch_equal(before["features.0.weight"], after["features.0.weight"])
+    assert torch_equal(before["features.3.weight"], after["features.3.weight"])
+    assert not torch_equal(before["features.6.weight"], after["features.6.weight"])
+    assert b.provenance["training"]["recipe"]["freeze_blocks"] == 2
+    with pytest.raises(CellclassError, match="has 3 blocks"):
+        set_trainable(base.network, Stage("all"), 0.0, 4)
+    with pytest.raises(CellclassError, match="freeze_blocks"):
+        fit(base, _items(8), epochs=1, freeze_blocks=-1, **{k: v for k, v in KW.items() if k not in ("input_size", "pretrained")})
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)

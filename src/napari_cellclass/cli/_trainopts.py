@@ -36,6 +36,8 @@ def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--test-fraction", type=float, default=None,
                    help="share held out as a test set, scored once on the final model (studies 2, 3, 5: 0.1-0.2); "
                    "0 for none (default: the preset's)")
+    p.add_argument("--freeze-blocks", type=int, default=None, metavar="N",
+                   help="freeze the backbone's stem and first N blocks/stages (replaces the preset's freeze fraction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps (default: auto)")
     pre = p.add_mutually_exclusive_group()
@@ -57,7 +59,7 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.errors import CellclassError
 
     kw: dict[str, Any] = dict(args.sets)
-    for name in ("epochs", "batch_size", "lr", "val_fraction", "test_fraction", "pretrained", "weights", "multi_label", "class_balance"):
+    for name in ("epochs", "batch_size", "lr", "val_fraction", "test_fraction", "freeze_blocks", "pretrained", "weights", "multi_label", "class_balance"):
         value = getattr(args, name)
         if value is not None:
             kw[name] = value
