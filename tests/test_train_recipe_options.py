@@ -201,3 +201,48 @@ def torch_equal(a, b):
     import torch
 
     return torch.equal(a, b)
+
+
+# ------------------------------------------------------------------ 5. head options
+def test_build_model_head_options_survive_a_round_trip(tmp_path):
+    import torch
+
+    from napari_cellclass.core.models.heads import HeadSpec
+
+    head = HeadSpec(pool="max", hidden=(16,), dropout=0.2)
+    b = build_model("resnet18", CLASSES, in_chans=3, input_size=(32, 32), head=head)
+    assert b.arch.head == head and b.network.pool_kind == "max"
+    assert b.network.backbone.global_pool.pool_type == "max"
+    linears = [m for m in b.network.head.hidden if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(512, 16)]
+    assert isinstance(b.network.head.drop, torch.nn.Dropout) and b.network.head.drop.p == 0.2
+    assert b.network.head.fc.in_features == 16
+    loaded = load_model(save_model(b, tmp_path / "m.safetensors"))
+    assert loaded.arch.head == head and loaded.network.backbone.global_pool.pool_type == "max"
+    assert [m.out_features for m in loaded.network.head.hidden if isinstance(m, torch.nn.Linear)] == [16]
+    x = torch.rand(2, 3, 32, 32)
+    b.network.eval(), loaded.network.eval()
+    with torch.no_grad():
+        assert torch.allclose(b.network(x), loaded.network(x), atol=1e-5)
+    # the default stays the architecture's own head
+    assert build_model("resnet18", CLASSES, in_chans=3, input_size=(32, 32)).arch.head == HeadSpec()
+
+
+def test_train_head_options_lay_over_the_default_head():
+    from napari_cellclass.cli import build_parser
+    from napari_cellclass.cli._trainopts import train_overrides
+    from napari_cellclass.core.errors import CellclassError
+    from napari_cellclass.core.models.small_cnns import SENESCENCE_CNN_HEAD
+
+    args = build_parser().parse_args(["train", "d", "--arch", "senescence_cnn", "--out", "m.safetensors",
+                                      "--pool", "avg", "--hidden", "16,8", "--dropout", "0.1"])
+    head = train_overrides(args)["head"]
+    assert head == {"pool": "avg", "hidden": (16, 8), "dropout": 0.1}
+    b = fit("senescence_cnn", _items(8), epochs=1, val_fraction=0.0, head=head, **KW)
+    assert b.arch.head.pool == "avg" and b.arch.head.hidden == (16, 8) and b.arch.head.dropout == 0.1
+    # not given: the architecture's own (hidden dropout 0.5 of the senescence CNN)
+    assert b.arch.head.hidden_dropout == SENESCENCE_CNN_HEAD.hidden_dropout
+    with pytest.raises(CellclassError, match="new model"):
+        fit(b, _items(8), epochs=1, head={"pool": "max"}, **{k: v for k, v in KW.items() if k not in ("input_size", "pretrained")})
+    with pytest.raises(CellclassError, match="pool"):
+        fit("senescence_cnn", _items(8), epochs=1, head={"pool": "median"}, **KW)

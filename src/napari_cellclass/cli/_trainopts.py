@@ -21,6 +21,16 @@ def set_option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def hidden_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 512,256, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"hidden widths must be positive, got {text!r}")
+    return widths
+
+
 def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help="a study preset (`cellclass presets`): architecture, preprocessing and recipe")
@@ -38,6 +48,11 @@ def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
                    "0 for none (default: the preset's)")
     p.add_argument("--freeze-blocks", type=int, default=None, metavar="N",
                    help="freeze the backbone's stem and first N blocks/stages (replaces the preset's freeze fraction)")
+    p.add_argument("--pool", choices=("avg", "max"), default=None, help="head: global pooling (new models)")
+    p.add_argument("--dropout", type=float, default=None, metavar="P", help="head: dropout before the output layer")
+    p.add_argument("--hidden", type=hidden_widths, default=None, metavar="W[,W...]",
+                   help="head: hidden dense ReLU layers, e.g. 512,256 ('' for none)")
+    p.add_argument("--hidden-dropout", type=float, default=None, metavar="P", help="head: dropout before each hidden layer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps (default: auto)")
     pre = p.add_mutually_exclusive_group()
@@ -63,6 +78,10 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             kw[name] = value
+    head = {k: getattr(args, a) for k, a in (("pool", "pool"), ("dropout", "dropout"), ("hidden", "hidden"),
+                                              ("hidden_dropout", "hidden_dropout")) if getattr(args, a) is not None}
+    if head:  # laid over the architecture's or preset's own head
+        kw["head"] = head
     if args.input_size is not None:
         if len(args.input_size) not in (1, 2):
             raise CellclassError(f"--input-size takes 1 or 2 numbers, got {len(args.input_size)}")

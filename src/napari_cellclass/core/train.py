@@ -37,11 +37,11 @@ from .errors import Cancelled, CellclassError, DataError
 from .models.heads import n_outputs
 from .presets import PRESETS, Preset, TrainRecipe
 from .train_events import TrainEvent, TrainResult
-from .train_prep import hold_out_test, test_record, val_share_of_rest, with_training_means
+from .train_prep import head_for, hold_out_test, test_record, val_share_of_rest, with_training_means
 from .train_loop import LoopData, run_loop
 from .train_setup import Loss, classifiers, recipe_with
 
-BUILD_OPTIONS = ("input_size", "pretrained", "weights", "multi_label", "output", "class_balance")
+BUILD_OPTIONS = ("input_size", "pretrained", "weights", "multi_label", "output", "class_balance", "head")
 _PREPARE_CHUNK = 64
 
 
@@ -75,7 +75,7 @@ def _resolve_model(model: Any, ds: Dataset, opts: dict[str, Any]) -> tuple[Model
     preset = PRESETS.get(model)
     output = _output_for(preset, len(ds.classes), ds.multilabel, opts.get("output"))
     b = build_model(model, classes=ds.classes, in_chans=ds.in_chans, pretrained=opts.get("pretrained"),
-                    weights=opts.get("weights"), output=output,
+                    weights=opts.get("weights"), output=output, head=head_for(model, opts.get("head")),
                     input_size=None if opts.get("input_size") is None else tuple(opts["input_size"]))
     return b, preset, f"preset {model}" if preset else f"architecture {model}"
 
@@ -88,6 +88,9 @@ def _adapt(b: ModelBundle, ds: Dataset, opts: dict[str, Any]) -> ModelBundle:
                              "a model continues at its own input size; leave input_size out")
     if opts.get("weights") is not None:
         raise CellclassError("weights= applies to a new model, not to one being fine-tuned")
+    if opts.get("head") is not None:
+        raise CellclassError("head options apply to a new model, not to one being fine-tuned",
+                             "start from a preset or architecture name to choose the head")
     if set(ds.classes) <= set(b.classes) and ds.multilabel == b.multilabel:
         return b
     output = _output_for(None, len(ds.classes), ds.multilabel, opts.get("output"))

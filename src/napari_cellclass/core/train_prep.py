@@ -1,5 +1,6 @@
-"""What ``train()`` does around the loop: hold out a test split, take the
-normaliser's statistics from the training split, score the held-out split.
+"""What ``train()`` does around the loop: choose the head of a new model, hold out
+a test split, take the normaliser's statistics from the training split, score the
+held-out split.
 
 * Held-out test split (studies 2, 3, 5: 8:1:1, 80/10/10): with
   ``test_fraction > 0`` a stratified, seeded share of the data is set aside
@@ -23,9 +24,28 @@ import numpy as np
 import torch
 
 from .data import Dataset, stratified_split
-from .errors import DataError
+from .errors import CellclassError, DataError
+from .models.heads import HeadSpec
 from .images import match_channels
 from .preprocess import Normalization, Preprocess
+
+
+def head_for(model: str, head: Any) -> HeadSpec | None:
+    """The head to build: a HeadSpec as given, or a dict of some of its fields laid over
+    the architecture's (or preset's) own head, so ``--dropout 0.3`` keeps its pooling."""
+    if head is None or isinstance(head, HeadSpec):
+        return head
+    if not isinstance(head, dict):
+        raise CellclassError(f"head must be a HeadSpec or a dict of its fields, got {type(head).__name__}")
+    from .models.registry import arch_entry
+    from .presets import PRESETS
+
+    spec = PRESETS[model].arch if model in PRESETS else arch_entry(model).spec
+    base = spec.members[0].head if spec.family == "ensemble" and spec.members else spec.head
+    try:
+        return replace(base, **{k: tuple(v) if k == "hidden" else v for k, v in head.items()})
+    except TypeError as err:
+        raise CellclassError(f"invalid head option: {err}", "head fields: pool, hidden, hidden_dropout, dropout") from err
 
 
 def hold_out_test(ds: Dataset, test_fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
@@ -96,5 +116,5 @@ def test_record(bundle: Any, test_ds: Dataset, device: Any, batch_size: int) -> 
     return m, held
 
 
-__all__ = ["hold_out_test", "val_share_of_rest", "needs_training_means", "training_means", "with_training_means",
+__all__ = ["head_for", "hold_out_test", "val_share_of_rest", "needs_training_means", "training_means", "with_training_means",
            "test_record"]
