@@ -246,3 +246,89 @@ def test_train_head_options_lay_over_the_default_head():
         fit(b, _items(8), epochs=1, head={"pool": "max"}, **{k: v for k, v in KW.items() if k not in ("input_size", "pretrained")})
     with pytest.raises(CellclassError, match="pool"):
         fit("senescence_cnn", _items(8), epochs=1, head={"pool": "median"}, **KW)
+
+
+# ------------------------------------------------------------------ 6. optimiser, schedules, smoothing, keep-best
+def test_sgd_optimizer_trains_with_momentum():
+    import torch
+
+    from napari_cellclass.core.presets import TrainRecipe
+    from napari_cellclass.core.train_setup import make_optimizer
+
+    net = build_model("senescence_cnn", CLASSES, in_chans=1, input_size=(32, 32)).network
+    opt = make_optimizer(net, TrainRecipe(optimizer="sgd", weight_decay=1e-4), 0.05)
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.param_groups[0]["momentum"] == 0.9 and opt.param_groups[0]["weight_decay"] == 1e-4
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    b = fit("senescence_cnn", _items(8), epochs=2, optimizer="sgd", lr=0.05, val_fraction=0.0, **KW)
+    assert b.provenance["training"]["recipe"]["optimizer"] == "sgd"
+    assert any(not torch.equal(before[k], v) for k, v in b.network.state_dict().items())
+
+
+def test_cosine_schedule_anneals_to_zero():
+    import math
+
+    b = fit("senescence_cnn", _items(8), epochs=4, schedule="cosine", lr=1e-2, val_fraction=0.25, **KW)
+    lrs = [h["lr"] for h in b.provenance["training"]["history"]]  # the rate after each epoch's step
+    expected = [1e-2 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(1, 5)]
+    assert lrs == pytest.approx(expected, abs=1e-6)  # the history keeps 6 decimals
+
+
+def test_plateau_schedule_divides_the_rate_when_the_loss_stalls():
+    # min_delta no epoch can beat: after the first epoch every epoch is a plateau (patience 0)
+    b = fit("senescence_cnn", _items(8), epochs=4, schedule="plateau", plateau_patience=0, plateau_factor=0.5,
+            min_delta=10.0, lr=1e-2, val_fraction=0.25, **KW)
+    lrs = [h["lr"] for h in b.provenance["training"]["history"]]
+    assert lrs == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3])
+    # without a schedule the rate stays
+    b2 = fit("senescence_cnn", _items(8), epochs=2, lr=1e-2, val_fraction=0.25, **KW)
+    assert [h["lr"] for h in b2.provenance["training"]["history"]] == [1e-2, 1e-2]
+
+
+def test_label_smoothing_in_the_loss():
+    import torch
+    import torch.nn.functional as F
+
+    from napari_cellclass.core.presets import TrainRecipe
+    from napari_cellclass.core.train_setup import Loss
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-2.0, 3.0]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    plain = Loss("softmax", TrainRecipe())(logits, y)
+    smooth = Loss("softmax", TrainRecipe(label_smoothing=0.2))(logits, y)
+    assert torch.allclose(smooth, F.cross_entropy(logits, y.argmax(1), label_smoothing=0.2))
+    assert not torch.allclose(plain, smooth)
+    # binary: one logit for the second class, targets pulled towards 0.5
+    lb = logits[:, 1:]
+    got = Loss("binary", TrainRecipe(label_smoothing=0.2))(lb, y)
+    assert torch.allclose(got, F.binary_cross_entropy_with_logits(lb, y[:, 1:] * 0.8 + 0.1))
+    b = fit("senescence_cnn", _items(8), epochs=1, label_smoothing=0.1, val_fraction=0.25, **KW)
+    assert b.provenance["training"]["recipe"]["label_smoothing"] == 0.1
+
+
+def test_keep_best_restores_the_best_epochs_weights():
+    import torch
+
+    from napari_cellclass.core.predict import predict
+
+    items = _items(12)
+    # validation labels are the opposite of training's, so the better the model learns, the worse
+    # its validation loss: the best epoch is an early one, never the last
+    val = [(a, [1 - lab[0]], f"val{n}") for a, lab, n in _items(6, seed=9)]
+    kw = dict(epochs=4, lr=1e-2, val_data=val, seed=1, **KW)
+
+    def val_loss(bundle):
+        probs = torch.from_numpy(predict(bundle, [a for a, _, _ in val], channel_axis=0, device="cpu", amp=False)).double()
+        y = torch.tensor([lab[0] for _, lab, _ in val])
+        return float(-probs[torch.arange(len(val)), y].log().mean())
+
+    b = fit("senescence_cnn", items, keep_best=True, **kw)
+    tr = b.provenance["training"]
+    hist = tr["history"]
+    best = min(hist, key=lambda h: h["val_loss"])
+    assert tr["best_epoch"] == best["epoch"] < len(hist)
+    assert val_loss(b) == pytest.approx(best["val_loss"], rel=1e-3)
+    assert val_loss(b) != pytest.approx(hist[-1]["val_loss"], rel=1e-3)
+    # keep_best=False keeps the last epoch's weights instead
+    last = fit("senescence_cnn", items, keep_best=False, **kw)
+    assert val_loss(last) == pytest.approx(last.provenance["training"]["history"][-1]["val_loss"], rel=1e-3)
