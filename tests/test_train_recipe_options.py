@@ -332,3 +332,15 @@ def test_keep_best_restores_the_best_epochs_weights():
     # keep_best=False keeps the last epoch's weights instead
     last = fit("senescence_cnn", items, keep_best=False, **kw)
     assert val_loss(last) == pytest.approx(last.provenance["training"]["history"][-1]["val_loss"], rel=1e-3)
+
+
+def test_a_callers_own_validation_data_skips_the_recipes_test_split():
+    from napari_cellclass.core.presets import TrainRecipe
+
+    items, val = _items(10), _items(4, seed=3)
+    recipe = TrainRecipe(epochs=1, batch_size=4, test_fraction=0.2)
+    b = fit("senescence_cnn", items, val_data=val, recipe=recipe, **{k: v for k, v in KW.items() if k != "batch_size"})
+    assert b.provenance["training"]["data"]["n_train"] == 10 and "metrics" not in b.provenance
+    b2 = fit("senescence_cnn", items, val_data=val, recipe=recipe, test_fraction=0.2,
+             **{k: v for k, v in KW.items() if k != "batch_size"})
+    assert b2.provenance["training"]["data"]["n_test"] == 2 and b2.provenance["training"]["data"]["n_train"] == 8

@@ -168,13 +168,16 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     base = recipe or (PRESETS[preset].train if preset else preset_obj.train if preset_obj else TrainRecipe())
     r = recipe_with(base, overrides)
 
-    rest_ds, test_ds = hold_out_test(ds, r.test_fraction, seed)  # never trained or selected on
+    # a caller passing val_data chose its own evaluation split (the viewer's fine-tuning, k-fold):
+    # the preset's test share then applies only when asked for by name
+    test_fraction = r.test_fraction if val_data is None or "test_fraction" in overrides else 0.0
+    rest_ds, test_ds = hold_out_test(ds, test_fraction, seed)  # never trained or selected on
     if val_data is not None:
         val_ds = load_dataset(val_data, bundle.classes if classes is None else classes, channel_axis=channel_axis,
                               multi_label=ds.multilabel)
         train_ds = rest_ds
     else:
-        tr, va = stratified_split(rest_ds.labels, val_share_of_rest(r.val_fraction, r.test_fraction), seed)
+        tr, va = stratified_split(rest_ds.labels, val_share_of_rest(r.val_fraction, test_fraction), seed)
         train_ds, val_ds = rest_ds.subset(tr), rest_ds.subset(va)
     if len(train_ds) == 0:
         raise DataError("no images left for training after the validation split", "lower val_fraction or add images")
