@@ -164,6 +164,10 @@ def test_train_cli_fits_the_hybrid_preset(folder, tmp_path, small_hybrid_preset,
     bundle = load_hybrid(out)
     assert [m.family for m in bundle.arch.members] == [FAMILY, FAMILY]
     assert bundle.provenance["preset"] == name and bundle.provenance["training"]["epochs_run"] == 0
+    from napari_cellclass.core.data import load_dataset
+    from napari_cellclass.core.data.fingerprint import data_fingerprint
+
+    assert bundle.provenance["training"]["data"]["fingerprint"] == data_fingerprint(load_dataset(folder))
     assert main(["evaluate", str(out), str(folder), "--device", "cpu"]) == 0
 
 

@@ -21,6 +21,16 @@ def set_option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def hidden_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 512,256, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"hidden widths must be positive, got {text!r}")
+    return widths
+
+
 def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help="a study preset (`cellclass presets`): architecture, preprocessing and recipe")
@@ -33,6 +43,16 @@ def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--input-size", type=int, nargs="+", default=None, metavar="PX", help="network input: S or H W")
     p.add_argument("--val-fraction", type=float, default=None,
                    help="share of each training part held out for validation (early stopping, keep-best)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share held out as a test set, scored once on the final model (studies 2, 3, 5: 0.1-0.2); "
+                   "0 for none (default: the preset's)")
+    p.add_argument("--freeze-blocks", type=int, default=None, metavar="N",
+                   help="freeze the backbone's stem and first N blocks/stages (replaces the preset's freeze fraction)")
+    p.add_argument("--pool", choices=("avg", "max"), default=None, help="head: global pooling (new models)")
+    p.add_argument("--dropout", type=float, default=None, metavar="P", help="head: dropout before the output layer")
+    p.add_argument("--hidden", type=hidden_widths, default=None, metavar="W[,W...]",
+                   help="head: hidden dense ReLU layers, e.g. 512,256 ('' for none)")
+    p.add_argument("--hidden-dropout", type=float, default=None, metavar="P", help="head: dropout before each hidden layer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps (default: auto)")
     pre = p.add_mutually_exclusive_group()
@@ -54,10 +74,14 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.errors import CellclassError
 
     kw: dict[str, Any] = dict(args.sets)
-    for name in ("epochs", "batch_size", "lr", "val_fraction", "pretrained", "weights", "multi_label", "class_balance"):
+    for name in ("epochs", "batch_size", "lr", "val_fraction", "test_fraction", "freeze_blocks", "pretrained", "weights", "multi_label", "class_balance"):
         value = getattr(args, name)
         if value is not None:
             kw[name] = value
+    head = {k: getattr(args, a) for k, a in (("pool", "pool"), ("dropout", "dropout"), ("hidden", "hidden"),
+                                              ("hidden_dropout", "hidden_dropout")) if getattr(args, a) is not None}
+    if head:  # laid over the architecture's or preset's own head
+        kw["head"] = head
     if args.input_size is not None:
         if len(args.input_size) not in (1, 2):
             raise CellclassError(f"--input-size takes 1 or 2 numbers, got {len(args.input_size)}")

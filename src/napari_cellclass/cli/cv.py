@@ -20,7 +20,8 @@ from ._trainopts import add_train_options, train_overrides
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cv", help="k-fold cross-validation: per-fold metrics and mean ± SD")
     p.add_argument("data", help="class-folder tree, folder with labels.csv, or a CSV manifest (path,labels)")
-    p.add_argument("--folds", type=int, default=10, help="number of folds (default: 10, as study 1)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="number of folds (default: the preset's cv_folds, e.g. 10 for study 1; else 10)")
     p.add_argument("--json", dest="json_path", default=None, metavar="OUT", help="write all results as JSON ('-' = stdout)")
     add_train_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.errors import CellclassError
     from .evaluate import write_json
 
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise CellclassError(f"--folds must be at least 2, got {args.folds}")
     stop = threading.Event()
 

@@ -26,8 +26,9 @@ from torch import nn
 
 from .atomicfile import fsync_folder, publish_mode
 from .errors import ArchitectureError, ModelFileError
-from .models.heads import OUTPUT_MODES
-from .models.registry import ArchSpec, arch_entry, build_network, check_input_size, ensemble_spec, pretrained_mean_std
+from .models.heads import OUTPUT_MODES, HeadSpec
+from .models.registry import (ArchSpec, arch_entry, build_network, check_input_size, ensemble_spec, pretrained_mean_std,
+                              with_head)
 from .preprocess import Normalization, Preprocess
 
 FORMAT = "napari-cellclass-model"
@@ -115,6 +116,14 @@ class ModelBundle:
             f"normalisation: {norm.method}" + (f" mean={list(norm.mean)}" if norm.mean else "") + (f" std={list(norm.std)}" if norm.std else ""),
             f"output: {self.output}" + (f", thresholds {self.thresholds}" if self.thresholds else ""),
         ]
+        data = (prov.get("training") or {}).get("data") or {}
+        if data.get("fingerprint"):  # the long training record below is cut; these two lines never are
+            lines.append(f"training data fingerprint: {data['fingerprint']}")
+        test = (prov.get("metrics") or {}).get("test")
+        if isinstance(test, dict):
+            parts = [f"{k.replace('_', ' ')} {test[k]:.3f}" for k in ("accuracy", "macro_f1", "auc_macro", "mean_dice")
+                     if isinstance(test.get(k), float)]
+            lines.append(f"held-out test ({test.get('n_images', data.get('n_test'))} images): " + ", ".join(parts))
         for key in ("description", "created", "weights", "preset", "training", "data", "metrics", "versions"):
             if prov.get(key) not in (None, "", [], {}):
                 value = prov[key]
@@ -149,12 +158,15 @@ def build_model(
     input_size: tuple[int, int] | None = None,
     preprocess: Preprocess | None = None,
     channel_names: list[str] | None = None,
+    head: HeadSpec | None = None,
 ) -> ModelBundle:
     """A ready-to-use bundle from a preset name, an architecture name, or a list of
     architecture names (a soft-voting ensemble).
 
     ``pretrained`` defaults to the preset's choice, else False.  ``weights`` is a local
     file (timm state dict or a napari-cellclass model) used instead of a download.
+    ``head`` (pooling, dropout, hidden layers) replaces the architecture's or preset's
+    head — every member's in an ensemble.
     """
     from .models.weights import load_weights, pretrained_backbone_state
     from .presets import PRESETS
@@ -189,6 +201,8 @@ def build_model(
         pre = Preprocess(tuple(input_size), pre.resize, pre.interpolation, pre.normalization)
     pre = Preprocess(pre.input_size, pre.resize, pre.interpolation, pre.normalization.for_channels(in_chans))
 
+    if head is not None:
+        spec = _with_head(spec, head)
     spec = spec.canonical()
     check_input_size(spec, pre.input_size)
     network = build_network(spec, in_chans, len(classes), output)
@@ -216,6 +230,17 @@ def build_model(
         "versions": _versions(),
     }
     return ModelBundle(network, classes, output, in_chans, pre, spec, names or [], None, provenance)
+
+
+def _with_head(spec: ArchSpec, head: HeadSpec) -> ArchSpec:
+    if spec.family == "ensemble":
+        return ArchSpec(spec.family, spec.name, spec.head, spec.options, tuple(_with_head(m, head) for m in spec.members),
+                        spec.vote)
+    if spec.family in ("protein_fcn", "hybrid_svm"):
+        # an FCN's head is a conv layer that keeps the maps; a hybrid's is an SVM fitted later
+        raise ArchitectureError(f"{spec.describe()} has no configurable pooling/dense head",
+                                "leave the head options out for this architecture")
+    return with_head(spec, head)
 
 
 def _timm_parts(spec: ArchSpec, network: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -87,7 +87,23 @@ def summarise(fold_results: list[dict[str, Any]], classes: list[str]) -> dict[st
     return summary
 
 
-def cross_validate_steps(model: Any, data: Any, folds: int = 10, seed: int = 0, *, device: Any = "auto",
+DEFAULT_FOLDS = 10  # study 1, when neither the caller nor the preset names a fold count
+
+
+def default_folds(model: Any, recipe: Any = None) -> int:
+    """The fold count of ``recipe``, else of the model's preset (its ``cv_folds``), else 10."""
+    from .presets import PRESETS
+
+    if recipe is not None and getattr(recipe, "cv_folds", 0) >= 2:
+        return int(recipe.cv_folds)
+    name = model if isinstance(model, str) else (getattr(model, "provenance", None) or {}).get("preset")
+    preset = PRESETS.get(name or "")
+    if preset is not None and preset.train.cv_folds >= 2:
+        return int(preset.train.cv_folds)
+    return DEFAULT_FOLDS
+
+
+def cross_validate_steps(model: Any, data: Any, folds: int | None = None, seed: int = 0, *, device: Any = "auto",
                          batch_size_eval: int = 32, channel_axis: Any = "auto", stop: Any = None,
                          **train_kwargs: Any) -> Generator[CVProgress, None, dict[str, Any]]:
     """Like :func:`cross_validate`, yielding :class:`CVProgress` as it goes."""
@@ -97,6 +113,10 @@ def cross_validate_steps(model: Any, data: Any, folds: int = 10, seed: int = 0, 
     if not isinstance(model, str) and not hasattr(model, "network"):
         raise DataError(f"cannot cross-validate a {type(model).__name__}", "pass a preset or architecture name, or a model")
     ds = load_dataset(data, channel_axis=channel_axis, multi_label=train_kwargs.get("multi_label"))
+    if folds is None:
+        folds = default_folds(model, train_kwargs.get("recipe"))
+    # the held-out fold is the test set: a fold's training keeps all its images for training and validation
+    train_kwargs.setdefault("test_fraction", 0.0)
     if folds < 2:
         raise DataError(f"cross-validation needs at least 2 folds, got {folds}", "use --folds 2 or more")
     if len(ds) < folds:
@@ -149,8 +169,10 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def cross_validate(model: Any, data: Any, folds: int = 10, seed: int = 0, **kwargs: Any) -> dict[str, Any]:
+def cross_validate(model: Any, data: Any, folds: int | None = None, seed: int = 0, **kwargs: Any) -> dict[str, Any]:
     """k-fold cross-validation of ``model`` (preset/architecture name or bundle) on ``data``.
+
+    ``folds`` defaults to the preset's ``cv_folds`` (study 1: 10), else 10.
 
     Returns ``per_fold`` (training summary + the full ``evaluate`` metrics of each
     held-out fold) and ``summary`` (mean ± SD of accuracy, macro F1, AUC …, per-class
@@ -182,6 +204,7 @@ def learning_curve_run(model: Any, train_data: Any, test_data: Any, fractions: t
     from .evaluate import evaluate
     from .metrics import LEARNING_CURVE_FRACTIONS, learning_curve
 
+    train_kwargs.setdefault("test_fraction", 0.0)  # the fixed test_data is the test set
     ds = load_dataset(train_data, channel_axis=channel_axis, multi_label=train_kwargs.get("multi_label"))
     test = load_dataset(test_data, channel_axis=channel_axis, multi_label=train_kwargs.get("multi_label"))
 

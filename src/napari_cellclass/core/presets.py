@@ -58,6 +58,7 @@ class TrainRecipe:
     keep_best: bool = True  # restore the epoch with the lowest validation loss
     stages: tuple[Stage, ...] = ()
     freeze_fraction: float = 0.0  # freeze this leading fraction of backbone layers
+    freeze_blocks: int | None = None  # freeze the stem + first N blocks instead (core/freeze_blocks.py)
     label_smoothing: float = 0.0
     head_l1l2: float = 0.0  # L1 + L2 penalty on the hidden head layer (study 4)
     augment: Augment = field(default_factory=Augment)

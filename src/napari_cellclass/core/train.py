@@ -29,6 +29,7 @@ import torch
 
 from .bundle import ModelBundle, build_model, load_model
 from .data import Dataset, class_weights, load_dataset, sample_weights, stratified_split
+from .data.fingerprint import data_fingerprint
 from .data.tensors import cached_inputs
 from .device import prepare_network, resolve_device
 from .distributed import context, setup
@@ -36,10 +37,11 @@ from .errors import Cancelled, CellclassError, DataError
 from .models.heads import n_outputs
 from .presets import PRESETS, Preset, TrainRecipe
 from .train_events import TrainEvent, TrainResult
+from .train_prep import head_for, hold_out_test, test_record, val_share_of_rest, with_training_means
 from .train_loop import LoopData, run_loop
 from .train_setup import Loss, classifiers, recipe_with
 
-BUILD_OPTIONS = ("input_size", "pretrained", "weights", "multi_label", "output", "class_balance")
+BUILD_OPTIONS = ("input_size", "pretrained", "weights", "multi_label", "output", "class_balance", "head")
 _PREPARE_CHUNK = 64
 
 
@@ -73,7 +75,7 @@ def _resolve_model(model: Any, ds: Dataset, opts: dict[str, Any]) -> tuple[Model
     preset = PRESETS.get(model)
     output = _output_for(preset, len(ds.classes), ds.multilabel, opts.get("output"))
     b = build_model(model, classes=ds.classes, in_chans=ds.in_chans, pretrained=opts.get("pretrained"),
-                    weights=opts.get("weights"), output=output,
+                    weights=opts.get("weights"), output=output, head=head_for(model, opts.get("head")),
                     input_size=None if opts.get("input_size") is None else tuple(opts["input_size"]))
     return b, preset, f"preset {model}" if preset else f"architecture {model}"
 
@@ -86,6 +88,9 @@ def _adapt(b: ModelBundle, ds: Dataset, opts: dict[str, Any]) -> ModelBundle:
                              "a model continues at its own input size; leave input_size out")
     if opts.get("weights") is not None:
         raise CellclassError("weights= applies to a new model, not to one being fine-tuned")
+    if opts.get("head") is not None:
+        raise CellclassError("head options apply to a new model, not to one being fine-tuned",
+                             "start from a preset or architecture name to choose the head")
     if set(ds.classes) <= set(b.classes) and ds.multilabel == b.multilabel:
         return b
     output = _output_for(None, len(ds.classes), ds.multilabel, opts.get("output"))
@@ -163,13 +168,17 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     base = recipe or (PRESETS[preset].train if preset else preset_obj.train if preset_obj else TrainRecipe())
     r = recipe_with(base, overrides)
 
+    # a caller passing val_data chose its own evaluation split (the viewer's fine-tuning, k-fold):
+    # the preset's test share then applies only when asked for by name
+    test_fraction = r.test_fraction if val_data is None or "test_fraction" in overrides else 0.0
+    rest_ds, test_ds = hold_out_test(ds, test_fraction, seed)  # never trained or selected on
     if val_data is not None:
         val_ds = load_dataset(val_data, bundle.classes if classes is None else classes, channel_axis=channel_axis,
                               multi_label=ds.multilabel)
-        train_ds = ds
+        train_ds = rest_ds
     else:
-        tr, va = stratified_split(ds.labels, r.val_fraction, seed)
-        train_ds, val_ds = ds.subset(tr), ds.subset(va)
+        tr, va = stratified_split(rest_ds.labels, val_share_of_rest(r.val_fraction, test_fraction), seed)
+        train_ds, val_ds = rest_ds.subset(tr), rest_ds.subset(va)
     if len(train_ds) == 0:
         raise DataError("no images left for training after the validation split", "lower val_fraction or add images")
     unknown = sorted(set(val_ds.classes) - set(bundle.classes))
@@ -181,6 +190,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
         prepare_network(bundle.network, dev)
+        bundle.preprocess = with_training_means(train_ds, bundle.preprocess, bundle.in_chans)  # study 1's meansub
         total = len(train_ds) + len(val_ds)
         x, train_rows = yield from _prepare(train_ds, bundle, dev, should_stop, "training", 0, total, r.epochs)
         x_val, val_rows = yield from _prepare(val_ds, bundle, dev, should_stop, "validation", len(train_ds), total, r.epochs)
@@ -218,9 +228,13 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         p.requires_grad_(True)  # freezing is part of training only; Grad-CAM and later fine-tuning need gradients
     if bundle.multilabel and not outcome.cancelled and outcome.epochs_run > 0:
         bundle.thresholds = _dice_thresholds(bundle, x, train_rows, y_train, dev, r)
+    test_metrics, held_out = None, {}
+    if test_ds is not None and not outcome.cancelled:
+        test_metrics, held_out = test_record(bundle, test_ds, dev, 2 * r.batch_size)
     bundle.network.to("cpu")
     bundle.provenance = {
-        **{k: v for k, v in bundle.provenance.items() if k not in ("loaded_from", "training")},
+        **{k: v for k, v in bundle.provenance.items() if k not in ("loaded_from", "training", "metrics")},
+        **({"metrics": {"test": test_metrics}} if test_metrics is not None else {}),
         "training": {
             "epochs_run": outcome.epochs_run, "steps_run": outcome.steps_run, "best_epoch": outcome.best_epoch,
             "stopped_early": outcome.stopped_early, "cancelled": outcome.cancelled,
@@ -231,7 +245,10 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
             "recipe": asdict(r), "class_balance": balance,
             "data": {"source": str(data) if isinstance(data, (str, Path)) else type(data).__name__,
                      "n_train": len(train_ds), "n_val": len(val_ds),
-                     "class_counts": train_ds.class_counts(), "val_class_counts": val_ds.class_counts()},
+                     "class_counts": train_ds.class_counts(), "val_class_counts": val_ds.class_counts(),
+                     "fingerprint": data_fingerprint(ds),
+                     **({"val_fingerprint": data_fingerprint(val_ds)} if val_data is not None else {}),
+                     **held_out},
             "metrics": outcome.best_metrics,
             "history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in outcome.history],
         },

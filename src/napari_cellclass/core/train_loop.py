@@ -183,7 +183,7 @@ class _Trainer:
         yield TrainEvent("start", 0, total_epochs, 0, total_steps, None, None, {}, None, None,
                          f"{n_train} training / {int(d.val_rows.numel())} validation images, {spe} steps per epoch")
         for si, stage in enumerate(stages):
-            trainable = set_trainable(self.net, stage, r.freeze_fraction)
+            trainable = set_trainable(self.net, stage, r.freeze_fraction, r.freeze_blocks)
             # DDP registers the parameters that require gradients when it is built: once per stage
             step_fn = wrap(_StepModule(self), self.ctx, self.dev) if self.ctx.active else self._forward_loss
             opt = make_optimizer(self.net, r, stage.lr)

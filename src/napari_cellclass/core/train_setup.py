@@ -4,6 +4,8 @@
   in an ensemble — with the backbone frozen; ``all`` trains everything.
 * ``freeze_fraction`` (study 3: 200 of 271 Keras layers): the leading fraction of
   each backbone's parameterised layers, in definition order, never learns.
+* ``freeze_blocks`` (study 3, as blocks): the stem and the first N blocks of each
+  backbone never learn; when set it replaces ``freeze_fraction``.
 * Frozen batch-norm layers run in inference mode, as Keras' ``trainable=False``
   does, so their running statistics stay those of the pretrained weights.
 """
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CellclassError
+from .freeze_blocks import freeze_first_blocks
 from .presets import Augment, Stage, TrainRecipe
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -58,6 +61,8 @@ def check_recipe(r: TrainRecipe) -> None:
         raise CellclassError(f"epochs must be >= 0, batch size >= 1 and lr > 0 (got {r.epochs}, {r.batch_size}, {r.lr})")
     if not 0.0 <= r.freeze_fraction <= 1.0:
         raise CellclassError(f"freeze_fraction must be in [0, 1], got {r.freeze_fraction}")
+    if r.freeze_blocks is not None and (not isinstance(r.freeze_blocks, int) or r.freeze_blocks < 0):
+        raise CellclassError(f"freeze_blocks must be a whole number >= 0, got {r.freeze_blocks!r}")
     if not 0.0 <= r.label_smoothing < 1.0:
         raise CellclassError(f"label_smoothing must be in [0, 1), got {r.label_smoothing}")
     for s in r.stages:
@@ -95,8 +100,9 @@ def _body_layers(net: nn.Module) -> list[nn.Module]:
     return out
 
 
-def set_trainable(network: nn.Module, stage: Stage, freeze_fraction: float) -> int:
-    """Freeze per stage and fraction; return the number of trainable parameters."""
+def set_trainable(network: nn.Module, stage: Stage, freeze_fraction: float, freeze_blocks: int | None = None) -> int:
+    """Freeze per stage and fraction (or, when given, the stem and first ``freeze_blocks``
+    blocks: see ``core.freeze_blocks``); return the number of trainable parameters."""
     for p in network.parameters():
         p.requires_grad_(True)
     for net in classifiers(network):
@@ -107,6 +113,8 @@ def set_trainable(network: nn.Module, stage: Stage, freeze_fraction: float) -> i
             for p in net.parameters():
                 if id(p) not in head:
                     p.requires_grad_(False)
+        elif freeze_blocks is not None:  # a block count replaces the fraction (e.g. a preset's)
+            freeze_first_blocks(net, freeze_blocks)
         elif freeze_fraction > 0:
             layers = _body_layers(net)
             for m in layers[: int(round(freeze_fraction * len(layers)))]:

@@ -30,6 +30,7 @@ def train_hybrid(model: Any, data: Any, *, classes: list[str] | None = None, val
     """
     from ..bundle import build_model
     from ..data import load_dataset, stratified_split
+    from ..data.fingerprint import data_fingerprint
     from ..errors import Cancelled
     from ..evaluate import evaluate
     from ..presets import PRESETS
@@ -87,7 +88,9 @@ def train_hybrid(model: Any, data: Any, *, classes: list[str] | None = None, val
         "method": "hybrid: frozen backbone features → PCA → SVM (scikit-learn), hard vote", "epochs_run": 0,
         "time_s": time.perf_counter() - t0,
         "best_epoch": None, "seed": seed, "history": history, "metrics": metrics,
-        "data": {"n_train": len(train_ds), "n_val": len(val_ds) if val_ds else 0, "class_counts": ds.class_counts()},
+        "data": {"n_train": len(train_ds), "n_val": len(val_ds) if val_ds else 0, "class_counts": ds.class_counts(),
+                 "fingerprint": data_fingerprint(ds),
+                 **({"val_fingerprint": data_fingerprint(val_ds)} if val_data is not None else {})},
     }
     yield TrainEvent("epoch", 1, 1, len(train_ds), len(train_ds), None, None, metrics, 0.0, 1, "SVMs fitted")
     yield TrainEvent("done", 1, 1, len(train_ds), len(train_ds), None, None, metrics, 0.0, 1, "done")
