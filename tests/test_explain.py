@@ -385,6 +385,7 @@ def test_bad_images_give_maps_or_a_cellclass_error(case, resnet_tiny):
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "hirescam", "cam"])
 def test_ensemble_map_is_the_mean_of_member_maps_for_every_method(method):
+    torch.manual_seed(0)  # random members: the same ones whatever ran before
     # CAM needs pool → linear heads (the small CNNs have a hidden layer): two small timm nets there
     if method == "cam":
         b = build_model(["resnet18", "resnet10t"], classes=["x", "y", "z"], input_size=(64, 64))
@@ -396,12 +397,14 @@ def test_ensemble_map_is_the_mean_of_member_maps_for_every_method(method):
     per_member = [explain(_member(b, i), img, method, target="all").maps for i in range(2)]
     for m in per_member:  # each member's class map is scaled to its own maximum (0: no positive evidence)
         peaks = m.reshape(3, -1).max(1)
-        assert all(p == pytest.approx(1.0) or p == 0 for p in peaks) and peaks.max() == pytest.approx(1.0)
+        assert all(p == pytest.approx(1.0) or p == 0 for p in peaks)
+    assert r.maps.max() > 0
     assert not np.allclose(per_member[0], per_member[1], atol=1e-3)  # the mean is not trivially one member
     np.testing.assert_allclose(r.maps, np.mean(per_member, axis=0), atol=1e-5)
 
 
 def test_ensemble_of_fcns_averages_the_members_probability_maps():
+    torch.manual_seed(0)
     b = build_model(["protein_fcn", "protein_fcn"], classes=["n", "e"], in_chans=4, output="sigmoid", input_size=(32, 32))
     img = np.random.default_rng(15).random((4, 40, 40)).astype(np.float32)
     r = explain(b, img, "fcn", target="all")
@@ -448,6 +451,7 @@ def hybrid(tmp_path_factory):
 
     folder = write_dataset("cell-line", tmp_path_factory.mktemp("data") / "cells", 12, seed=3, size=(48, 48),
                            classes=HYBRID_CLASSES)
+    torch.manual_seed(0)
     base = build_model(["resnet18", "resnet10t"], classes=HYBRID_CLASSES, input_size=(64, 64), output="binary")
     return fit_hybrid(base, folder, device="cpu", seed=0, grid={"C": (1.0,), "degree": (2,)})
 
