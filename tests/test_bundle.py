@@ -187,3 +187,18 @@ def test_saved_file_has_ordinary_permissions(tiny_bundle, tmp_path):
     path.chmod(0o640)
     save_model(tiny_bundle, path)  # replacing keeps the file's own permissions
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_card_keeps_the_metrics_of_a_long_training_run(tiny_bundle):
+    history = [{"epoch": e, "loss": 0.5, "val_loss": 0.4, "val_accuracy": 0.75, "time_s": 1.0} for e in range(1, 41)]
+    tiny_bundle.provenance["training"] = {
+        "epochs_run": 40, "best_epoch": 31, "stopped_early": True, "device": "cpu", "time_s": 120.5, "seed": 0,
+        "started_from": "preset demo", "recipe": {"optimizer": "adam", "lr": 0.001, "batch_size": 8,
+                                                   "augment": {"hflip": True, "rot90": True, "zoom": 0.0}},
+        "data": {"n_train": 90, "n_val": 10, "class_counts": [30, 30, 30], "source": "cells/"},
+        "metrics": {"val_accuracy": 0.8125, "val_macro_f1": 0.79}, "history": history}
+    card = tiny_bundle.card().splitlines()
+    assert "training: 40 epoch(s), best epoch 31, stopped early, on cpu, 120.5 s, from preset demo, seed 0" in card
+    assert "training recipe: optimizer adam, lr 0.001, batch_size 8; augmentation: hflip, rot90" in card
+    assert "training data: 90 train / 10 val images, class counts [30, 30, 30], from cells/" in card
+    assert "training metrics: val_accuracy 0.812, val_macro_f1 0.790" in card  # not cut off behind the history

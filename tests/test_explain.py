@@ -381,3 +381,116 @@ def test_bad_images_give_maps_or_a_cellclass_error(case, resnet_tiny):
         with pytest.raises(CellclassError, match=expected):
             explain(resnet_tiny, img)
     assert n_hooks(resnet_tiny.network) == 0
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "hirescam", "cam"])
+def test_ensemble_map_is_the_mean_of_member_maps_for_every_method(method):
+    torch.manual_seed(0)  # random members: the same ones whatever ran before
+    # CAM needs pool → linear heads (the small CNNs have a hidden layer): two small timm nets there
+    if method == "cam":
+        b = build_model(["resnet18", "resnet10t"], classes=["x", "y", "z"], input_size=(64, 64))
+    else:
+        b = build_model(["scaffoldnet", "senescence_cnn"], classes=["x", "y", "z"], input_size=(32, 32))
+    img = rgb(14, (36, 44, 3))
+    r = explain(b, img, method, target="all")
+    assert r.members == 2 and "mean of 2 views" in r.normalisation
+    per_member = [explain(_member(b, i), img, method, target="all").maps for i in range(2)]
+    for m in per_member:  # each member's class map is scaled to its own maximum (0: no positive evidence)
+        peaks = m.reshape(3, -1).max(1)
+        assert all(p == pytest.approx(1.0) or p == 0 for p in peaks)
+    assert r.maps.max() > 0
+    assert not np.allclose(per_member[0], per_member[1], atol=1e-3)  # the mean is not trivially one member
+    np.testing.assert_allclose(r.maps, np.mean(per_member, axis=0), atol=1e-5)
+
+
+def test_ensemble_of_fcns_averages_the_members_probability_maps():
+    torch.manual_seed(0)
+    b = build_model(["protein_fcn", "protein_fcn"], classes=["n", "e"], in_chans=4, output="sigmoid", input_size=(32, 32))
+    img = np.random.default_rng(15).random((4, 40, 40)).astype(np.float32)
+    r = explain(b, img, "fcn", target="all")
+    assert r.members == 2 and r.layer is None and r.normalisation.startswith("none")
+    per_member = [explain(_member(b, i), img, "fcn", target="all").maps for i in range(2)]
+    assert not np.allclose(per_member[0], per_member[1], atol=1e-4)  # differently initialised members
+    # FCN maps are probabilities: averaged as they are, never rescaled to a maximum of 1
+    np.testing.assert_allclose(r.maps, np.mean(per_member, axis=0), atol=1e-6)
+
+
+def _member(b: ModelBundle, i: int) -> ModelBundle:
+    return ModelBundle(b.network.members[i], b.classes, b.output, b.in_chans, b.preprocess, b.arch.members[i])
+
+
+# ------------------------------------------------------------------ automatic target layers of the study networks
+@pytest.mark.parametrize("arch,layer,alias", [
+    ("resnet50", "backbone.layer4", "layer4"),
+    ("inception_resnet_v2", "backbone.conv2d_7b", "conv2d_7b"),
+    # MobileNetV3: the output of the block stack, i.e. of its last block (timm's 'blocks[-1]')
+    ("mobilenetv3_large_100", "backbone.blocks", "blocks"),
+])
+def test_automatic_cam_layer_of_the_study_architectures(arch, layer, alias):
+    from napari_cellclass.core.explain.target_layers import resolve
+
+    b = build_model(arch, classes=["a", "b"], pretrained=False)  # no forward pass: the name is read, not run
+    assert default_layer(b.network) == layer
+    assert layer_names(b.network)[0] == layer  # the menu offers it first, as 'auto'
+    assert resolve(b.network, alias)[0] == layer  # the short timm name typed by a user finds the same module
+    if arch == "mobilenetv3_large_100":
+        last = f"backbone.blocks.{len(b.network.backbone.blocks) - 1}"
+        assert resolve(b.network, "blocks[-1]")[0] == last
+        assert dict(b.network.named_modules())[layer][-1] is dict(b.network.named_modules())[last]
+
+
+# ------------------------------------------------------------------ the hybrid PCA + SVM model (study 4)
+HYBRID_CLASSES = ["COLO-704", "EFO-21"]
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory):
+    """A tiny 'senescence-ensemble:hybrid-svm': two small timm backbones, PCA + SVM heads, hard vote."""
+    from napari_cellclass.core.hybrid import fit_hybrid
+    from napari_cellclass.core.synth import write_dataset
+
+    folder = write_dataset("cell-line", tmp_path_factory.mktemp("data") / "cells", 12, seed=3, size=(48, 48),
+                           classes=HYBRID_CLASSES)
+    torch.manual_seed(0)
+    base = build_model(["resnet18", "resnet10t"], classes=HYBRID_CLASSES, input_size=(64, 64), output="binary")
+    return fit_hybrid(base, folder, device="cpu", seed=0, grid={"C": (1.0,), "degree": (2,)})
+
+
+def test_gradcam_flows_through_the_svm_head(hybrid):
+    """Grad-CAM of a hybrid member = the definition, with gradients of the SVM's decision function."""
+    from napari_cellclass.core.explain.engine import _open, _plane
+
+    one = _member(hybrid, 0)
+    img = rgb(16, (64, 64, 3))
+    s = _open(img, 0, one, "auto", None, 0)
+    x, _ = one.preprocess.prepare(torch.from_numpy(_plane(s, one, None, 0)), s.vmax)
+    net = one.network
+    acts = net.forward_features(x[None]).detach().requires_grad_(True)
+    z = net.head(net.pool_features(acts))[0, 0]  # the SVM decision value: > 0 votes for the second class
+    (g,) = torch.autograd.grad(z, acts)
+    assert g.abs().max() > 0
+    for k, sign in ((1, 1.0), (0, -1.0)):
+        cam = torch.relu((sign * g.mean(dim=(2, 3))[:, :, None, None] * acts).sum(1)).detach()
+        cam = torch.nn.functional.interpolate(cam[None], size=(64, 64), mode="bilinear", align_corners=False)[0, 0]
+        cam = (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
+        r = explain(one, img, "gradcam", target=HYBRID_CLASSES[k])
+        assert r.layer == "backbone.layer4"
+        np.testing.assert_allclose(r.maps[0], cam, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "hirescam"])
+def test_gradient_methods_explain_the_hybrid_ensemble(hybrid, method):
+    img = rgb(17, (50, 70, 3))
+    r = explain(hybrid, img, method, target="all")
+    assert r.members == 2 and r.maps.shape == (2, 50, 70) and np.isfinite(r.maps).all()
+    assert r.maps.max() > 0
+    assert set(np.round(r.probabilities, 5)) <= {0.0, 0.5, 1.0}  # hard votes of two SVMs
+    per_member = [explain(_member(hybrid, i), img, method, target="all").maps for i in range(2)]
+    np.testing.assert_allclose(r.maps, np.mean(per_member, axis=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("method,names", [("cam", r"CAM needs .*SVM.*'gradcam'"), ("fcn", r"FCN heat maps need .*Grad-CAM")])
+def test_methods_that_cannot_explain_an_svm_say_so_and_what_to_use(hybrid, method, names):
+    with pytest.raises(CellclassError, match=names):
+        explain(hybrid, rgb(18, (64, 64, 3)), method)
+    assert n_hooks(hybrid.network) == 0 and _lock_is_free(hybrid)

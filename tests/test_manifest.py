@@ -116,3 +116,38 @@ def test_sample_files_are_what_the_script_makes(tmp_path):
     assert json.loads((tmp_path / "samples.json").read_text()) == index
     for entry in index.values():
         assert (tmp_path / entry["file"]).read_bytes() == (_sample_data.SAMPLE_DIR / entry["file"]).read_bytes(), entry["file"]
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_real_manifest_sample_data_and_default_model(tmp_path):
+    """src/napari_cellclass/napari.yaml is a git symlink to the top-level file: the wheel must hold its content."""
+    import hashlib
+    import stat
+    import zipfile
+
+    pytest.importorskip("hatchling")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(root)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("napari_cellclass-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        infos = {i.filename: i for i in z.infolist()}
+
+        def shipped(name: str) -> bytes:
+            info = infos[name]
+            mode = info.external_attr >> 16
+            assert not stat.S_ISLNK(mode) and (mode == 0 or stat.S_ISREG(mode)), (name, oct(mode))
+            return z.read(info)
+
+        manifest = shipped("napari_cellclass/napari.yaml")
+        assert manifest == (root / "napari.yaml").read_bytes() and b"napari-cellclass" in manifest
+        samples = sorted(p.name for p in (root / "src/napari_cellclass/sample_data").iterdir() if p.is_file())
+        assert "samples.json" in samples and len(samples) >= 7
+        for name in samples:
+            assert shipped(f"napari_cellclass/sample_data/{name}") == (root / "src/napari_cellclass/sample_data" / name).read_bytes()
+        model = shipped("napari_cellclass/builtin/default_model.safetensors")
+        local = (root / "src/napari_cellclass/builtin/default_model.safetensors").read_bytes()
+        assert hashlib.sha256(model).digest() == hashlib.sha256(local).digest()
+        entry = z.read(next(n for n in infos if n.endswith(".dist-info/entry_points.txt"))).decode()
+    assert "[napari.manifest]" in entry and "napari-cellclass = napari_cellclass:napari.yaml" in entry

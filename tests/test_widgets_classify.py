@@ -300,3 +300,77 @@ def test_docks_share_the_session_and_its_fine_tuned_model(make_napari_viewer, qt
     wait_done(qtbot, classify)
     assert layer.metadata["cellclass"]["classes"] == ["x", "y"]
     assert "y" in [explain.target.itemText(i) for i in range(explain.target.count())]
+
+
+# ------------------------------------------------------------------ recent model files and the model card
+def _combo_paths(picker):
+    from qtpy.QtCore import Qt
+
+    return [picker.combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(picker.combo.count())]
+
+
+def test_a_loaded_model_file_is_in_the_recent_list_of_a_new_dock(make_napari_viewer, model_file, tmp_path, monkeypatch):
+    from napari_cellclass import build_model, save_model
+    from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.pickers import _BROWSE, ModelPicker
+    from napari_cellclass.widgets.session import ModelChoice, Session
+
+    other = save_model(build_model("scaffoldnet", classes=CLASSES, input_size=(32, 32)), tmp_path / "other.safetensors")
+    viewer = make_napari_viewer()
+    first = ClassifyDock(viewer, Session())
+    picker = first.model
+    assert picker.session.settings.recent_models() == []
+    for path in (model_file, other):  # as the user does: "Choose a model file…", then a file in the dialog
+        monkeypatch.setattr(ModelPicker, "browse", lambda self, p=path: str(p))
+        browse = picker.combo.findText(_BROWSE)
+        picker.combo.setCurrentIndex(browse)
+        picker.combo.activated.emit(browse)
+        assert picker.session.choice == ModelChoice("file", str(path))
+        assert picker.combo.currentText() == path.name
+    assert picker.session.settings.recent_models() == [str(other.resolve()), str(model_file.resolve())]  # newest first
+    assert _combo_paths(picker).count(str(other)) == 1  # the current file is listed once, not twice
+    first.deleteLater()
+
+    again = ClassifyDock(viewer, Session())  # a new session reads the same settings file
+    labels = [again.model.combo.itemText(i) for i in range(again.model.combo.count())]
+    assert labels == ["built-in default model", "other.safetensors", model_file.name, _BROWSE]
+    assert again.model.combo.currentText() == "other.safetensors" and again.session.choice.path == str(other)
+    older = labels.index(model_file.name)  # choosing an older recent file makes it the model
+    again.model.combo.setCurrentIndex(older)
+    again.model.combo.activated.emit(older)
+    assert again.session.choice == ModelChoice("file", str(model_file.resolve()))
+    assert again.session.settings.recent_models()[0] == str(model_file.resolve())
+    again.deleteLater()
+
+
+def test_model_card_shows_training_provenance_and_metrics(make_napari_viewer, qtbot, tmp_path):
+    from napari_cellclass import save_model
+    from napari_cellclass.core.train import train
+    from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.session import ModelChoice, Session
+
+    rng = np.random.default_rng(0)
+    items = [(rng.integers(*((0, 90) if i % 2 == 0 else (140, 255)), (1, 32, 32)).astype(np.uint8), ["dim", "bright"][i % 2])
+             for i in range(8)]
+    gen = train("senescence_cnn", items, classes=["dim", "bright"], channel_axis=0, input_size=(32, 32), pretrained=False,
+                device="cpu", batch_size=4, epochs=1, val_fraction=0.5)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            result = done.value
+            break
+    path = save_model(result.bundle, tmp_path / "trained.safetensors")
+    session = Session()
+    session.set_choice(ModelChoice("file", str(path)))
+    dock = ClassifyDock(make_napari_viewer(), session)
+    assert dock.show_card() is not None
+    qtbot.waitUntil(lambda: not dock.controls.running, timeout=60_000)
+    card = dock.card.toPlainText().splitlines()
+    trained = next(l for l in card if l.startswith("training: "))
+    assert "1 epoch(s)" in trained and "on cpu" in trained and "from architecture senescence_cnn" in trained
+    assert next(l for l in card if l.startswith("training data: ")).startswith("training data: 4 train / 4 val images")
+    metrics = next(l for l in card if l.startswith("training metrics: "))
+    acc = result.bundle.provenance["training"]["metrics"]["val_accuracy"]
+    assert f"val_accuracy {acc:.3f}" in metrics and "val_macro_f1" in metrics
+    assert any(l.startswith("training recipe: optimizer") for l in card)

@@ -160,3 +160,121 @@ def test_fcn_model_defaults_to_its_own_heat_maps(make_napari_viewer, qtbot, tmp_
     for c in ("nucleus", "ER"):
         fcn = viewer.layers[f"cells · FCN · {c}"]
         assert fcn.data.shape == (4, 64, 80) and fcn.metadata["cellclass"]["method"] == "fcn"
+
+
+def _has_map_of(viewer, source: str) -> bool:
+    return any(l.name.startswith(f"{source} · ") and "cellclass" in l.metadata for l in viewer.layers)
+
+
+def test_cancel_stops_mid_run_and_frees_the_model(make_napari_viewer, qtbot, tmp_path):
+    from napari_cellclass import build_model, save_model
+    from napari_cellclass.widgets.explain import ExplainDock
+    from napari_cellclass.widgets.session import ModelChoice, Session
+
+    path = save_model(build_model("resnet18", classes=["a", "b"], input_size=(96, 96)), tmp_path / "slow.safetensors")
+    session = Session()
+    session.set_choice(ModelChoice("file", str(path)))
+    viewer = make_napari_viewer()
+    dock = ExplainDock(viewer, session)
+    src = viewer.add_image(rgb(4, (384, 384, 3)), name="big", rgb=True)
+    dock.image.set_layer(src)
+    dock.target.setCurrentText("a")  # a named class: one pass per tile batch, no probability pass first
+    dock.tiled.setChecked(True)
+    dock.tile.setValue(96)  # 7 x 7 tiles at half overlap: several batches
+    n = len(viewer.layers)
+    worker = dock.run()
+    progressed = []
+    worker.yielded.connect(lambda step: step.done and not progressed and (progressed.append(step.done), dock.controls.cancel()))
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert progressed, "the job never reported progress"
+    assert "cancelled" in dock.controls.status.text()
+    assert len(viewer.layers) == n and not _has_map_of(viewer, "big")  # no half-made map
+    bundle = dock.session.cached()
+    assert bundle.lock.acquire(blocking=False)  # released by the worker thread itself
+    bundle.lock.release()
+    assert dock.controls.run_button.isEnabled()
+    assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in bundle.network.modules()) == 0
+
+
+def test_a_viewer_without_an_image_layer_is_a_notification(dock, qtbot):
+    viewer = dock.viewer
+    viewer.add_labels(np.zeros((32, 32), np.uint8), name="masks")
+    viewer.add_points(np.array([[5.0, 5.0]]), name="spots")
+    assert dock.image.layer() is None  # labels and points are not offered
+    assert dock.run() is None
+    assert any("no image layer" in m for m in notifications()), notifications()[-3:]
+
+
+def test_an_all_nan_image_is_a_notification_not_an_exception(dock, qtbot):
+    viewer = dock.viewer
+    nan = viewer.add_image(np.full((40, 40, 3), np.nan, np.float32), name="empty")
+    dock.image.set_layer(nan)
+    dock.target.setCurrentText("round")
+    n = len(viewer.layers)
+    run(dock, qtbot)
+    assert len(viewer.layers) == n and not _has_map_of(viewer, "empty")
+    assert any("empty" in m and ("NaN" in m or "finite" in m or "no valid" in m) for m in notifications()), \
+        notifications()[-3:]
+    assert dock.controls.run_button.isEnabled()
+
+
+def test_model_channel_mismatch_says_what_to_do(dock, qtbot):
+    viewer = dock.viewer  # the model takes 3 channels; this image has 2
+    two = viewer.add_image(np.random.default_rng(5).random((2, 40, 40)).astype(np.float32), name="two")
+    dock.image.set_layer(two)
+    n = len(viewer.layers)
+    run(dock, qtbot)
+    assert len(viewer.layers) == n
+    msgs = [m for m in notifications() if "channel" in m]
+    assert msgs, notifications()[-3:]
+    assert "3" in msgs[-1] and "2" in msgs[-1] and "—" in msgs[-1], msgs[-1]  # what the model needs, then the fix
+
+
+def test_settings_persist_between_docks(make_napari_viewer, model_file, qtbot):
+    from napari_cellclass.widgets.explain import ExplainDock
+    from napari_cellclass.widgets.session import ModelChoice, Session
+
+    viewer = make_napari_viewer()
+    session = Session()
+    session.set_choice(ModelChoice("file", str(model_file)))
+    first = ExplainDock(viewer, session)
+    first.method.setCurrentIndex(first.method.findData("layercam"))
+    first.target.setCurrentText("clumped")
+    first.tiled.setChecked(True)
+    first.tile.setValue(48)
+    first.grid.setChecked(True)
+    first.image.set_layer(viewer.add_image(rgb(6), name="cells", rgb=True))
+    run(first, qtbot)  # the target is remembered when it is used
+    first.deleteLater()
+    again = ExplainDock(viewer, Session())  # a new session reads the same settings file
+    assert again.method.currentData() == "layercam"
+    assert again.target.currentText() == "clumped"
+    assert again.tiled.isChecked() and again.tile.value() == 48 and again.tile.isEnabled()
+    assert again.grid.isChecked()
+    again.deleteLater()
+
+
+def test_choosing_a_cam_layer_by_name_changes_the_map(dock, qtbot):
+    viewer = dock.viewer
+    src = viewer.add_image(rgb(7), name="cells", rgb=True)
+    dock.image.set_layer(src)
+    dock.target.setCurrentText("round")
+    run(dock, qtbot)
+    cam = viewer.layers["cells · Grad-CAM · round"]
+    auto_meta, auto_map = dict(cam.metadata["cellclass"]), np.array(cam.data)
+    bundle = dock.session.cached()
+    auto = bundle.network.cam_layer
+    assert auto_meta["layer"] == auto
+    offered = [dock.cam_layer.itemText(i) for i in range(dock.cam_layer.count())]
+    assert offered[0] == "auto" and "features.1" in offered  # filled from the loaded network
+    dock.cam_layer.setCurrentText("features.1")
+    run(dock, qtbot)
+    meta = cam.metadata["cellclass"]
+    assert viewer.layers["cells · Grad-CAM · round"] is cam
+    assert meta["layer"] == "features.1" and meta["layers"] == ["features.1"]
+    assert not np.allclose(cam.data, auto_map)
+    dock.cam_layer.setCurrentText("no_such_layer")
+    run(dock, qtbot)
+    assert any("no layer named 'no_such_layer'" in m for m in notifications()), notifications()[-3:]
+    assert cam.metadata["cellclass"]["layer"] == "features.1"  # the failed run left the last map alone

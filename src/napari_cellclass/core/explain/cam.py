@@ -25,7 +25,9 @@ def check_cam_head(network: nn.Module) -> None:
         return
     head = getattr(network, "head", None)
     if not isinstance(head, MLPHead):
-        raise CellclassError("CAM needs the project's classifier head (pool → linear)", _HINT)
+        what = "a kernel SVM (hybrid model)" if type(head).__name__ == "SVMHead" else type(head).__name__
+        raise CellclassError(f"CAM needs a classifier head that is one linear layer on the pooled features, but this "
+                             f"model's head is {what}, which has no per-location class weights", _HINT)
     if len(head.hidden) > 0:
         widths = [m.out_features for m in head.hidden if isinstance(m, nn.Linear)]
         raise CellclassError(f"CAM needs a head with one linear layer, but this one has hidden layers {widths}", _HINT)

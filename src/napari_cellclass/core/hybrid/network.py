@@ -123,8 +123,10 @@ class SVMHead(nn.Module):
 class HybridSVMClassifier(Classifier):
     """A timm backbone whose head is an :class:`SVMHead` (registry family ``hybrid_svm``).
 
-    Same contract as :class:`TimmClassifier` (timm pools the feature map), so
-    Grad-CAM and the FCN-free explainers work through the SVM's decision function.
+    Same contract as :class:`TimmClassifier` (timm pools the feature map), so the
+    gradient methods (Grad-CAM, Grad-CAM++, LayerCAM, HiResCAM) work through the
+    SVM's decision function; CAM does not (a kernel SVM has no per-channel class
+    weights) and says so.
     """
 
     def __init__(self, backbone: nn.Module, head: SVMHead, timm_name: str, pool: str, cam_layer: str = "") -> None:
