@@ -187,7 +187,7 @@ def _fcn_targets_used(items, monkeypatch):
     real = fcn.to_grid
     monkeypatch.setattr(fcn, "to_grid", lambda m, grid: seen.append(real(m, grid)) or seen[-1])
     _, res = _run(train("protein-localization-fcn", items, classes=["nucleus", "ER"], channel_axis=0, epochs=1,
-                        batch_size=4, input_size=(64, 64), device="cpu", val_fraction=0.0, augment={},
+                        batch_size=4, input_size=(64, 64), device="cpu", val_fraction=0.0, test_fraction=0.0, augment={},
                         multi_label=True))
     return seen[0], res.history[0]["loss"]
 
