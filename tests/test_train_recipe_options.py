@@ -10,19 +10,12 @@ from napari_cellclass.core.bundle import build_model, load_model, save_model
 from napari_cellclass.core.data import load_dataset
 from napari_cellclass.core.data.fingerprint import data_fingerprint
 from napari_cellclass.core.train import fit
+from test_train import _items  # the same easy dim-vs-bright task
 
 CLASSES = ["dim", "bright"]
 KW = dict(classes=CLASSES, channel_axis=0, input_size=(32, 32), pretrained=False, device="cpu", batch_size=4)
 
 
-def _items(n=16, seed=0, size=32, chans=1):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        k = i % 2
-        lo, hi = (0, 90) if k == 0 else (140, 255)
-        out.append((rng.integers(lo, hi, (chans, size, size)).astype(np.uint8), [k], f"img{i}"))
-    return out
 
 
 def _fp(items):

@@ -235,10 +235,7 @@ def predict(
     a stack contributes one row per plane.  Softmax for single-label models, sigmoid
     per class for multi-label ones.
     """
-    rows = [r.probs for r in predict_records(bundle, images, batch_size, device, channel_axis, channels, amp)]
-    if not rows:
-        raise CellclassError("no images to predict", "pass at least one image")
-    return np.stack(rows).astype(np.float32)
+    return _stacked(predict_records(bundle, images, batch_size, device, channel_axis, channels, amp), axis=0)
 
 
 def predict_members(
@@ -253,11 +250,14 @@ def predict_members(
     """Every ensemble member's class probabilities (M, N, K) — the input of the
     disagreement scores of :mod:`core.active`.  With soft voting their mean over
     members is :func:`predict`'s result.  Raises for a single network."""
-    rows = [r.probs for r in predict_records(bundle, images, batch_size, device, channel_axis, channels, amp,
-                                             members=True)]
+    return _stacked(predict_records(bundle, images, batch_size, device, channel_axis, channels, amp, members=True), axis=1)
+
+
+def _stacked(records: Iterator[PlanePrediction], axis: int) -> np.ndarray:
+    rows = [r.probs for r in records]
     if not rows:
         raise CellclassError("no images to predict", "pass at least one image")
-    return np.stack(rows, axis=1).astype(np.float32)
+    return np.stack(rows, axis=axis).astype(np.float32)
 
 
 def preprocess(bundle: ModelBundle, image: ImageLike, channel_axis: ChannelAxis = "auto", channels: list[int] | None = None) -> torch.Tensor:
