@@ -40,6 +40,10 @@ def test_cross_validate_two_folds(folder):
     s = res["summary"]
     assert s["accuracy"]["mean"] == pytest.approx(np.mean(accs)) and s["accuracy"]["sd"] == pytest.approx(np.std(accs, ddof=1))
     assert s["macro_f1"]["n"] == 2 and set(s["per_class_f1"]) == set(CLASSES)
+    for stat in ("precision", "recall"):
+        c = CLASSES[0]
+        vals = [f["metrics"]["per_class"][c][stat] for f in folds]
+        assert s[f"per_class_{stat}"][c]["mean"] == pytest.approx(np.mean(vals))
     assert np.asarray(s["confusion_matrix_total"]).sum() == 12
     assert [f["macro_f1"] for f in (x["metrics"] for x in folds)] == finished
     json.loads(json.dumps(res))

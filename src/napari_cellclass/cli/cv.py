@@ -46,8 +46,10 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
     for key in ("accuracy", "macro_f1", "auc_macro", "mean_dice", "exact_match"):
         if key in s:
             lines.append(f"{key.replace('_', ' ')}: {_pm(s[key])}")
-    if s.get("per_class_f1"):
-        lines.append("per-class F1: " + ", ".join(f"{c} {_pm(v)}" for c, v in s["per_class_f1"].items()))
+    for stat in ("precision", "recall", "f1"):
+        if s.get(f"per_class_{stat}"):
+            label = "F1" if stat == "f1" else stat
+            lines.append(f"per-class {label}: " + ", ".join(f"{c} {_pm(v)}" for c, v in s[f"per_class_{stat}"].items()))
     return lines
 
 

@@ -75,12 +75,15 @@ def _train_fold(model: Any, train_ds: Any, classes: list[str], seed: int, device
 
 
 def summarise(fold_results: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
-    """Mean ± SD (ddof=1) across folds of every scalar metric and per-class F1."""
+    """Mean ± SD (ddof=1) across folds of every scalar metric and of per-class
+    precision, recall and F1 (study 1 reports each class's figures as mean ± SD)."""
     summary: dict[str, Any] = {}
     for key in SUMMARY_KEYS:
         if any(key in f["metrics"] for f in fold_results):
             summary[key] = mean_sd([f["metrics"].get(key) for f in fold_results])
-    summary["per_class_f1"] = {c: mean_sd([f["metrics"]["per_class"][c]["f1"] for f in fold_results]) for c in classes}
+    for stat in ("precision", "recall", "f1"):
+        summary[f"per_class_{stat}"] = {c: mean_sd([f["metrics"]["per_class"][c][stat] for f in fold_results])
+                                        for c in classes}
     mats = [np.asarray(f["metrics"]["confusion_matrix"]) for f in fold_results]
     if mats and all(m.shape == mats[0].shape for m in mats):
         summary["confusion_matrix_total"] = np.sum(mats, axis=0).tolist()
