@@ -2,9 +2,9 @@
 
 One module per modality, one named task per source study (RECIPES.md)::
 
-    from napari_cellclass.core.synth import TASKS, generate, write_dataset
-    s = generate("actin", 30, seed=1)          # SynthSet: images, labels, classes ...
-    write_dataset("protein", "data/protein", 200)
+    >>> from napari_cellclass.core.synth import TASKS, generate, write_dataset
+    >>> s = generate("actin", 30, seed=1)          # SynthSet: images, labels, classes ...
+    >>> write_dataset("protein", "data/protein", 200)
 
 Image ``i`` of a task is a pure function of ``(task, seed, i, size, classes)``:
 it does not depend on ``n``, so a larger set extends a smaller one, and the same
