@@ -77,3 +77,32 @@ def test_ctrl_c_saves_the_best_model_and_exits_130(tmp_path):
     assert "saved the best model so far" in rest
     b = load_model(out)
     assert b.provenance["training"]["cancelled"] is True and b.provenance["training"]["epochs_run"] >= 1
+
+
+def test_train_an_fcn_on_an_exported_folder_with_painted_masks(tmp_path, capsys):
+    """Viewer annotations → export → `cellclass train`: the painted masks are the FCN's targets."""
+    from napari_cellclass.core.annotations import AnnotationStore, export_dataset
+
+    rng = np.random.default_rng(5)
+    store = AnnotationStore.open(tmp_path / "ann.json", multilabel=True)
+    for c in ("nucleus", "ER"):
+        store.add_class(c)
+    for i in range(3):  # painted: nucleus top-left, ER bottom-right
+        m = np.zeros((64, 64), np.uint8)
+        m[:20, :20] = 1
+        m[40:, 40:] = 2
+        store.set_pixel_labels(store.add_image(rng.integers(0, 255, (4, 64, 64)).astype(np.uint8), name=f"painted{i}"), 0, m)
+    store.label_image(store.add_image(rng.integers(0, 255, (4, 64, 64)).astype(np.uint8), name="plain"), 0, ["ER"])
+    data, out = tmp_path / "export", tmp_path / "m.safetensors"
+    export_dataset(store, data)
+    assert len(list((data / "masks").iterdir())) == 3
+    rc = main(["train", str(data), "--preset", "protein-localization-fcn", "--epochs", "1", "--input-size", "64",
+               "--test-fraction", "0", "--val-fraction", "0", "--batch-size", "4", "--device", "cpu", "--no-progress",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    b = load_model(out)
+    assert b.is_fcn and b.classes == ["nucleus", "ER"] and b.in_chans == 4 and b.multilabel
+    data_rec = b.provenance["training"]["data"]
+    assert data_rec["n_train"] == 4 and data_rec["painted_targets"] == 3
+    assert predict(b, [rng.integers(0, 255, (4, 64, 64)).astype(np.uint8)], channel_axis=0).shape == (1, 2)

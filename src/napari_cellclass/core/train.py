@@ -247,6 +247,9 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
                      "n_train": len(train_ds), "n_val": len(val_ds),
                      "class_counts": train_ds.class_counts(), "val_class_counts": val_ds.class_counts(),
                      "fingerprint": data_fingerprint(ds),
+                     # an FCN learns painted images from their masks, not their image labels: say how many
+                     **({"painted_targets": sum(train_ds.has_target_mask(i) for i in range(len(train_ds)))}
+                        if bundle.is_fcn else {}),
                      **({"val_fingerprint": data_fingerprint(val_ds)} if val_data is not None else {}),
                      **held_out},
             "metrics": outcome.best_metrics,
