@@ -374,3 +374,140 @@ def test_model_card_shows_training_provenance_and_metrics(make_napari_viewer, qt
     acc = result.bundle.provenance["training"]["metrics"]["val_accuracy"]
     assert f"val_accuracy {acc:.3f}" in metrics and "val_macro_f1" in metrics
     assert any(l.startswith("training recipe: optimizer") for l in card)
+
+
+# ------------------------------------------------------------------ sorting, progress, the plugin's own samples
+def _column_index(dock, name):
+    return [dock.view.horizontalHeaderItem(c).text() for c in range(dock.view.columnCount())].index(name)
+
+
+def _column(dock, name):
+    c = _column_index(dock, name)
+    return [dock.view.item(r, c).text() for r in range(dock.view.rowCount())]
+
+
+def test_table_sorts_numeric_columns_by_value(dock, qtbot):
+    from qtpy.QtCore import Qt
+
+    viewer = dock.viewer
+    movie = viewer.add_image(np.stack([rgb(10 + i, (32, 32, 3)) for i in range(12)]), name="movie", rgb=True)
+    single = viewer.add_image(rgb(3, (32, 32, 3)), name="single", rgb=True)
+    dock.layers.set_selected([movie, single])
+    dock.run()
+    wait_done(qtbot, dock)
+    assert dock.view.rowCount() == 13
+
+    dock.view.sortItems(_column_index(dock, "frame"), Qt.SortOrder.AscendingOrder)  # frame: as text "10" < "2"
+    frames = [int(f) for f, layer in zip(_column(dock, "frame"), _column(dock, "layer")) if layer == "movie"]
+    assert frames == list(range(12))
+    dock.view.sortItems(_column_index(dock, "frame"), Qt.SortOrder.DescendingOrder)
+    assert [int(f) for f in _column(dock, "frame")][:12] == list(range(11, -1, -1))
+
+    conf_col = _column_index(dock, "confidence")
+    dock.view.sortItems(conf_col, Qt.SortOrder.DescendingOrder)
+    shown = [float(c) for c in _column(dock, "confidence")]
+    assert shown == sorted(shown, reverse=True)
+    # whole rows move together: each row's confidence is the value classified for its layer and frame
+    preds = {layer.metadata["cellclass"]["base_name"]: layer.metadata["cellclass"]["predictions"] for layer in (movie, single)}
+    for layer, frame, conf, cls in zip(_column(dock, "layer"), _column(dock, "frame"), shown,
+                                       _column(dock, "predicted_class")):
+        i = preds[layer]["frame"].index(int(frame))
+        assert conf == pytest.approx(preds[layer]["confidence"][i], abs=5e-4) and cls == preds[layer]["predicted_class"][i]
+    # the items hold the numbers themselves, so ties in the shown text still order by value
+    items = [dock.view.item(r, conf_col) for r in range(dock.view.rowCount())]
+    assert all(a.value >= b.value for a, b in zip(items, items[1:]))
+
+
+def test_number_items_compare_by_value_not_text():
+    from qtpy.QtWidgets import QTableWidgetItem
+
+    from napari_cellclass.widgets.classify import _NumberItem
+
+    assert _NumberItem(2) < _NumberItem(10) and not _NumberItem(10) < _NumberItem(2)  # text: "10" < "2"
+    assert _NumberItem(0.9) < _NumberItem(1.0) and _NumberItem(0.0999) < _NumberItem(0.1)
+    assert _NumberItem(0.10004) < _NumberItem(0.10006)  # both show "0.100"
+    assert QTableWidgetItem("a") < QTableWidgetItem("b")  # text cells still sort as text
+
+
+def test_a_run_shows_a_napari_progress_bar_closed_at_the_end(make_napari_viewer, qtbot, tmp_path):
+    from napari.utils import progress
+
+    from napari_cellclass.widgets.classify import ClassifyDock
+
+    viewer = make_napari_viewer()
+    dock = ClassifyDock(viewer, _slow_session(tmp_path))
+    layer = viewer.add_image(np.random.default_rng(0).random((8, 64, 64)).astype(np.float32), name="long")
+    dock.layers.set_selected([layer])
+    dock.channels.set_axis("none")
+    dock.batch.setValue(2)
+    before = set(progress._all_instances)
+    worker = dock.run()
+    pbar = worker.pbar
+    assert isinstance(pbar, progress) and pbar in progress._all_instances and pbar not in before
+    seen = []  # connected after the dock's handler: sees the bar as each step left it
+    worker.yielded.connect(lambda step: seen.append((pbar in progress._all_instances, pbar.n, pbar.total, pbar.desc)))
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert len(layer.metadata["cellclass"]["predictions"]["frame"]) == 8
+    mid = [s for s in seen if 0 < s[1] < 8]
+    assert mid, f"no step reported partial progress: {seen}"
+    assert all(alive and total == 8 and desc.startswith("classify") for alive, _, total, desc in mid)
+    assert seen[-1][1] == 8
+    qtbot.waitUntil(lambda: pbar not in progress._all_instances, timeout=10_000)  # closed: gone from the activity dock
+    assert set(progress._all_instances) == before
+
+
+def test_classify_the_plugins_cell_line_sample_with_the_builtin_model(make_napari_viewer, qtbot, tmp_path):
+    from napari_cellclass import load_model, predict
+    from napari_cellclass.builtin import default_model_path
+    from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.session import Session
+
+    viewer = make_napari_viewer()
+    dock = ClassifyDock(viewer, Session())  # the built-in default model
+    (layer,) = viewer.open_sample("napari-cellclass", "cell-line")
+    assert layer.rgb and layer.metadata["cellclass_sample"]["task"] == "cell-line"
+    dock.layers.set_selected([layer])
+    dock.run()
+    wait_done(qtbot, dock, timeout=120_000)
+    meta = layer.metadata["cellclass"]
+    assert meta["predictions"]["frame"] == [0] and layer.metadata["cellclass_sample"]["task"] == "cell-line"
+    bundle = load_model(default_model_path())
+    assert meta["classes"] == bundle.classes
+    expected = predict(bundle, layer.data, device="cpu")[0]
+    np.testing.assert_allclose([meta["predictions"][f"p_{c}"][0] for c in bundle.classes], expected, atol=1e-4)
+    rows = list(csv.DictReader(dock.export_csv(tmp_path / "p.csv").open()))
+    assert len(rows) == 1 and rows[0]["layer"] == "cell-line (synthetic)"
+    assert rows[0]["predicted_class"] == bundle.classes[int(np.argmax(expected))]
+
+
+def test_classify_the_real_greyscale_cell_sample(dock, qtbot, tmp_path):
+    (layer,) = dock.viewer.open_sample("napari-cellclass", "cell")  # skimage.data.cell, 2-D greyscale
+    assert layer.data.ndim == 2 and not layer.rgb
+    dock.layers.set_selected([layer])
+    dock.run()
+    wait_done(qtbot, dock)
+    preds = layer.metadata["cellclass"]["predictions"]
+    assert preds["frame"] == [0] and preds["predicted_class"][0] in CLASSES
+    rows = list(csv.DictReader(dock.export_csv(tmp_path / "cell.csv").open()))
+    assert len(rows) == 1 and rows[0]["layer"] == "cell" and rows[0]["predicted_class"] == preds["predicted_class"][0]
+
+
+def test_classify_the_plugins_stack_sample_one_row_per_frame(dock, qtbot, tmp_path):
+    viewer = dock.viewer
+    (layer,) = viewer.open_sample("napari-cellclass", "cell-line-stack")
+    n = layer.data.shape[0]
+    assert layer.rgb and layer.data.ndim == 4 and n == 4
+    dock.layers.set_selected([layer])
+    dock.run()
+    wait_done(qtbot, dock)
+    preds = layer.metadata["cellclass"]["predictions"]
+    assert preds["frame"] == list(range(n)) and dock.view.rowCount() == n
+    rows = list(csv.DictReader(dock.export_csv(tmp_path / "stack.csv").open()))
+    assert [int(r["frame"]) for r in rows] == list(range(n))
+    assert [r["predicted_class"] for r in rows] == preds["predicted_class"]
+    for frame in (3, 1):
+        viewer.dims.set_point(0, frame)
+        row = dock.view.currentRow()
+        assert int(dock.view.item(row, 1).text()) == frame
+        assert layer.name.startswith(f"cell-line stack (synthetic) · {preds['predicted_class'][frame]} (")
