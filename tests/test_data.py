@@ -172,3 +172,99 @@ def test_augment_runs_on_the_device(dev):
     x = _batch().to(dev)
     out, _ = augment_batch(x, Augment(hflip=True, rotate_deg=10, zoom=0.1, intensity_jitter=0.2), make_generator(0))
     assert out.device.type == dev and out.shape == x.shape
+
+
+# ----------------------------------------------------------------------------- caches
+def _counting_reader(monkeypatch) -> list[str]:
+    """Record every file decode the data set does (the raw cache should avoid repeats)."""
+    import napari_cellclass.core.imagefiles as imagefiles
+
+    calls: list[str] = []
+    real = imagefiles.read_image
+
+    def counted(path, *args, **kwargs):
+        calls.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(imagefiles, "read_image", counted)
+    return calls
+
+
+def test_raw_cache_decodes_each_file_once_across_subsets(tmp_path, monkeypatch):
+    root = write_dataset("brightfield", tmp_path / "bf", 4, size=(40, 40))
+    calls = _counting_reader(monkeypatch)
+    ds = load_dataset(root)
+    first, _ = ds[1]
+    again, _ = ds[1]
+    assert len(calls) == 1 and np.array_equal(first, again)
+    sub = ds.subset([1, 2])
+    assert np.array_equal(sub[0][0], first) and len(calls) == 1, "a subset shares its parent's cache"
+    sub[1]
+    assert len(calls) == 2
+    uncached = load_dataset(root, cache=False)
+    uncached[0], uncached[0]
+    assert len(calls) == 4, "cache=False re-reads every time"
+
+
+def test_raw_cache_evicts_least_recently_used_over_its_budget(tmp_path, monkeypatch):
+    import napari_cellclass.core.data.dataset as dataset_mod
+
+    root = write_dataset("brightfield", tmp_path / "bf", 6, size=(40, 40))
+    calls = _counting_reader(monkeypatch)
+    ds = load_dataset(root)
+    nbytes = ds.raw(0)[0].nbytes  # as cached: the file's own dtype
+    monkeypatch.setattr(dataset_mod, "RAW_CACHE_BYTES", 4 * nbytes)  # room for four planes
+    for i in (1, 2, 3):
+        ds[i]
+    ds[0]  # touch 0: now 1 is the least recently used
+    assert len(calls) == 4
+    ds[4]  # a fifth plane: over budget, 1 goes
+    assert len(calls) == 5 and ds._store._raw_bytes <= 4 * nbytes
+    for i in (0, 2, 3, 4):
+        ds[i]
+    assert len(calls) == 5, "recently used planes stay cached"
+    ds[1]
+    assert len(calls) == 6 and calls[-1] == calls[1], "the evicted plane is read again"
+    monkeypatch.setattr(dataset_mod, "RAW_CACHE_BYTES", 3 * nbytes)  # a plane over a quarter of it is never kept
+    fresh = load_dataset(root)
+    fresh[5], fresh[5]
+    assert len(calls) == 8 and not fresh._store._raw
+
+
+def test_cached_inputs_reuse_the_tensor_until_the_recipe_changes(monkeypatch):
+    from napari_cellclass.core.data.tensors import cached_inputs
+    from napari_cellclass.core.preprocess import Normalization, Preprocess
+
+    rng = np.random.default_rng(0)
+    items = [(rng.integers(0, 255, (1, 20, 24)).astype(np.uint8), [i % 2], f"i{i}") for i in range(5)]
+    ds = load_dataset(items, ["a", "b"], channel_axis=0)
+    calls = []
+    real = Preprocess.prepare_batch
+
+    def counted(self, images, *args, **kwargs):
+        calls.append(self)
+        return real(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Preprocess, "prepare_batch", counted)
+    cpu = torch.device("cpu")
+    pre = Preprocess(input_size=(16, 16), normalization=Normalization("divide"))
+    x, rows = cached_inputs(ds, pre, 1, cpu)
+    assert x.shape == (5, 1, 16, 16) and len(calls) == 5
+    plane, vmax = ds[3]
+    direct, _ = real(pre, torch.from_numpy(plane)[None], torch.tensor([vmax], dtype=torch.float32))
+    assert torch.allclose(x[rows[3]], direct[0])
+
+    x2, _ = cached_inputs(ds, pre, 1, cpu)
+    assert x2 is x and len(calls) == 5, "same recipe: nothing preprocessed again"
+    sub_x, sub_rows = cached_inputs(ds.subset([4, 1]), Preprocess(input_size=(16, 16),
+                                                                   normalization=Normalization("divide")), 1, cpu)
+    assert sub_x is x and sub_rows.tolist() == [4, 1] and len(calls) == 5, "an equal recipe is the same key"
+
+    bigger, _ = cached_inputs(ds, Preprocess(input_size=(24, 24), normalization=Normalization("divide")), 1, cpu)
+    assert bigger.shape == (5, 1, 24, 24) and len(calls) == 10
+    other_norm, _ = cached_inputs(ds, Preprocess(input_size=(16, 16), normalization=Normalization("image_std")), 1, cpu)
+    assert len(calls) == 15 and not torch.allclose(other_norm, x)
+    assert abs(float(other_norm[0].mean())) < 1e-4 and float(x.min()) >= 0, "each recipe's own normalisation"
+    three, _ = cached_inputs(ds, pre, 3, cpu)
+    assert three.shape == (5, 3, 16, 16) and len(calls) == 20
+    assert cached_inputs(ds, pre, 1, cpu)[0] is x and len(calls) == 20, "earlier recipes stay cached"

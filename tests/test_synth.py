@@ -2,7 +2,8 @@
 
 The realism tests are the point of ``core.synth``: a classifier that sees only
 global intensity statistics must stay near chance, while a simple morphology /
-texture baseline must do clearly better, for every single-label task.  If a
+texture baseline must do clearly better, for every single-label task (and, per
+class present or absent, for the multi-label protein task).  If a
 generator regresses to brightness-separable classes (or to classes that differ in
 nothing a model could see), these tests fail.
 """
@@ -305,3 +306,48 @@ def test_intensity_statistics_near_chance_morphology_well_above(task):
         assert acc <= chance + 0.15, f"{task}: global intensity statistics predict the class ({model} {acc:.2f})"
     acc = _cv_accuracy(xm, y, "logreg")
     assert acc >= chance + 0.3, f"{task}: morphology baseline only {acc:.2f} (chance {chance:.2f})"
+
+
+def _colocalisation(img: np.ndarray) -> list[float]:
+    """Pearson correlation of the protein with each reference channel (gain/offset invariant)."""
+    p = img[0].astype(np.float64).ravel()
+    return [float(np.corrcoef(p, c.astype(np.float64).ravel())[0, 1]) for c in img[1:]]
+
+
+def _per_class_cv_auc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cross-validated ROC AUC of one logistic regression per class (presence vs absence)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = []
+    for k in range(y.shape[1]):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.1))
+        p = cross_val_predict(clf, x, y[:, k], cv=KFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
+        out.append(roc_auc_score(y[:, k], p))
+    return np.array(out)
+
+
+def test_protein_presence_is_in_the_pattern_not_the_brightness():
+    """Multi-label form of the realism check: per class, does the image contain it?
+
+    Global intensity statistics of all four channels must leave most classes near
+    chance (AUC 0.5), while texture of the protein channel plus its colocalisation
+    with the reference channels must find nearly every class.  Known, accepted leak:
+    compartments that fill the cell (cytosol, microtubules) raise the mean protein
+    signal, so a few classes sit above chance on intensity alone.
+    """
+    s = generate("protein", 240, seed=2024, size=(96, 96))
+    y = np.array([[k in lab for k in range(len(s.classes))] for lab in s.labels], int)
+    assert (y.sum(0) >= 20).all(), "every class needs enough positives for a meaningful AUC"
+    xi = np.array([_intensity_features(im, "CYX") for im in s.images])
+    xm = np.array([_morphology_features(im[:1], "CYX") + _colocalisation(im) for im in s.images])
+    auc_i, auc_m = _per_class_cv_auc(xi, y), _per_class_cv_auc(xm, y)
+    report = ", ".join(f"{c} {a:.2f}/{b:.2f}" for c, a, b in zip(s.classes, auc_i, auc_m))
+    near_chance = np.abs(auc_i - 0.5) <= 0.15
+    assert near_chance.sum() >= 8, f"intensity statistics reveal too many classes (intensity/pattern AUC): {report}"
+    assert np.median(auc_i) <= 0.65 and auc_i.max() < 0.9, f"intensity statistics reveal the labels: {report}"
+    assert np.median(auc_m) >= 0.8, f"the pattern baseline should find the classes: {report}"
+    assert (auc_m >= auc_i + 0.1).sum() >= 10, f"pattern should beat intensity for nearly every class: {report}"

@@ -300,3 +300,69 @@ def test_cuda_amp_training_matches_the_contract(tmp_path):
     assert res.history[-1]["loss"] == res.history[-1]["loss"]  # finite under autocast (nan != nan)
     assert res.bundle.device.type == "cpu" and res.bundle.provenance["training"]["device"].startswith("cuda")
     assert load_model(save_model(res.bundle, tmp_path / "m.safetensors")).classes == CLASSES
+
+
+def test_pos_weight_raises_the_loss_of_a_missed_positive():
+    from napari_cellclass.core.presets import TrainRecipe
+    from napari_cellclass.core.train_setup import Loss
+
+    logits = torch.tensor([[-2.0, 3.0]])  # class 0: a missed positive; class 1: a false positive
+    y = torch.tensor([[1.0, 0.0]])
+    plain = Loss("sigmoid", TrainRecipe())(logits, y)
+    heavy = Loss("sigmoid", TrainRecipe(), torch.tensor([4.0, 4.0]))(logits, y)
+    light = Loss("sigmoid", TrainRecipe(), torch.tensor([0.25, 0.25]))(logits, y)
+    assert light < plain < heavy
+    # only the positive term is weighted: mean of (4 · missed positive, unweighted negative)
+    miss = torch.nn.functional.softplus(torch.tensor(2.0))  # -log σ(-2)
+    neg = torch.nn.functional.softplus(torch.tensor(3.0))  # -log(1 - σ(3))
+    assert float(heavy) == pytest.approx(float((4 * miss + neg) / 2), rel=1e-5)
+    # negatives alone do not feel it
+    no_pos = torch.tensor([[0.0, 0.0]])
+    assert float(Loss("sigmoid", TrainRecipe(), torch.tensor([4.0, 4.0]))(logits, no_pos)) == pytest.approx(
+        float(Loss("sigmoid", TrainRecipe())(logits, no_pos)))
+    # binary output: the positive class's weight relative to the negative's
+    yb = torch.tensor([[0.0, 1.0]])
+    lb = torch.tensor([[-1.0]])
+    assert Loss("binary", TrainRecipe(), torch.tensor([1.0, 3.0]))(lb, yb) > Loss("binary", TrainRecipe())(lb, yb)
+
+
+def test_class_balance_weights_hands_negatives_over_positives_to_the_loss(monkeypatch):
+    import napari_cellclass.core.train as train_mod
+    from napari_cellclass.core.synth import generate
+    from napari_cellclass.core.train_setup import Loss
+
+    seen = []
+
+    def spy(output, r, class_weight=None):
+        seen.append((output, None if class_weight is None else class_weight.clone()))
+        return Loss(output, r, class_weight)
+
+    monkeypatch.setattr(train_mod, "Loss", spy)
+    s = generate("protein", 8, seed=0, size=(32, 32), classes=["nucleus", "ER"])
+    items = [(im, lab, f"p{i}") for i, (im, lab) in enumerate(zip(s.images, s.labels))]
+    fit("protein_cnn", items, classes=s.classes, channel_axis=0, epochs=1, batch_size=4, input_size=(32, 32),
+        device="cpu", class_balance="weights", val_fraction=0.0)
+    output, w = seen[-1]
+    pos = np.array([[k in lab for k in range(2)] for lab in s.labels], float).sum(0)
+    assert output == "sigmoid" and np.allclose(w.numpy(), (8 - pos) / pos)
+
+
+def _member_inputs(separate: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per training step, the inputs the two ensemble members saw."""
+    base = build_model(["senescence_cnn", "scaffoldnet"], CLASSES, in_chans=1, input_size=(32, 32))
+    seen: dict[int, list[torch.Tensor]] = {0: [], 1: []}
+    for m, member in enumerate(base.network.members):
+        member.register_forward_pre_hook(
+            lambda mod, args, m=m: seen[m].append(args[0].detach().clone()) if mod.training else None)
+    fit(base, _items(8), epochs=1, separate_member_augmentation=separate, val_fraction=0.0,
+        augment={"rotate_deg": 30, "intensity_jitter": 0.2}, **{k: v for k, v in KW.items()
+                                                                  if k not in ("input_size", "pretrained")})
+    assert len(seen[0]) == len(seen[1]) == 2
+    return list(zip(seen[0], seen[1]))
+
+
+def test_ensemble_members_draw_their_own_augmentations():
+    for a, b in _member_inputs(separate=True):
+        assert a.shape == b.shape and not torch.allclose(a, b), "members saw the same augmented batch"
+    for a, b in _member_inputs(separate=False):
+        assert torch.equal(a, b), "without separate streams the members share one augmented batch"

@@ -30,9 +30,13 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise CellclassError("device 'mps' was requested but Apple's MPS is not available", "use device='auto' or 'cpu'")
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError as err:
         raise CellclassError(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}") from err
+    # torch also names back-ends ('meta', 'xla', 'hpu') nothing here can train or predict on
+    if dev.type not in DEVICES:
+        raise CellclassError(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
+    return dev
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
