@@ -118,7 +118,8 @@ def test_class_weights_sampling_and_fractions():
     sw = sample_weights(labels, 2)
     assert sw[:30].sum() == pytest.approx(sw[30:].sum())
     pw = class_weights([[0], [0, 1], [0]], 2, multilabel=True)
-    assert pw.tolist() == [0.0, 2.0]
+    assert pw.tolist() == [1.0, 2.0]  # class 0 is in every image: no negatives to balance, weight 1 (not 0)
+    assert class_weights([[0], [0, 1], [1], [1]], 2, multilabel=True).tolist() == pytest.approx([1.0, 1 / 3])
     f20, f40 = training_fraction(labels, 0.2, 1), training_fraction(labels, 0.4, 1)
     assert len(f20) == 8 and len(f40) == 16 and set(f20) <= set(f40)
 

@@ -68,7 +68,9 @@ def class_weights(labels: Sequence[Sequence[int]], n_classes: int, multilabel: b
     """Loss weights that balance the classes.
 
     Single-label: ``n / (K * count_k)`` (sklearn's 'balanced'). Multi-label: the BCE
-    ``pos_weight`` ``negatives_k / positives_k``. Classes without images get 1.
+    ``pos_weight`` ``negatives_k / positives_k``. Classes without images get 1, and so
+    do multi-label classes present in every image: a weight of 0 would silence their
+    positives, the only examples they have.
     """
     n = len(labels)
     counts = np.zeros(n_classes, np.float64)
@@ -78,7 +80,8 @@ def class_weights(labels: Sequence[Sequence[int]], n_classes: int, multilabel: b
     w = np.ones(n_classes, np.float64)
     has = counts > 0
     if multilabel:
-        w[has] = (n - counts[has]) / counts[has]
+        both = has & (counts < n)
+        w[both] = (n - counts[both]) / counts[both]
     else:
         w[has] = n / (has.sum() * counts[has])
     return w.astype(np.float32)
