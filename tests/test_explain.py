@@ -16,6 +16,7 @@ from napari_cellclass.core.explain.target_layers import default_layer, layer_nam
 from napari_cellclass.core.models.heads import HeadSpec
 from napari_cellclass.core.models.registry import ARCHITECTURES, ArchSpec
 from napari_cellclass.core.preprocess import Normalization, Preprocess
+from test_train import _run  # drains a generator: (events, result)
 
 GRADIENT = ("gradcam", "gradcam++", "layercam", "hirescam")
 
@@ -337,13 +338,7 @@ def test_progress_counts_to_the_total():
     b = build_model("scaffoldnet", classes=["x", "y"], input_size=(32, 32))
     steps = explain_steps(b, [rgb(0, (48, 48, 3)), rgb(1, (64, 40, 3))], "gradcam", "x", None, 32, device=None,
                           channel_axis="auto", channels=None, frame=0)
-    seen = []
-    while True:
-        try:
-            seen.append(next(steps))
-        except StopIteration as stop:
-            results = stop.value
-            break
+    seen, results = _run(steps)
     assert seen[-1].done == seen[-1].total and len(results) == 2
     assert [r.maps.shape for r in results] == [(1, 48, 48), (1, 64, 40)]
 

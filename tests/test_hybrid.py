@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from napari_cellclass.core.hybrid import fit_svm, svm_head_from_sklearn
+from test_train import _run  # drains a training generator: (events, result)
 
 
 @pytest.mark.parametrize("k,kernel", [(2, "poly"), (3, "poly"), (4, "rbf")])
@@ -118,14 +119,8 @@ def test_train_hybrid_hook_speaks_train_events(base, folder):
 
     assert is_hybrid_preset("senescence-ensemble:hybrid-svm") and "senescence-ensemble:hybrid-svm" in PRESETS
     assert not is_hybrid_preset("senescence-ensemble")
-    gen = train_hybrid(base, folder, device="cpu", val_fraction=0.25, grid={"C": (1.0,), "degree": (2,)})
-    kinds = []
-    while True:
-        try:
-            kinds.append(next(gen).kind)
-        except StopIteration as done:
-            result = done.value
-            break
+    events, result = _run(train_hybrid(base, folder, device="cpu", val_fraction=0.25, grid={"C": (1.0,), "degree": (2,)}))
+    kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "epoch" in kinds
     assert is_hybrid(result.bundle) and not result.cancelled
     training = result.bundle.provenance["training"]
@@ -179,14 +174,8 @@ def test_train_hybrid_cancel_returns_a_loadable_model(base, folder, tmp_path):
 
     stop = threading.Event()
     stop.set()
-    gen = train_hybrid(base, folder, device="cpu", stop=stop)
-    kinds = []
-    while True:
-        try:
-            kinds.append(next(gen).kind)
-        except StopIteration as done:
-            result = done.value
-            break
+    events, result = _run(train_hybrid(base, folder, device="cpu", stop=stop))
+    kinds = [e.kind for e in events]
     assert result.cancelled and kinds[-1] == "cancelled"
     assert "training" not in base.provenance  # the caller's bundle is untouched
     load_model(save_model(result.bundle, tmp_path / "partial"))

@@ -16,6 +16,7 @@ from napari_cellclass.core.predict import predict
 from napari_cellclass.core.presets import PRESETS, list_presets
 from napari_cellclass.core.synth import generate
 from napari_cellclass.core.train import train
+from test_train import _run  # drains a generator: (events, result)
 
 TASK = {"cell-line": "cell-line", "scaffoldnet": "brightfield", "efficientnetv2": "actin", "senescence": "senescence",
         "protein": "protein"}
@@ -81,12 +82,7 @@ def test_preset_trains_saves_loads_predicts(name, tmp_path):
     gen = train(name, items, classes=s.classes, channel_axis=axis, epochs=1, batch_size=4, input_size=size,
                 pretrained=False, device="cpu", val_fraction=0.34,
                 test_fraction=0.0)  # 6 images cannot spare a test split as well (test_train_recipe_options.py has one)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            res = done.value
-            break
+    _, res = _run(gen)
     b = res.bundle
     tr = b.provenance["training"]
     if name.endswith(":hybrid-svm"):  # fitted (PCA + SVM heads, core.hybrid), not trained for epochs

@@ -354,12 +354,9 @@ def test_model_card_shows_training_provenance_and_metrics(make_napari_viewer, qt
              for i in range(8)]
     gen = train("senescence_cnn", items, classes=["dim", "bright"], channel_axis=0, input_size=(32, 32), pretrained=False,
                 device="cpu", batch_size=4, epochs=1, val_fraction=0.5)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            result = done.value
-            break
+    from test_train import _run  # drains a generator: (events, result)
+
+    _, result = _run(gen)
     path = save_model(result.bundle, tmp_path / "trained.safetensors")
     session = Session()
     session.set_choice(ModelChoice("file", str(path)))
