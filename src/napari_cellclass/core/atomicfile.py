@@ -9,6 +9,7 @@ cut.  On any failure the temporary file is removed and the target is untouched.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -85,3 +86,12 @@ def describe_os_error(err: OSError) -> str:
         errno.ENOENT: "the folder does not exist",
     }
     return reasons.get(err.errno or -1, f"{err.__class__.__name__}: {err.strerror or err}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (weights files, annotation files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

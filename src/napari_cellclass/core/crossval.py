@@ -59,14 +59,7 @@ def _train_fold(model: Any, train_ds: Any, classes: list[str], seed: int, device
     from .train import train
 
     runner = train_hybrid if is_hybrid_preset(model) else train
-    gen = runner(model, train_ds, classes=classes, device=device, stop=stop, seed=seed, **train_kwargs)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as done:
-            result = done.value
-            break
-        yield event
+    result = yield from runner(model, train_ds, classes=classes, device=device, stop=stop, seed=seed, **train_kwargs)
     training = result.bundle.provenance.get("training") or {}
     return result.bundle, {"kind": "hybrid" if runner is train_hybrid else "train", "cancelled": bool(result.cancelled),
                            "stopped_early": bool(result.stopped_early),

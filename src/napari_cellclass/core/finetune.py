@@ -18,7 +18,6 @@ valid bundle even after a partial first epoch, and it is evaluated like a finish
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import threading
 from collections.abc import Generator, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomicfile import file_sha256
 from .errors import DataError
 
 #: ways to start: the given model, a preset with fresh weights, or an architecture from scratch
@@ -93,14 +93,6 @@ class FineTuneOutcome:
 
 
 # ---------------------------------------------------------------------------- pieces
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def start_model(kind: str, name: str | None, classes: Sequence[str], in_chans: int, *, multilabel: bool = False,
                 bundle: Any = None, input_size: tuple[int, int] | None = None, seed: int = 0) -> Any:
     """The model a fine-tune starts from: ``bundle`` (kind "model"), a preset's

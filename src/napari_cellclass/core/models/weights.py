@@ -13,7 +13,6 @@ with another channel count is adapted the way timm adapts pretrained weights.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 from collections.abc import Iterator
@@ -23,17 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomicfile import file_sha256
 from ..errors import WeightsError
 
 _HEAD_PREFIXES = ("classifier.", "fc.", "head.", "last_linear.", "_fc.")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def offline_weights(name: str) -> Path | None:
