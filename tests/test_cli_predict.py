@@ -128,7 +128,7 @@ def test_dask_scheduler_unreachable(tiny_model_file, image_folder, capsys):
 
 
 def test_worker_loads_the_model_once(tiny_model_file, monkeypatch):
-    from napari_cellclass.core.models import bundle
+    from napari_cellclass.core.models import modelfile as bundle
     from napari_cellclass.core.inference import dask as dask_predict
 
     calls = []

@@ -94,26 +94,27 @@ def test_cancel_before_training_and_bad_options(store):
         finetune(start, items, ["dim", "bright", "other"], FineTuneOptions(epochs=1), device="cpu")
 
 
-def test_options_map_to_training_overrides():
+def test_options_map_to_a_training_recipe():
     """two_stage splits the epochs into a head stage and an all-layers stage at lr/10;
-    augment is the flips and 90° rotations, or nothing; every key is a TrainRecipe field."""
-    from dataclasses import fields
-
+    augment is the flips and 90° rotations, or nothing; the panel's options become one typed TrainRecipe."""
     from napari_cellclass.core.data.augment import Augment
     from napari_cellclass.core.presets.recipe import Stage, TrainRecipe
 
-    plain = FineTuneOptions(epochs=5, lr=2e-3, batch_size=8, freeze_fraction=0.5, augment=False).overrides()
-    assert "stages" not in plain and plain["augment"] == Augment()
-    assert [plain[k] for k in ("epochs", "lr", "batch_size", "freeze_fraction", "keep_best")] == [5, 2e-3, 8, 0.5, True]
-    two = FineTuneOptions(epochs=5, lr=2e-3, two_stage=True).overrides()
-    assert two["stages"] == (Stage("head", 2e-3, 2), Stage("all", 2e-4, 3))
-    assert sum(s.epochs for s in two["stages"]) == 5
-    assert two["augment"] == Augment(hflip=True, vflip=True, rot90=True)
-    assert not (two["augment"].rotate_deg or two["augment"].zoom or two["augment"].shift)  # nothing that resamples
-    one = FineTuneOptions(epochs=1, lr=1e-3, two_stage=True).overrides()["stages"]
+    plain = FineTuneOptions(epochs=5, lr=2e-3, batch_size=8, freeze_fraction=0.5, augment=False).recipe()
+    assert isinstance(plain, TrainRecipe)
+    assert plain.stages == () and plain.augment == Augment()
+    assert [plain.epochs, plain.lr, plain.batch_size, plain.freeze_fraction, plain.keep_best] == [5, 2e-3, 8, 0.5, True]
+    two = FineTuneOptions(epochs=5, lr=2e-3, two_stage=True).recipe()
+    assert two.stages == (Stage("head", 2e-3, 2), Stage("all", 2e-4, 3))
+    assert sum(s.epochs for s in two.stages) == 5
+    assert two.augment == Augment(hflip=True, vflip=True, rot90=True)
+    assert not (two.augment.rotate_deg or two.augment.zoom or two.augment.shift)  # nothing that resamples
+    one = FineTuneOptions(epochs=1, lr=1e-3, two_stage=True).recipe().stages
     assert [(s.trainable, s.epochs) for s in one] == [("head", 1), ("all", 1)]  # each stage at least one epoch
-    names = {f.name for f in fields(TrainRecipe)}
-    assert set(plain) <= names and set(two) <= names
+    # laid over the starting model's preset recipe: what the panel does not set stays the preset's
+    base = TrainRecipe(optimizer="sgd", weight_decay=0.01, label_smoothing=0.1)
+    over = FineTuneOptions(epochs=3).recipe(base)
+    assert (over.optimizer, over.weight_decay, over.label_smoothing, over.epochs) == ("sgd", 0.01, 0.1, 3)
 
 
 def test_finetuning_an_fcn_learns_the_painted_regions(tmp_path, monkeypatch):

@@ -328,7 +328,7 @@ def test_pos_weight_raises_the_loss_of_a_missed_positive():
 
 
 def test_class_balance_weights_hands_negatives_over_positives_to_the_loss(monkeypatch):
-    import napari_cellclass.core.training.api as train_mod
+    import napari_cellclass.core.training.fitting as train_mod
     from napari_cellclass.core.synth import generate
     from napari_cellclass.core.training.optim import Loss
 

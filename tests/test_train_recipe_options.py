@@ -89,15 +89,22 @@ def test_test_split_is_disjoint_from_training_and_validation():
 
 def test_cli_test_fraction_and_folds_default():
     from napari_cellclass.cli import build_parser
-    from napari_cellclass.cli._trainopts import train_overrides
+    from napari_cellclass.cli._trainopts import train_request
+    from napari_cellclass.core.training.options import BuildOptions
+
+    def recipe(args):
+        return train_request(args)[1]
 
     p = build_parser()
     args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors", "--test-fraction", "0.1"])
-    assert train_overrides(args)["test_fraction"] == 0.1
+    assert recipe(args)["test_fraction"] == 0.1
     args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors"])
-    assert "test_fraction" not in train_overrides(args) and "freeze_blocks" not in train_overrides(args)
-    args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors", "--freeze-blocks", "2"])
-    assert train_overrides(args)["freeze_blocks"] == 2
+    assert "test_fraction" not in recipe(args) and "freeze_blocks" not in recipe(args)
+    assert train_request(args)[0] == BuildOptions()  # nothing given: the architecture's own choices
+    args = p.parse_args(["train", "d", "--arch", "resnet18", "--out", "m.safetensors", "--freeze-blocks", "2",
+                         "--input-size", "96", "--dropout", "0.3", "--class-balance", "weights"])
+    assert recipe(args)["freeze_blocks"] == 2
+    assert train_request(args)[0] == BuildOptions(input_size=(96, 96), head={"dropout": 0.3}, class_balance="weights")
     assert p.parse_args(["cv", "d", "--preset", "cell-line-authentication"]).folds is None
 
 
@@ -225,13 +232,13 @@ def test_build_model_head_options_survive_a_round_trip(tmp_path):
 
 def test_train_head_options_lay_over_the_default_head():
     from napari_cellclass.cli import build_parser
-    from napari_cellclass.cli._trainopts import train_overrides
+    from napari_cellclass.cli._trainopts import train_request
     from napari_cellclass.core.errors import CellclassError
     from napari_cellclass.core.models.backbones.small_cnns import SENESCENCE_CNN_HEAD
 
     args = build_parser().parse_args(["train", "d", "--arch", "senescence_cnn", "--out", "m.safetensors",
                                       "--pool", "avg", "--hidden", "16,8", "--dropout", "0.1"])
-    head = train_overrides(args)["head"]
+    head = train_request(args)[0].head
     assert head == {"pool": "avg", "hidden": (16, 8), "dropout": 0.1}
     b = fit("senescence_cnn", _items(8), epochs=1, val_fraction=0.0, head=head, **KW)
     assert b.arch.head.pool == "avg" and b.arch.head.hidden == (16, 8) and b.arch.head.dropout == 0.1

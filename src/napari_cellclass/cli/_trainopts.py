@@ -69,21 +69,23 @@ def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
                    help='any training recipe field, e.g. --set schedule=cosine --set \'augment={"hflip": true}\'')
 
 
-def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword overrides ``core.train.train`` takes, from the parsed flags."""
+def train_request(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """(BuildOptions, recipe field overrides) from the parsed flags: what ``core.training.train`` takes."""
     from ..core.errors import CellclassError
+    from ..core.training.options import BuildOptions
 
-    kw: dict[str, Any] = dict(args.sets)
-    for name in ("epochs", "batch_size", "lr", "val_fraction", "test_fraction", "freeze_blocks", "pretrained", "weights", "multi_label", "class_balance"):
+    recipe: dict[str, Any] = dict(args.sets)
+    for name in ("epochs", "batch_size", "lr", "val_fraction", "test_fraction", "freeze_blocks"):
         value = getattr(args, name)
         if value is not None:
-            kw[name] = value
-    head = {k: getattr(args, a) for k, a in (("pool", "pool"), ("dropout", "dropout"), ("hidden", "hidden"),
-                                              ("hidden_dropout", "hidden_dropout")) if getattr(args, a) is not None}
-    if head:  # laid over the architecture's or preset's own head
-        kw["head"] = head
+            recipe[name] = value
+    head = {k: getattr(args, k) for k in ("pool", "dropout", "hidden", "hidden_dropout") if getattr(args, k) is not None}
+    size = None
     if args.input_size is not None:
         if len(args.input_size) not in (1, 2):
             raise CellclassError(f"--input-size takes 1 or 2 numbers, got {len(args.input_size)}")
-        kw["input_size"] = tuple(args.input_size * 2 if len(args.input_size) == 1 else args.input_size)
-    return kw
+        size = tuple(args.input_size * 2 if len(args.input_size) == 1 else args.input_size)
+    build = BuildOptions(input_size=size, pretrained=args.pretrained, weights=args.weights, multi_label=args.multi_label,
+                         class_balance=args.class_balance or "none",
+                         head=head or None)  # laid over the architecture's or preset's own head
+    return build, recipe

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from ._trainopts import add_train_options, train_overrides
+from ._trainopts import add_train_options, train_request
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, on_sigint) if in_main else None
     try:
+        build, recipe = train_request(args)
         gen = cross_validate_steps(args.preset or args.arch, args.data, args.folds, args.seed, device=args.device,
-                                   channel_axis=args.channel_axis, stop=stop, **train_overrides(args))
+                                   channel_axis=args.channel_axis, stop=stop, build=build, **recipe)
         while True:
             try:
                 p = next(gen)

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from ._trainopts import add_train_options, train_overrides
+from ._trainopts import add_train_options, train_request
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,11 +50,9 @@ def run(args: argparse.Namespace) -> int:
     is_main = _dist().is_main
     bar = Bar(enabled=not args.no_progress and is_main, lines=is_main)  # one progress report per torchrun job
     try:
-        from ..core.training.hybrid import is_hybrid_preset, train_hybrid  # study 4's PCA + SVM preset: fitted, not trained
-
-        runner = train_hybrid if is_hybrid_preset(model) else train
-        gen = runner(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
-                     **train_overrides(args))
+        build, recipe = train_request(args)
+        gen = train(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
+                    build=build, **recipe)
         while True:
             try:
                 ev = next(gen)

@@ -33,6 +33,7 @@ from .compute import network_maps
 from .result import ExplainResult, Progress
 from .target_layers import members
 from .targets import Target, layer_list, method_name, needs_probs, resolve_targets
+from ..progress import drain
 
 # --------------------------------------------------------------------------- sources
 @dataclass
@@ -305,11 +306,7 @@ def explain_steps(
 
 def _run(steps: Generator[Progress, None, list[ExplainResult]]) -> list[ExplainResult]:
     with contextlib.closing(steps):
-        while True:
-            try:
-                next(steps)
-            except StopIteration as stop:
-                return stop.value
+        return drain(steps)
 
 
 def explain(

@@ -7,16 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import Progress  # noqa: F401  (explain jobs yield it; re-exported for callers)
+
 #: every method ``explain`` knows, in the order menus show them
 METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "hirescam", "cam", "fcn")
-
-
-@dataclass
-class Progress:
-    """``done`` of ``total`` units (images, or tiles in tiled mode)."""
-
-    done: int
-    total: int
 
 
 @dataclass

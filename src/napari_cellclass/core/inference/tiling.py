@@ -24,6 +24,7 @@ from ..device import eval_mode, prepare_network, resolve_device
 from ..errors import CellclassError
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from .predict import ImageLike, _resolve, run_network
+from ..progress import drain
 
 _STATS_PIXELS = 4_000_000  # sample size for whole-image statistics
 
@@ -160,8 +161,4 @@ def predict_map(
     Use :func:`tile_grid` for the cell geometry (e.g. to place the map as a layer).
     """
     steps = predict_map_steps(bundle, image, tile, overlap, batch_size, device, channel_axis, channels, frame, amp)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value[0]
+    return drain(steps)[0]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..evaluation.metrics import mean_sd
+from ..progress import drain, relay
 
 #: scalar metrics summarised across folds (those a model type has)
 SUMMARY_KEYS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "auc_macro",
@@ -52,16 +53,14 @@ def _train_fold(model: Any, train_ds: Any, classes: list[str], seed: int, device
                 train_kwargs: dict[str, Any]) -> Generator[Any, None, tuple[Any, dict[str, Any]]]:
     """Yield the fold's training events; return (bundle, training summary).
 
-    The hybrid PCA + SVM preset is fitted by ``core.hybrid.train_hybrid``, which
-    takes ``train``'s arguments and speaks its events.
+    ``train`` itself hands the hybrid PCA + SVM preset to ``training.hybrid``.
     """
-    from .hybrid import is_hybrid_preset, train_hybrid
+    from ..models.hybrid_svm import is_hybrid
     from .api import train
 
-    runner = train_hybrid if is_hybrid_preset(model) else train
-    result = yield from runner(model, train_ds, classes=classes, device=device, stop=stop, seed=seed, **train_kwargs)
+    result = yield from train(model, train_ds, classes=classes, device=device, stop=stop, seed=seed, **train_kwargs)
     training = result.bundle.provenance.get("training") or {}
-    return result.bundle, {"kind": "hybrid" if runner is train_hybrid else "train", "cancelled": bool(result.cancelled),
+    return result.bundle, {"kind": "hybrid" if is_hybrid(result.bundle) else "train", "cancelled": bool(result.cancelled),
                            "stopped_early": bool(result.stopped_early),
                            "epochs_run": training.get("epochs_run", len(result.history)),
                            "best_epoch": training.get("best_epoch"), "history": result.history}
@@ -124,13 +123,7 @@ def cross_validate_steps(model: Any, data: Any, folds: int | None = None, seed: 
     for f, (tr, te) in enumerate(splits, start=1):
         yield CVProgress(f, folds, f"fold {f}/{folds}: training on {len(tr)} images")
         gen = _train_fold(model, ds.subset(tr), ds.classes, seed + f, device, stop, train_kwargs)
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as done:
-                bundle, training = done.value
-                break
-            yield CVProgress(f, folds, f"fold {f}/{folds}: {ev.line()}", ev)
+        bundle, training = yield from relay(gen, lambda ev, f=f: CVProgress(f, folds, f"fold {f}/{folds}: {ev.line()}", ev))
         if training.get("cancelled") or (stop is not None and stop.is_set()):
             cancelled = True
             break
@@ -176,15 +169,8 @@ def cross_validate(model: Any, data: Any, folds: int | None = None, seed: int = 
     ``stop``, ``channel_axis`` and any option of ``core.train.train`` (epochs=, lr=,
     batch_size=, pretrained=, input_size= …).
     """
-    return _drain(cross_validate_steps(model, data, folds, seed, **kwargs))
+    return drain(cross_validate_steps(model, data, folds, seed, **kwargs))
 
-
-def _drain(gen: Generator[Any, None, Any]) -> Any:
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
 
 
 def learning_curve_run(model: Any, train_data: Any, test_data: Any, fractions: tuple[float, ...] | None = None,
@@ -205,7 +191,7 @@ def learning_curve_run(model: Any, train_data: Any, test_data: Any, fractions: t
     test = load_dataset(test_data, channel_axis=channel_axis, multi_label=train_kwargs.get("multi_label"))
 
     def train_fn(idx: np.ndarray) -> Any:
-        return _drain(_train_fold(model, ds.subset(idx), ds.classes, seed, device, stop, train_kwargs))[0]
+        return drain(_train_fold(model, ds.subset(idx), ds.classes, seed, device, stop, train_kwargs))[0]
 
     return learning_curve(train_fn, lambda b: evaluate(b, test, device=device), ds.labels,
                           fractions or LEARNING_CURVE_FRACTIONS, seed)

@@ -7,29 +7,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models.bundle import ModelBundle
+from ..progress import Progress
 
 EVENT_KINDS = ("start", "step", "epoch", "stage", "done", "cancelled")
 
 
-@dataclass
-class TrainEvent:
-    """One progress report; ``kind`` is one of :data:`EVENT_KINDS`.
+@dataclass(kw_only=True)
+class TrainEvent(Progress):
+    """A training run's progress report; ``kind`` is one of :data:`EVENT_KINDS`.
 
-    ``step``/``steps`` count optimisation steps over the whole run (all epochs and
-    stages), so ``step / steps`` is the overall progress a bar shows.
+    ``done``/``total`` (also readable as ``step``/``steps``) count optimisation steps
+    over the whole run (all epochs and stages), so ``done / total`` is the overall
+    progress a bar shows.
     """
 
-    kind: str
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    loss: float | None
-    val_loss: float | None
-    metrics: dict[str, float]
-    eta_s: float | None
-    best_epoch: int | None
-    message: str = ""
+    kind: str = "step"
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    val_loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    eta_s: float | None = None
+    best_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        self.stage = self.kind
+
+    @property
+    def step(self) -> int:
+        return self.done
+
+    @property
+    def steps(self) -> int:
+        return self.total
 
     def line(self) -> str:
         """One human-readable line (CLI progress, logs)."""

@@ -29,6 +29,8 @@ import numpy as np
 
 from ..atomicfile import file_sha256
 from ..errors import DataError
+from ..presets.recipe import TrainRecipe
+from ..progress import drain, relay
 
 #: ways to start: the given model, a preset with fresh weights, or an architecture from scratch
 START_KINDS = ("model", "preset", "scratch")
@@ -62,18 +64,22 @@ class FineTuneOptions:
             raise DataError(f"validation fraction must lie in (0, 1), got {self.val_fraction}",
                             "hold out e.g. 0.25 of the labels to measure the model")
 
-    def overrides(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`core.train.train` (TrainRecipe fields)."""
+    def recipe(self, base: TrainRecipe | None = None) -> TrainRecipe:
+        """The training recipe: ``base`` (the starting model's preset recipe, else the default)
+        with what the panel sets; ``input_size`` is settled when the starting model is made."""
         from ..data.augment import Augment
         from ..presets.recipe import Stage
+        from .optim import recipe_with
 
-        kw: dict[str, Any] = {"epochs": int(self.epochs), "lr": float(self.lr), "batch_size": int(self.batch_size),
-                              "freeze_fraction": float(self.freeze_fraction), "keep_best": True,
-                              "augment": Augment(hflip=True, vflip=True, rot90=True) if self.augment else Augment()}
+        stages: tuple[Stage, ...] = ()
         if self.two_stage:
             first = max(1, self.epochs // 2)
-            kw["stages"] = (Stage("head", self.lr, first), Stage("all", self.lr / 10, max(1, self.epochs - first)))
-        return kw  # input_size is settled when the starting model is made (start_model)
+            stages = (Stage("head", self.lr, first), Stage("all", self.lr / 10, max(1, self.epochs - first)))
+        return recipe_with(base or TrainRecipe(), {
+            "epochs": int(self.epochs), "lr": float(self.lr), "batch_size": int(self.batch_size),
+            "freeze_fraction": float(self.freeze_fraction), "keep_best": True,
+            "augment": Augment(hflip=True, vflip=True, rot90=True) if self.augment else Augment(),
+            **({"stages": stages} if stages else {})})
 
 
 @dataclass
@@ -218,14 +224,13 @@ def finetune_steps(start: Any, items: Sequence[tuple[Any, ...]], classes: Sequen
                    start_label: str = "") -> Generator[Any, None, FineTuneOutcome]:
     """Train ``start`` (a bundle already adapted to ``classes``, see :func:`start_model`)
     on ``items`` (``TrainingSample.as_tuple()``: ``(image, labels, name[, mask])``);
-    yields ``core.train.TrainEvent``s (``epoch`` counts across folds) and returns a
+    yields ``training.events.TrainEvent``s (``epoch`` counts across folds) and returns a
     :class:`FineTuneOutcome`.
 
     Painted pixel labels (``mask``) are dense targets when ``start`` is an FCN: its
-    class maps learn the painted regions (``core.fcn_targets``); an image-level model
+    class maps learn the painted regions (``training.fcn_targets``); an image-level model
     learns the classes painted anywhere in the plane."""
     from ..data import load_dataset
-    from .api import train
 
     options = options or FineTuneOptions()
     options.check()
@@ -242,68 +247,81 @@ def finetune_steps(start: Any, items: Sequence[tuple[Any, ...]], classes: Sequen
                         f"{dict(zip(classes, counts))}", "label examples of another class")
     splits = split_items(labels, options)
     sha = file_sha256(annotations) if annotations is not None and Path(annotations).is_file() else None
-    history: list[dict] = []
-    cancelled = False
-    fold_results: list[tuple[Any, dict, dict]] = []  # (bundle, metrics on its val, before on its val)
-    oof = np.zeros(len(items), dtype=int) - 1
-    for f, (tr, va) in enumerate(splits):
-        if stop is not None and stop.is_set():
-            cancelled = True
-            break
-        val_items = [(items[i][0], labels[i]) for i in va]
-        before = evaluate_items(start, val_items, device)
-        gen = train(start, dataset.subset(tr), classes=classes, val_data=dataset.subset(va), device=device,
-                    stop=stop, seed=options.seed + f, channel_axis=0, **options.overrides())
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as done:
-                result = done.value
-                break
-            if len(splits) > 1:
-                event.message = f"fold {f + 1}/{len(splits)}" + (f": {event.message}" if event.message else "")
-            yield event
-        history += [{**h, "fold": f} for h in result.history] if len(splits) > 1 else list(result.history)
-        after = evaluate_items(result.bundle, val_items, device)
-        fold_results.append((result.bundle, after, before))
-        if after.get("probabilities") is not None and not start.multilabel:
-            oof[va] = np.asarray(after["probabilities"]).argmax(axis=1)
-        if result.cancelled:
-            cancelled = True
-            break
-    if not fold_results:
+    runs = yield from _train_folds(start, dataset, items, labels, splits, options, stop, device)
+    if not runs.results:
         raise DataError("fine-tuning was cancelled before it started", "press Fine-tune again")
-    best = max(range(len(fold_results)), key=lambda i: fold_results[i][1]["accuracy"] or 0.0)
-    bundle = fold_results[best][0]
-    if len(splits) == 1:
-        before, after = fold_results[0][2], fold_results[0][1]
-        n_train, n_val = len(splits[0][0]), len(splits[0][1])
-    else:  # k-fold: every item judged by the model that did not see it, and by the start model
-        done = np.concatenate([splits[i][1] for i in range(len(fold_results))])
-        before = evaluate_items(start, [(items[i][0], labels[i]) for i in done], device)
-        y = np.array([labels[i][0] for i in done]) if not start.multilabel else None
-        after = ({"n_images": len(done), "accuracy": float(np.mean(oof[done] == y)), "macro_f1": None}
-                 if y is not None else fold_results[best][1])
-        n_train, n_val = len(items) - len(splits[best][1]), len(done)
+    bundle, before, after, n_train, n_val = _verdict(start, items, labels, splits, runs, device)
     bundle.provenance = {**bundle.provenance, "fine_tune": {
         "start": start_label or start.arch.describe(),
         "annotations": str(annotations) if annotations is not None else None,
         "annotations_sha256": sha,
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
         "n_train": n_train, "n_val": n_val, "class_counts": dict(zip(classes, counts)),
-        "before": _public(before), "after": _public(after), "cancelled": cancelled,
+        "before": _public(before), "after": _public(after), "cancelled": runs.cancelled,
     }}
-    return FineTuneOutcome(bundle, start, history, cancelled, _public(before), _public(after), n_train, n_val,
-                           classes, len(splits) if len(splits) > 1 else 0,
-                           [_public(m) or {} for _, m, _ in fold_results])
+    return FineTuneOutcome(bundle, start, runs.history, runs.cancelled, _public(before), _public(after), n_train,
+                           n_val, classes, len(splits) if len(splits) > 1 else 0,
+                           [_public(m) or {} for _, m, _ in runs.results])
+
+
+@dataclass
+class _FoldRuns:
+    results: list[tuple[Any, dict, dict]] = field(default_factory=list)  # (bundle, metrics on its val, before on it)
+    history: list[dict] = field(default_factory=list)
+    cancelled: bool = False
+    oof: Any = None  # out-of-fold predicted class per item (-1: not judged)
+
+
+def _train_folds(start: Any, dataset: Any, items: list, labels: list, splits: list, options: FineTuneOptions,
+                 stop: threading.Event | None, device: str) -> Generator[Any, None, _FoldRuns]:
+    from .api import train
+    from .options import preset_of
+
+    runs = _FoldRuns(oof=np.zeros(len(items), dtype=int) - 1)
+    recipe = options.recipe(preset_of(start).train if preset_of(start) is not None else None)
+    for f, (tr, va) in enumerate(splits):
+        if stop is not None and stop.is_set():
+            runs.cancelled = True
+            break
+        val_items = [(items[i][0], labels[i]) for i in va]
+        before = evaluate_items(start, val_items, device)
+        gen = train(start, dataset.subset(tr), classes=list(start.classes), val_data=dataset.subset(va), device=device,
+                    stop=stop, seed=options.seed + f, channel_axis=0, recipe=recipe)
+        result = yield from relay(gen, lambda ev, f=f: _fold_event(ev, f, len(splits)))
+        runs.history += [{**h, "fold": f} for h in result.history] if len(splits) > 1 else list(result.history)
+        after = evaluate_items(result.bundle, val_items, device)
+        runs.results.append((result.bundle, after, before))
+        if after.get("probabilities") is not None and not start.multilabel:
+            runs.oof[va] = np.asarray(after["probabilities"]).argmax(axis=1)
+        if result.cancelled:
+            runs.cancelled = True
+            break
+    return runs
+
+
+def _fold_event(event: Any, f: int, n: int) -> Any:
+    if n > 1:
+        event.message = f"fold {f + 1}/{n}" + (f": {event.message}" if event.message else "")
+    return event
+
+
+def _verdict(start: Any, items: list, labels: list, splits: list, runs: _FoldRuns,
+             device: str) -> tuple[Any, dict, dict, int, int]:
+    """(kept model, before, after, n_train, n_val): the best fold's model, judged on the same items as the start."""
+    results = runs.results
+    best = max(range(len(results)), key=lambda i: results[i][1]["accuracy"] or 0.0)
+    if len(splits) == 1:
+        return results[0][0], results[0][2], results[0][1], len(splits[0][0]), len(splits[0][1])
+    # k-fold: every item judged by the model that did not see it, and by the start model
+    done = np.concatenate([splits[i][1] for i in range(len(results))])
+    before = evaluate_items(start, [(items[i][0], labels[i]) for i in done], device)
+    y = np.array([labels[i][0] for i in done]) if not start.multilabel else None
+    after = ({"n_images": len(done), "accuracy": float(np.mean(runs.oof[done] == y)), "macro_f1": None}
+             if y is not None else results[best][1])
+    return results[best][0], before, after, len(items) - len(splits[best][1]), len(done)
 
 
 def finetune(start: Any, items: Sequence[tuple[Any, ...]], classes: Sequence[str],
              options: FineTuneOptions | None = None, **kwargs: Any) -> FineTuneOutcome:
     """:func:`finetune_steps` run to the end."""
-    gen = finetune_steps(start, items, classes, options, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
+    return drain(finetune_steps(start, items, classes, options, **kwargs))

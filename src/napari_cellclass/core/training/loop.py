@@ -27,7 +27,7 @@ from .distributed import DistContext, mean_across, wrap
 from ..data.augment import augment_batch, make_generator
 from ..device import amp_dtype, uses_channels_last
 from ..models.heads import probabilities
-from ..presets.recipe import TrainRecipe
+from ..presets.recipe import Stage, TrainRecipe
 from ..evaluation.thresholds import dice_per_threshold
 from .events import Eta, TrainEvent
 from .optim import Loss, Schedule, classifiers, make_optimizer, set_trainable, stages_of, train_mode
@@ -62,6 +62,25 @@ class LoopOutcome:
     stopped_early: bool = False
 
 
+@dataclass
+class _RunState:
+    """Counters that live across the stages and epochs of one run."""
+
+    out: LoopOutcome
+    eta: Eta
+    spe: int  # steps per epoch
+    total_epochs: int
+    total_steps: int
+    n_train: int
+    step: int = 0
+    epoch: int = 0
+    last_loss: float | None = None
+    best_loss: float = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    wait: int = 0  # epochs since the stage's loss last improved by min_delta
+    stage_best: float = math.inf
+
+
 def _steps_per_epoch(n: int, bs: int) -> int:
     full, rest = divmod(n, bs)
     # a last batch of one image is dropped: batch-norm cannot normalise a single sample
@@ -83,8 +102,17 @@ class _StepModule(nn.Module):
 
 
 class _Trainer:
-    def __init__(self, network: nn.Module, output: str, r: TrainRecipe, d: LoopData, device: torch.device,
-                 loss: Loss, seed: int, ctx: DistContext | None = None) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        output: str,
+        r: TrainRecipe,
+        d: LoopData,
+        device: torch.device,
+        loss: Loss,
+        seed: int,
+        ctx: DistContext | None = None,
+    ) -> None:
         self.net, self.output, self.r, self.d, self.dev, self.loss = network, output, r, d, device, loss
         self.ctx = ctx or DistContext()
         self.members = classifiers(network) if isinstance(getattr(network, "members", None), nn.ModuleList) else None
@@ -118,7 +146,9 @@ class _Trainer:
             return self.loss(net.forward_maps(xa), tgt)
         return self.loss(net(xa), yb)
 
-    def _batch(self, rows: torch.Tensor, yb: torch.Tensor, val: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _batch(
+        self, rows: torch.Tensor, yb: torch.Tensor, val: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Inputs and, for an FCN, the (B, K, h, w) per-class targets at the input size
         (augmented together with the inputs, reduced to the output grid in the loss)."""
         x = self.d.x_val if val else self.d.x
@@ -142,8 +172,8 @@ class _Trainer:
         losses, probs = [], []
         try:
             for s in range(0, n, bs):
-                rows = d.val_rows[s:s + bs]
-                yb = d.y_val[s:s + bs]
+                rows = d.val_rows[s : s + bs]
+                yb = d.y_val[s : s + bs]
                 xb, mb = self._batch(rows, yb, val=True)
                 with _autocast(self.dev, self.dtype):
                     if self.members is not None:
@@ -167,95 +197,136 @@ class _Trainer:
     # ---------------------------------------------------------------- the run
     def run(self, stop: Callable[[], bool]) -> Generator[TrainEvent, None, LoopOutcome]:
         r, d = self.r, self.d
-        out = LoopOutcome()
         n_train = int(d.train_rows.numel())
-        bs = r.batch_size
         n_shard = -(-n_train // self.ctx.world_size)  # this process's share of every epoch
-        spe = _steps_per_epoch(n_shard, bs)
+        spe = _steps_per_epoch(n_shard, r.batch_size)
         stages = stages_of(r)
         total_epochs = sum(int(s.epochs or 0) for s in stages)
-        total_steps = total_epochs * spe
-        eta = Eta(total_steps)
-        best_loss = math.inf
-        best_state: dict[str, torch.Tensor] | None = None
-        step = epoch = 0
-        last_loss: float | None = None
-        yield TrainEvent("start", 0, total_epochs, 0, total_steps, None, None, {}, None, None,
-                         f"{n_train} training / {int(d.val_rows.numel())} validation images, {spe} steps per epoch")
+        st = _RunState(LoopOutcome(), Eta(total_epochs * spe), spe, total_epochs, total_epochs * spe, n_train)
+        yield TrainEvent(
+            kind="start",
+            epoch=0,
+            epochs=total_epochs,
+            total=st.total_steps,
+            message=f"{n_train} training / {int(d.val_rows.numel())} validation images, {spe} steps per epoch",
+        )
         for si, stage in enumerate(stages):
-            trainable = set_trainable(self.net, stage, r.freeze_fraction, r.freeze_blocks)
-            # DDP registers the parameters that require gradients when it is built: once per stage
-            step_fn = wrap(_StepModule(self), self.ctx, self.dev) if self.ctx.active else self._forward_loss
-            opt = make_optimizer(self.net, r, stage.lr)
-            sched = Schedule(opt, r, int(stage.epochs or 0))
-            scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-            if len(stages) > 1:
-                yield TrainEvent("stage", epoch, total_epochs, step, total_steps, last_loss, None, {}, eta.update(step),
-                                 out.best_epoch, f"stage {si + 1}/{len(stages)}: train {stage.trainable} "
-                                 f"({trainable:,} parameters) at lr {stage.lr:g}")
-            wait = 0
-            stage_best = math.inf
-            for _ in range(int(stage.epochs or 0)):
-                epoch += 1
-                t0 = time.perf_counter()
-                train_mode(self.net)
-                order = self._order(n_train)
-                running = torch.zeros((), device=self.dev)
-                seen = 0
-                for b in range(spe):
-                    if stop():
-                        out.cancelled = True
-                        break
-                    idx = order[b * bs:(b + 1) * bs]
-                    yb = d.y_train[idx.to(d.y_train.device)]
-                    xb, mb = self._batch(d.train_rows[idx], yb)
-                    with _autocast(self.dev, self.dtype):
-                        loss = step_fn(xb, yb, mb)
-                        loss = loss + self.loss.penalty(self.net)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    running += loss.detach().float()
-                    seen += 1
-                    step += 1
-                    if seen % SYNC_EVERY == 0 or b == spe - 1 or self.dev.type == "cpu":
-                        last_loss = float(running) / seen
-                    yield TrainEvent("step", epoch, total_epochs, step, total_steps, last_loss, None, {},
-                                     eta.update(step), out.best_epoch)
-                if out.cancelled:
-                    break
-                train_loss = mean_across(float(running) / max(1, seen), self.ctx)
-                val_loss, metrics = self.validate()
-                monitored = val_loss if val_loss is not None else train_loss
-                improved = monitored < best_loss
-                if improved or best_state is None:
-                    best_loss = min(best_loss, monitored)
-                    out.best_epoch, out.best_metrics = epoch, dict(metrics)
-                    if r.keep_best:
-                        best_state = _snapshot(self.net)
-                if monitored < stage_best - r.min_delta:
-                    stage_best, wait = monitored, 0
-                else:
-                    wait += 1
-                sched.epoch_end(monitored)
-                out.history.append({"epoch": epoch, "stage": si + 1, "lr": sched.lr, "loss": train_loss,
-                                    "val_loss": val_loss, **metrics, "time_s": time.perf_counter() - t0})
-                out.epochs_run = epoch
-                yield TrainEvent("epoch", epoch, total_epochs, step, total_steps, train_loss, val_loss, metrics,
-                                 eta.update(step), out.best_epoch)
-                if r.early_stopping_patience is not None and wait >= r.early_stopping_patience:
-                    out.stopped_early = True
-                    remaining = total_epochs - epoch
-                    eta.total = max(step, eta.total - remaining * spe)  # the skipped epochs cost nothing
-                    break
-            if r.keep_best and best_state is not None:
-                self.net.load_state_dict(best_state)
-            if out.cancelled:
+            yield from self._run_stage(si, stages, st, stop)
+            if st.out.cancelled:
                 break
-        out.epochs_run = len(out.history)  # completed epochs (a cancelled partial one does not count)
-        out.steps_run = step
-        return out
+        st.out.epochs_run = len(st.out.history)  # completed epochs (a cancelled partial one does not count)
+        st.out.steps_run = st.step
+        return st.out
+
+    def _event(self, st: _RunState, kind: str, **kw: Any) -> TrainEvent:
+        return TrainEvent(
+            kind=kind,
+            epoch=st.epoch,
+            epochs=st.total_epochs,
+            done=st.step,
+            total=st.total_steps,
+            eta_s=st.eta.update(st.step),
+            best_epoch=st.out.best_epoch,
+            **kw,
+        )
+
+    def _run_stage(
+        self, si: int, stages: list[Stage], st: _RunState, stop: Callable[[], bool]
+    ) -> Generator[TrainEvent, None, None]:
+        r, stage = self.r, stages[si]
+        trainable = set_trainable(self.net, stage, r.freeze_fraction, r.freeze_blocks)
+        # DDP registers the parameters that require gradients when it is built: once per stage
+        step_fn = wrap(_StepModule(self), self.ctx, self.dev) if self.ctx.active else self._forward_loss
+        opt = make_optimizer(self.net, r, stage.lr)
+        sched = Schedule(opt, r, int(stage.epochs or 0))
+        scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        if len(stages) > 1:
+            yield self._event(
+                st,
+                "stage",
+                loss=st.last_loss,
+                message=f"stage {si + 1}/{len(stages)}: train "
+                f"{stage.trainable} ({trainable:,} parameters) at lr {stage.lr:g}",
+            )
+        st.wait, st.stage_best = 0, math.inf
+        for _ in range(int(stage.epochs or 0)):
+            st.epoch += 1
+            t0 = time.perf_counter()
+            train_loss = yield from self._train_epoch(step_fn, opt, scaler, st, stop)
+            if st.out.cancelled:
+                break
+            val_loss, metrics = self.validate()
+            monitored = self._keep_best(st, val_loss if val_loss is not None else train_loss, metrics)
+            sched.epoch_end(monitored)
+            st.out.history.append(
+                {
+                    "epoch": st.epoch,
+                    "stage": si + 1,
+                    "lr": sched.lr,
+                    "loss": train_loss,
+                    "val_loss": val_loss,
+                    **metrics,
+                    "time_s": time.perf_counter() - t0,
+                }
+            )
+            st.out.epochs_run = st.epoch
+            yield self._event(st, "epoch", loss=train_loss, val_loss=val_loss, metrics=metrics)
+            if r.early_stopping_patience is not None and st.wait >= r.early_stopping_patience:
+                st.out.stopped_early = True
+                remaining = st.total_epochs - st.epoch
+                st.eta.total = max(st.step, st.eta.total - remaining * st.spe)  # the skipped epochs cost nothing
+                break
+        if r.keep_best and st.best_state is not None:
+            self.net.load_state_dict(st.best_state)
+
+    def _train_epoch(
+        self,
+        step_fn: Callable,
+        opt: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        st: _RunState,
+        stop: Callable[[], bool],
+    ) -> Generator[TrainEvent, None, float]:
+        """One pass over the training rows; returns the epoch's mean loss (across processes)."""
+        d, bs = self.d, self.r.batch_size
+        train_mode(self.net)
+        order = self._order(st.n_train)
+        running = torch.zeros((), device=self.dev)
+        seen = 0
+        for b in range(st.spe):
+            if stop():
+                st.out.cancelled = True
+                break
+            idx = order[b * bs : (b + 1) * bs]
+            yb = d.y_train[idx.to(d.y_train.device)]
+            xb, mb = self._batch(d.train_rows[idx], yb)
+            with _autocast(self.dev, self.dtype):
+                loss = step_fn(xb, yb, mb)
+                loss = loss + self.loss.penalty(self.net)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            running += loss.detach().float()
+            seen += 1
+            st.step += 1
+            if seen % SYNC_EVERY == 0 or b == st.spe - 1 or self.dev.type == "cpu":
+                st.last_loss = float(running) / seen
+            yield self._event(st, "step", loss=st.last_loss)
+        return mean_across(float(running) / max(1, seen), self.ctx) if not st.out.cancelled else math.nan
+
+    def _keep_best(self, st: _RunState, monitored: float, metrics: dict[str, float]) -> float:
+        """Record the epoch as the best so far when the monitored loss improved; count patience."""
+        if monitored < st.best_loss or st.best_state is None:
+            st.best_loss = min(st.best_loss, monitored)
+            st.out.best_epoch, st.out.best_metrics = st.epoch, dict(metrics)
+            if self.r.keep_best:
+                st.best_state = _snapshot(self.net)
+        if monitored < st.stage_best - self.r.min_delta:
+            st.stage_best, st.wait = monitored, 0
+        else:
+            st.wait += 1
+        return monitored
 
     def _order(self, n: int) -> torch.Tensor:
         w = self.d.sample_weights
@@ -268,7 +339,7 @@ class _Trainer:
         # one shuffle shared by all processes (same seed), every world_size-th item each;
         # padded by wrapping so every process runs the same number of steps (DDP needs that)
         per = -(-n // self.ctx.world_size)
-        return order.repeat(self.ctx.world_size)[:per * self.ctx.world_size][self.ctx.rank::self.ctx.world_size]
+        return order.repeat(self.ctx.world_size)[: per * self.ctx.world_size][self.ctx.rank :: self.ctx.world_size]
 
 
 def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -301,13 +372,23 @@ def val_metrics(y: np.ndarray, p: np.ndarray, output: str) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
     t, pred = y.argmax(1), p.argmax(1)
-    return {"val_accuracy": float((t == pred).mean()),
-            "val_macro_f1": float(f1_score(t, pred, average="macro", labels=list(range(y.shape[1])), zero_division=0))}
+    return {
+        "val_accuracy": float((t == pred).mean()),
+        "val_macro_f1": float(f1_score(t, pred, average="macro", labels=list(range(y.shape[1])), zero_division=0)),
+    }
 
 
-def run_loop(network: nn.Module, output: str, recipe: TrainRecipe, data: LoopData, device: torch.device,
-             loss: Loss, seed: int, stop: Callable[[], bool],
-             ctx: DistContext | None = None) -> Generator[TrainEvent, None, LoopOutcome]:
+def run_loop(
+    network: nn.Module,
+    output: str,
+    recipe: TrainRecipe,
+    data: LoopData,
+    device: torch.device,
+    loss: Loss,
+    seed: int,
+    stop: Callable[[], bool],
+    ctx: DistContext | None = None,
+) -> Generator[TrainEvent, None, LoopOutcome]:
     """Train ``network`` in place; yields events, returns the :class:`LoopOutcome`.
 
     In a torchrun job (``ctx.active``) each process trains on its shard of every epoch

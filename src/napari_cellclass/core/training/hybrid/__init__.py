@@ -22,7 +22,7 @@ import torch
 from ...models.bundle import ModelBundle
 from ...models.modelfile import load_model, save_model
 from ...errors import ModelFileError
-from .fit import HybridProgress, extract_features, fit_hybrid, fit_hybrid_steps, fit_svm, svm_head_from_sklearn
+from .fit import extract_features, fit_hybrid, fit_hybrid_steps, fit_svm, svm_head_from_sklearn
 from .hook import is_hybrid_preset, train_hybrid
 from ...models.hybrid_svm import (DEFAULT_GRID, FAMILY, KERNELS, HybridSVMClassifier, SVMHead, build_hybrid_network, is_hybrid)
 
@@ -55,5 +55,5 @@ def predict_hybrid(bundle: ModelBundle, images: Any, **kwargs: Any) -> dict[str,
 
 
 __all__ = ["FAMILY", "KERNELS", "DEFAULT_GRID", "SVMHead", "HybridSVMClassifier", "build_hybrid_network", "is_hybrid",
-           "HybridProgress", "fit_svm", "svm_head_from_sklearn", "extract_features", "fit_hybrid_steps", "fit_hybrid",
+           "fit_svm", "svm_head_from_sklearn", "extract_features", "fit_hybrid_steps", "fit_hybrid",
            "save_hybrid", "load_hybrid", "predict_hybrid", "is_hybrid_preset", "train_hybrid"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,14 +18,7 @@ from ...models.heads import HeadSpec
 from ...models.spec import ArchSpec, ensemble_spec
 from ...models.backbones.timm_backbone import TimmClassifier
 from ...models.hybrid_svm import DEFAULT_GRID, FAMILY, HybridSVMClassifier, SVMHead
-
-@dataclass
-class HybridProgress:
-    stage: str  # 'features' | 'fit'
-    done: int
-    total: int
-    message: str = ""
-
+from ...progress import Progress, drain
 
 def _members(bundle: ModelBundle) -> list[tuple[ArchSpec, nn.Module]]:
     net, spec = bundle.network, bundle.arch
@@ -96,7 +88,7 @@ def svm_head_from_sklearn(pipe: Any, num_classes: int, n_outputs: int) -> SVMHea
 
 
 def extract_features(bundle: ModelBundle, data: Any, device: str | torch.device = "auto", batch_size: int = 32,
-                     stop: Any = None) -> Generator[HybridProgress, None, list[np.ndarray]]:
+                     stop: Any = None) -> Generator[Progress, None, list[np.ndarray]]:
     """Pooled backbone features (N, D) of every member, for every item of ``data``."""
     from ...device import eval_mode, prepare_network, resolve_device
     from ...evaluation.evaluate import as_dataset, network_batches
@@ -118,13 +110,13 @@ def extract_features(bundle: ModelBundle, data: Any, device: str | torch.device 
                 for out, (_, m) in zip(feats, members):
                     out.append(m.pool_features(m.forward_features(x)).double().cpu().numpy())
             done += len(idx)
-            yield HybridProgress("features", done, len(ds), f"backbone features of {done}/{len(ds)} images")
+            yield Progress(done, len(ds), f"backbone features of {done}/{len(ds)} images", stage="features")
     return [np.concatenate(f) for f in feats]
 
 
 def fit_hybrid_steps(model: ModelBundle, data: Any, *, device: str | torch.device = "auto", batch_size: int = 32,
                      kernel: str = "poly", grid: dict[str, Sequence] | None = None, cv: int = 3, seed: int = 0,
-                     stop: Any = None) -> Generator[HybridProgress, None, ModelBundle]:
+                     stop: Any = None) -> Generator[Progress, None, ModelBundle]:
     """Like :func:`fit_hybrid`, yielding progress (for the viewer's workers)."""
     from ...evaluation.evaluate import as_dataset
 
@@ -146,8 +138,8 @@ def fit_hybrid_steps(model: ModelBundle, data: Any, *, device: str | torch.devic
         specs.append(ArchSpec(FAMILY, member.timm_name, HeadSpec(pool=spec.head.pool), options))
         nets.append(net.eval())
         summaries.append({"backbone": member.timm_name, **summary})
-        yield HybridProgress("fit", i + 1, len(pairs), f"SVM {i + 1}/{len(pairs)} ({member.timm_name}): "
-                             f"CV accuracy {summary['cv_accuracy']}")
+        yield Progress(i + 1, len(pairs), stage="fit",
+                       message=f"SVM {i + 1}/{len(pairs)} ({member.timm_name}): CV accuracy {summary['cv_accuracy']}")
     if len(nets) == 1 and model.arch.family != "ensemble":
         network, arch = nets[0], specs[0]
     else:
@@ -171,9 +163,4 @@ def fit_hybrid(model: ModelBundle | str, data: Any, **kwargs: Any) -> ModelBundl
         from ...presets.factory import build_model
 
         model = build_model(model, classes=kwargs.pop("classes", None))
-    gen = fit_hybrid_steps(model, data, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
+    return drain(fit_hybrid_steps(model, data, **kwargs))
