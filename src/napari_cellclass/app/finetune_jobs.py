@@ -2,7 +2,7 @@
 
 * :func:`finetune_job` collects the training samples from the annotations, builds
   the starting model and runs :func:`core.finetune.finetune_steps`, yielding a
-  :class:`~.jobs.Step` with each ``TrainEvent``;
+  :class:`~napari_cellclass.core.progress.Progress` with each ``TrainEvent``;
 * :func:`rank_job` predicts every plane of the open images and ranks the unlabelled
   ones by uncertainty (:mod:`core.active`).
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .jobs import Request, Step
+from ..core.progress import Progress, relay
+from .jobs import Request
 from .session import ModelChoice, Session
 
 
@@ -41,15 +42,15 @@ def _progress(event: Any) -> tuple[int, int]:
 
 
 def finetune_job(session: Session, store: Any, start: StartChoice, options: Any, stop: threading.Event,
-                 kinds: Sequence[str] | None = None) -> Generator[Step, None, Any]:
-    """Fine-tune on ``store``'s annotations; yields ``Step(item=TrainEvent)``, returns
+                 kinds: Sequence[str] | None = None) -> Generator[Progress, None, Any]:
+    """Fine-tune on ``store``'s annotations; yields ``Progress(item=TrainEvent)``, returns
     a :class:`core.finetune.FineTuneOutcome` whose bundle carries the annotation
     file's sha256 in its provenance."""
     from ..core.annotations import training_samples
     from ..core.annotations.export import KINDS_ALL
     from ..core.training.finetune import finetune_steps, in_chans_of, start_model
 
-    yield Step(0, 0, message="collecting the labelled samples")
+    yield Progress(0, 0, message="collecting the labelled samples")
     samples = training_samples(store, tuple(kinds) if kinds else KINDS_ALL)
     items = [s.as_tuple() for s in samples]
     classes = store.class_names
@@ -57,30 +58,30 @@ def finetune_job(session: Session, store: Any, start: StartChoice, options: Any,
     label = start.label
     bundle = None
     if start.kind == "model":
-        yield Step(0, 0, message=f"loading {session.choice.label}")
+        yield Progress(0, 0, message=f"loading {session.choice.label}")
         bundle = session.load()
         label = f"{session.choice.label}" + (f" ({session.choice.path})" if session.choice.path else "")
-    yield Step(0, 0, message=f"preparing {label} for {len(classes)} classes")
+    yield Progress(0, 0, message=f"preparing {label} for {len(classes)} classes")
     model = start_model(start.kind, start.name, classes, in_chans, multilabel=store.multilabel, bundle=bundle,
                         input_size=getattr(options, "input_size", None), seed=options.seed)
-    yield Step(0, 0, message=f"training on {len(items)} labelled samples")
+    yield Progress(0, 0, message=f"training on {len(items)} labelled samples")
     gen = finetune_steps(model, items, classes, options, stop=stop, device=session.device,
                          annotations=store.path, start_label=label)
     with closing(gen):
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as done:
-                return done.value
-            done_n, total = _progress(event)
-            msg = event.message or ""
-            if event.kind == "epoch":
-                loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
-                val = f", val loss {event.val_loss:.3f}" if event.val_loss is not None else ""
-                msg = f"epoch {event.epoch}/{event.epochs}: {loss}{val}" + (f" ({msg})" if msg else "")
-            elif event.kind == "step":
-                msg = f"epoch {event.epoch}/{event.epochs}, step {event.step}/{event.steps}" + (f" ({msg})" if msg else "")
-            yield Step(done_n, total, item=event, message=msg)
+        return (yield from relay(gen, _panel_report))
+
+
+def _panel_report(event: Any) -> Progress:
+    """A training report as the panel shows it: the overall bar and one readable line."""
+    done_n, total = _progress(event)
+    msg = event.message or ""
+    if event.kind == "epoch":
+        loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
+        val = f", val loss {event.val_loss:.3f}" if event.val_loss is not None else ""
+        msg = f"epoch {event.epoch}/{event.epochs}: {loss}{val}" + (f" ({msg})" if msg else "")
+    elif event.kind == "step":
+        msg = f"epoch {event.epoch}/{event.epochs}, step {event.step}/{event.steps}" + (f" ({msg})" if msg else "")
+    return Progress(done_n, total, item=event, message=msg)
 
 
 Box = tuple[float, float, float, float]  # y0, x0, y1, x1 in image pixels
@@ -103,7 +104,7 @@ def _overlaps(a: Box, b: Box) -> bool:
 
 def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple[str, int], list[Box] | None],
              method: str | None = "margin", batch_size: int = 16, tile: int | None = None
-             ) -> Generator[Step, None, RankedPlanes]:
+             ) -> Generator[Progress, None, RankedPlanes]:
     """Predict every plane of ``requests`` (or, with ``tile``, every tile x tile region
     of each plane) with the session's model and rank what is not labelled yet by
     uncertainty.  ``labelled`` maps (layer name, plane) to the boxes of its region
@@ -131,7 +132,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
         layout, _ = inspect(req.source.data, "auto", bundle.in_chans, req.source.rgb, req.info.name)
         layouts.append(layout)
     total = sum(lay.n_frames for lay in layouts)
-    yield Step(0, total, message="scoring the open images" + (f" in {tile} px tiles" if tile else ""))
+    yield Progress(0, total, message="scoring the open images" + (f" in {tile} px tiles" if tile else ""))
     done = 0
     for req, layout in zip(requests, layouts):
         if not tile:
@@ -141,7 +142,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
                     keys.append((req.info.name, int(rec.frame), None))
                     probs.append(rec.probs)
                     done += 1
-                    yield Step(done, total)
+                    yield Progress(done, total)
             continue
         for frame in range(layout.n_frames):
             grid = tile_grid((layout.height, layout.width), tile, overlap=0.0)  # edge tiles pulled inside
@@ -158,7 +159,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
             keys += [(req.info.name, frame, b) for b in boxes]
             probs += list(p)
             done += 1
-            yield Step(done, total)
+            yield Progress(done, total)
     if not keys:
         raise DataError("no image to rank", "open images (or a folder as a stack) first")
 

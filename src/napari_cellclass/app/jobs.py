@@ -1,6 +1,6 @@
 """The long-running work behind the docks, as plain generators (no Qt, no napari).
 
-Each job yields :class:`Step` objects (progress, plus results to show as soon as
+Each job yields :class:`Progress` objects (progress, plus results to show as soon as
 they exist) and returns its outcome; a dock runs it in a napari ``thread_worker``,
 a test or script can simply iterate it.  Closing the generator (a cancel) stops it
 between batches, and the ``with`` blocks inside ``core`` release the model's lock
@@ -17,19 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core.progress import Progress, relay
 from .layer_data import LayerSource, SourceInfo, frame_of
 from .tables import PredictionRow, PredictionTable
 from .session import ModelChoice, Session
-
-
-@dataclass
-class Step:
-    """Progress of a job: ``done`` of ``total`` units (total 0: not known yet)."""
-
-    done: int
-    total: int
-    item: Any = None
-    message: str = ""
 
 
 @dataclass
@@ -113,14 +104,14 @@ def model_id(choice: ModelChoice) -> str:
     return choice.label
 
 
-def _load(session: Session) -> Generator[Step, None, tuple[Any, str]]:
-    yield Step(0, 0, message=f"loading {session.choice.label}")
+def _load(session: Session) -> Generator[Progress, None, tuple[Any, str]]:
+    yield Progress(0, 0, message=f"loading {session.choice.label}")
     choice = session.choice
     bundle = session.load(choice)
     return bundle, model_id(choice)
 
 
-def load_job(session: Session) -> Generator[Step, None, str]:
+def load_job(session: Session) -> Generator[Progress, None, str]:
     """Load the session's current model; returns its model card."""
     bundle, _ = yield from _load(session)
     return bundle.card()
@@ -142,7 +133,7 @@ def _layouts(bundle: Any, requests: Sequence[Request], options: InputOptions) ->
 
 def classify_job(
     session: Session, requests: Sequence[Request], batch_size: int = 32, options: InputOptions | None = None,
-) -> Generator[Step, None, ClassifyOutcome]:
+) -> Generator[Progress, None, ClassifyOutcome]:
     """Classify every plane of every requested layer; yields a :class:`LayerPredictions`
     per finished layer and a :class:`LayerFailure` per layer that cannot be read."""
     from ..core.errors import CellclassError
@@ -153,9 +144,9 @@ def classify_job(
     table = PredictionTable(list(bundle.classes), model)
     todo, failures = _layouts(bundle, requests, options)
     for f in failures:
-        yield Step(0, 0, item=f)
+        yield Progress(0, 0, item=f)
     total, done = sum(layout.n_frames for _, layout in todo), 0
-    yield Step(0, total, message="classifying")
+    yield Progress(0, total, message="classifying")
     for req, layout in todo:
         rows: list[PredictionRow] = []
         try:
@@ -171,19 +162,19 @@ def classify_job(
                         unreadable.append(rec)
                         continue
                     rows.append(table.add(req.info.name, rec.frame, label_of(rec.probs, bundle), rec.probs))
-                    yield Step(done, total)
+                    yield Progress(done, total)
             if not rows:  # nothing usable: one message for the layer, as for any other bad layer
                 raise CellclassError(unreadable[0].error if unreadable else f"'{req.info.name}' has no frames")
             for rec in unreadable:
-                yield Step(done, total, item=LayerFailure(f"{req.info.name}, frame {rec.frame}", rec.error))
+                yield Progress(done, total, item=LayerFailure(f"{req.info.name}, frame {rec.frame}", rec.error))
         except CellclassError as err:
             failure = LayerFailure(req.info.name, str(err))
             failures.append(failure)
             table.replace_layer(req.info.name, [])
             done += layout.n_frames - len(rows)
-            yield Step(done, total, item=failure)
+            yield Progress(done, total, item=failure)
             continue
-        yield Step(done, total, item=LayerPredictions(req.info.name, layout, rows, list(bundle.classes)))
+        yield Progress(done, total, item=LayerPredictions(req.info.name, layout, rows, list(bundle.classes)))
     if not table.rows and failures:
         raise CellclassError(
             f"no layer could be classified ({len(failures)} failed); first: {failures[0].message}"
@@ -194,7 +185,7 @@ def classify_job(
 def tiled_map_job(
     session: Session, requests: Sequence[Request], tile: int | None = None, overlap: float = 0.5,
     batch_size: int = 32, options: InputOptions | None = None,
-) -> Generator[Step, None, list[TiledMap]]:
+) -> Generator[Progress, None, list[TiledMap]]:
     """A sliding-window probability map of the current frame of each layer."""
     from ..core.errors import CellclassError
     from ..core.inference.tiling import predict_map_steps, tile_grid
@@ -203,7 +194,7 @@ def tiled_map_job(
     bundle, model = yield from _load(session)
     todo, failures = _layouts(bundle, requests, options)
     for f in failures:
-        yield Step(0, 0, item=f)
+        yield Progress(0, 0, item=f)
     size = tile or bundle.input_size
     batches = [-(-tile_grid((layout.height, layout.width), size, overlap).n_tiles // batch_size) for _, layout in todo]
     total, done, maps = sum(batches), 0, []
@@ -212,23 +203,18 @@ def tiled_map_job(
         steps = predict_map_steps(bundle, req.source, size, overlap, batch_size, session.device,
                                   options.channel_axis, options.channels, frame)
         try:
-            with closing(steps):
-                while True:
-                    try:
-                        next(steps)
-                    except StopIteration as stop:
-                        prob, grid = stop.value
-                        break
-                    done += 1
-                    yield Step(done, total)
+            start = done
+            # the bar counts batches across all layers; each report says the tiles done in this one
+            prob, grid = yield from relay(steps, lambda p: Progress(start + -(-p.done // batch_size), total))
+            done = start + batches[i]
         except CellclassError as err:
             failures.append(LayerFailure(req.info.name, str(err)))
             done = sum(batches[: i + 1])
-            yield Step(done, total, item=failures[-1])
+            yield Progress(done, total, item=failures[-1])
             continue
         tiled = TiledMap(req, layout, frame, prob, grid, list(bundle.classes), model)
         maps.append(tiled)
-        yield Step(done, total, item=tiled)
+        yield Progress(done, total, item=tiled)
     if not maps and failures:
         raise CellclassError(f"no probability map could be made; first: {failures[0].message}")
     return maps
@@ -237,7 +223,7 @@ def tiled_map_job(
 def explain_job(
     session: Session, request: Request, method: str = "gradcam", target: str | None = None,
     cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
-) -> Generator[Step, None, Explanation]:
+) -> Generator[Progress, None, Explanation]:
     """Explanation maps of the current frame of one layer (Grad-CAM family or FCN)."""
     from ..core.explain import explain_steps
     from ..core.io.images import get_plane
@@ -251,17 +237,11 @@ def explain_job(
         raise ImageError(failures[0].message)
     layout = todo[0][1]
     frame = frame_of(layout, request.data_point)
-    yield Step(0, 0, message=f"explaining '{request.info.name}'" + (f", frame {frame}" if layout.is_stack else ""))
+    yield Progress(0, 0, message=f"explaining '{request.info.name}'" + (f", frame {frame}" if layout.is_stack else ""))
     steps = explain_steps(bundle, [request.source], method, target, cam_layer or None, tile, device=session.device,
                           channel_axis=options.channel_axis, channels=options.channels, frame=frame)
     with closing(steps):
-        while True:
-            try:
-                progress = next(steps)
-            except StopIteration as stop:
-                result = stop.value[0]
-                break
-            yield Step(int(progress.done), int(progress.total or 0))
+        result = (yield from steps)[0]
     plane = get_plane(request.source.data, layout, frame, request.info.name)
     return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names))
 

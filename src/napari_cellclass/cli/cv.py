@@ -14,6 +14,7 @@ import sys
 import threading
 from typing import Any
 
+from ..core.progress import drain
 from ._trainopts import add_train_options, train_request
 
 
@@ -74,15 +75,7 @@ def run(args: argparse.Namespace) -> int:
         build, recipe = train_request(args)
         gen = cross_validate_steps(args.preset or args.arch, args.data, args.folds, args.seed, device=args.device,
                                    channel_axis=args.channel_axis, stop=stop, build=build, **recipe)
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as done:
-                res = done.value
-                break
-            ev = p.event
-            if not args.quiet and (ev is None or getattr(ev, "kind", "") in ("epoch", "stage", "done") or p.fold_metrics):
-                print(f"cellclass cv: {p.message}", file=sys.stderr, flush=True)
+        res = drain(gen, lambda p: _show(args, p))
     finally:
         if in_main:
             signal.signal(signal.SIGINT, old)
@@ -91,3 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         write_json(res, args.json_path)
     return 130 if res["cancelled"] else 0
+
+
+def _show(args: argparse.Namespace, p: Any) -> None:
+    ev = p.event
+    if not args.quiet and (ev is None or getattr(ev, "kind", "") in ("epoch", "stage", "done") or p.fold_metrics):
+        print(f"cellclass cv: {p.message}", file=sys.stderr, flush=True)

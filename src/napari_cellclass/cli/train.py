@@ -12,8 +12,13 @@ import argparse
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING, Any
 
+from ..core.progress import drain
 from ._trainopts import add_train_options, train_request
+
+if TYPE_CHECKING:
+    from ._progress import Bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,21 +58,7 @@ def run(args: argparse.Namespace) -> int:
         build, recipe = train_request(args)
         gen = train(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
                     build=build, **recipe)
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as done:
-                result = done.value
-                break
-            if ev.kind == "step":
-                bar.update(ev.step, ev.steps, ev.line().split("  ", 2)[-1] if ev.loss is not None else "")
-            elif ev.kind == "start":
-                if ev.steps:
-                    bar.message(f"cellclass train: {ev.message}")
-                else:
-                    bar.status(ev.message)  # preparing images i/n
-            elif ev.kind in ("epoch", "stage"):
-                bar.message(ev.line() if ev.kind == "epoch" else ev.message)
+        result = drain(gen, lambda ev: _show(bar, ev))
     finally:
         bar.close()
         if in_main:
@@ -97,3 +88,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"cellclass train: {tr['epochs_run']} epoch(s){early} in {tr['time_s']:.0f} s; saved {path} [{summary}]",
           file=sys.stderr)
     return 0
+
+
+def _show(bar: Bar, ev: Any) -> None:
+    """One training report on the terminal: the bar for steps, a line for epochs and stages."""
+    if ev.kind == "step":
+        bar.update(ev.step, ev.steps, ev.line().split("  ", 2)[-1] if ev.loss is not None else "")
+    elif ev.kind == "start":
+        if ev.steps:
+            bar.message(f"cellclass train: {ev.message}")
+        else:
+            bar.status(ev.message)  # preparing images i/n
+    elif ev.kind in ("epoch", "stage"):
+        bar.message(ev.line() if ev.kind == "epoch" else ev.message)

@@ -2,7 +2,7 @@
 
 Every dock run goes through :class:`JobControls`: a Run and a Cancel button and a
 status line.  The job (a generator from :mod:`.jobs`) runs in a napari
-``GeneratorWorker``; each yielded :class:`~.jobs.Step` advances a napari progress
+``GeneratorWorker``; each yielded :class:`~napari_cellclass.core.progress.Progress` advances a napari progress
 bar and hands its ``item`` to the dock on the main thread.  Errors never escape as
 tracebacks: a :class:`~napari_cellclass.core.errors.CellclassError` becomes a
 notification with its message, anything else a notification naming the error

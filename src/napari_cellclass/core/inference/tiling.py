@@ -24,7 +24,7 @@ from ..device import eval_mode, prepare_network, resolve_device
 from ..errors import CellclassError
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from .predict import ImageLike, _resolve, run_network
-from ..progress import drain
+from ..progress import Progress, drain
 
 _STATS_PIXELS = 4_000_000  # sample size for whole-image statistics
 
@@ -102,8 +102,8 @@ def predict_map_steps(
     channels: list[int] | None = None,
     frame: int = 0,
     amp: bool = True,
-) -> Generator[tuple[int, int], None, tuple[np.ndarray, TileGrid]]:
-    """Generator form of :func:`predict_map`: yields (tiles done, total) after every
+) -> Generator[Progress, None, tuple[np.ndarray, TileGrid]]:
+    """Generator form of :func:`predict_map`: yields the tiles done after every
     batch and returns ``(map, grid)``; closing it stops between batches."""
     data, axis, rgb, name = _resolve(image, 0, channel_axis)
     layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
@@ -136,7 +136,7 @@ def predict_map_steps(
                 if rows.size and cols.size:
                     acc[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] += p[:, None, None]
                     count[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] += 1
-            yield min(b0 + batch_size, len(origins)), len(origins)
+            yield Progress(min(b0 + batch_size, len(origins)), len(origins), stage="tiles")
     if (count == 0).any():  # cannot happen with the grid rules above; guard against silent zeros
         raise CellclassError("internal error: some map cells were not covered by any tile")
     return (acc / count).astype(np.float32), grid

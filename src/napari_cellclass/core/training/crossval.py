@@ -24,20 +24,25 @@ import numpy as np
 
 from ..errors import DataError
 from ..evaluation.metrics import mean_sd
-from ..progress import drain, relay
+from ..progress import Progress, drain, relay
 
 #: scalar metrics summarised across folds (those a model type has)
 SUMMARY_KEYS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "auc_macro",
                 "mean_dice", "exact_match", "mean_correct_rate")
 
 
-@dataclass
-class CVProgress:
+@dataclass(kw_only=True)
+class CVProgress(Progress):
+    """A cross-validation report: ``done``/``total`` count folds, ``event`` is the fold's
+    training report when there is one, ``fold_metrics`` is set on the report that ends a fold."""
+
     fold: int  # 1-based fold being trained (folds + 1 once all are done)
     folds: int
-    message: str
-    event: Any = None  # the TrainEvent of the fold's training, when there is one
-    fold_metrics: dict[str, Any] | None = None  # set on the event that finishes a fold
+    event: Any = None
+    fold_metrics: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.done, self.total, self.stage = self.fold - 1, self.folds, "fold"
 
     @property
     def fraction(self) -> float:
@@ -121,9 +126,10 @@ def cross_validate_steps(model: Any, data: Any, folds: int | None = None, seed: 
     results: list[dict[str, Any]] = []
     cancelled = False
     for f, (tr, te) in enumerate(splits, start=1):
-        yield CVProgress(f, folds, f"fold {f}/{folds}: training on {len(tr)} images")
+        yield CVProgress(fold=f, folds=folds, message=f"fold {f}/{folds}: training on {len(tr)} images")
         gen = _train_fold(model, ds.subset(tr), ds.classes, seed + f, device, stop, train_kwargs)
-        bundle, training = yield from relay(gen, lambda ev, f=f: CVProgress(f, folds, f"fold {f}/{folds}: {ev.line()}", ev))
+        bundle, training = yield from relay(
+            gen, lambda ev, f=f: CVProgress(fold=f, folds=folds, message=f"fold {f}/{folds}: {ev.line()}", event=ev))
         if training.get("cancelled") or (stop is not None and stop.is_set()):
             cancelled = True
             break
@@ -133,9 +139,8 @@ def cross_validate_steps(model: Any, data: Any, folds: int | None = None, seed: 
         results.append({"fold": f, "n_train": int(len(tr)), "n_test": int(len(te)),
                         "training": {k: v for k, v in training.items() if k != "history"}, "metrics": m})
         score = m.get("macro_f1")
-        yield CVProgress(f + 1 if f == folds else f, folds,
-                         f"fold {f}/{folds}: macro F1 {score:.3f}" if isinstance(score, float) else f"fold {f}/{folds} done",
-                         fold_metrics=m)
+        said = f"fold {f}/{folds}: macro F1 {score:.3f}" if isinstance(score, float) else f"fold {f}/{folds} done"
+        yield CVProgress(fold=f + 1 if f == folds else f, folds=folds, message=said, fold_metrics=m)
     out: dict[str, Any] = {
         "classes": ds.classes, "folds": folds, "seed": seed, "n_images": len(ds),
         "model": model if isinstance(model, str) else model.arch.describe(),

@@ -11,6 +11,7 @@ import torch
 
 from ...models.bundle import ModelBundle
 from .fit import fit_hybrid_steps
+from ...progress import Progress, relay
 
 
 def is_hybrid_preset(name: Any) -> bool:
@@ -88,21 +89,14 @@ def train_hybrid(
     )
     opts = {k: overrides[k] for k in ("kernel", "grid", "cv", "batch_size") if k in overrides}
     gen = fit_hybrid_steps(base, train_ds, device=device, seed=seed, stop=stop, **opts)
+    n = len(train_ds)
+
+    def as_step(ev: Progress) -> TrainEvent:  # features count images; the SVM fits finish the bar
+        return TrainEvent(kind="step", epochs=1, done=ev.done if ev.stage == "features" else n, total=n,
+                          message=ev.message)
+
     try:
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as done:
-                bundle = done.value
-                break
-            yield TrainEvent(
-                kind="step",
-                epoch=0,
-                epochs=1,
-                done=ev.done if ev.stage == "features" else len(train_ds),
-                total=len(train_ds),
-                message=ev.message,
-            )
+        bundle = yield from relay(gen, as_step)
     except Cancelled:
         yield TrainEvent(kind="cancelled", epoch=0, epochs=1, total=len(train_ds), message="cancelled")
         # nothing fitted: the (unchanged) starting network, with a training record saying so
