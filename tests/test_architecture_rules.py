@@ -47,3 +47,100 @@ def test_importing_the_api_does_not_import_torch():
             "assert 'torch' not in sys.modules and 'timm' not in sys.modules, sorted(m for m in sys.modules if m in ('torch','timm'))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------ the shape of the code (issue 12)
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """Package modules ``path`` imports when it runs — function-level imports included,
+    ``if TYPE_CHECKING:`` blocks (never executed) left out."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    me = _module_name(path)
+    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names]
+        else:
+            continue
+        for t in targets:
+            while t and t not in modules:
+                t = t.rpartition(".")[0]
+            if t and t != me:
+                found.add(t)
+    return found
+
+
+def test_no_import_cycles_among_the_package_modules():
+    paths = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph = {m: _runtime_imports(p, set(paths)) for m, p in paths.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:  # depth-first; returns a cycle when it closes one
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (cycle := visit(n)):
+                return cycle
+        state[m] = 2
+        stack.pop()
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (cycle := visit(m)):
+            pytest.fail("import cycle: " + " -> ".join(cycle) + " (move the shared code down a layer)")
+
+
+def test_the_cycle_check_sees_function_level_imports(tmp_path):
+    pkg = tmp_path / "napari_cellclass"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("def f():\n    from . import b\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import c\nfrom .a import f\n")
+    (pkg / "c.py").write_text("from . import b\n")
+    mods = {"napari_cellclass.a", "napari_cellclass.b", "napari_cellclass.c"}
+    global PKG
+    old, PKG = PKG, pkg
+    try:
+        assert _runtime_imports(pkg / "a.py", mods) == {"napari_cellclass.b"}
+        assert _runtime_imports(pkg / "b.py", mods) == {"napari_cellclass.a"}  # TYPE_CHECKING left out
+    finally:
+        PKG = old
+
+
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_files_and_functions_stay_small(path):
+    text = path.read_text()
+    assert text.count("\n") <= MAX_FILE_LINES, f"{path.name} has {text.count(chr(10))} lines; split it by what it holds"
+    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(text))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"{path.name}: functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_top_of_core_holds_only_the_shared_basics():
+    """Everything else lives in the package of its layer (io, data, models, ...)."""
+    top = sorted(p.stem for p in (PKG / "core").glob("*.py") if p.stem != "__init__")
+    assert top == ["atomicfile", "device", "errors", "progress"]

@@ -52,77 +52,11 @@ def run_demo(screenshot: str | os.PathLike | None = None, timeout_s: float = 600
     _check_display()
 
     import napari
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    from .widgets.classify import ClassifyDock
-    from .widgets.explain import ExplainDock
-    from .app.session import ModelChoice, Session, session_for
-    from .app.settings import Settings
 
     settings_dir = tempfile.TemporaryDirectory(prefix="cellclass-demo-")  # the user's settings stay untouched
-    viewer = napari.Viewer(title="napari-cellclass demo")
-    viewer.window.resize(*WINDOW_SIZE)
-    layer = None
-    for data, kwargs, _ in _demo_image():
-        layer = viewer.add_image(data, **kwargs)
-    session = session_for(viewer, Session(Settings(Path(settings_dir.name) / "settings.json")))
-    session.set_choice(ModelChoice("default"))
-    classify = ClassifyDock(viewer, session)
-    explain = ExplainDock(viewer, session)
-    viewer.window.add_dock_widget(classify, name="Classify", area="right")
-    viewer.window.add_dock_widget(explain, name="Explain", area="right")
-    classify.layers.set_selected([layer])
-    explain.image.set_layer(layer)
-
+    viewer, classify, explain = _open_viewer(Path(settings_dir.name) / "settings.json")
     problems: list[str] = []
-    done = {"finished": False}
-
-    def failed(what: str) -> Any:
-        return lambda err: problems.append(f"{what} failed: {err}")
-
-    def finish() -> None:
-        if done["finished"]:
-            return
-        done["finished"] = True
-        if screenshot is not None:
-            try:
-                viewer.reset_view()  # the canvas changed size when the docks arrived
-                QApplication.processEvents()
-                Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-                viewer.screenshot(str(screenshot), canvas_only=False, flash=False)
-                print(f"cellclass demo: screenshot written to {screenshot}", file=sys.stderr)
-            except Exception as err:  # noqa: BLE001 - reported, exit code 1
-                problems.append(f"screenshot failed: {err}")
-            viewer.close()
-            QApplication.instance().quit()
-
-    def explained() -> None:
-        if screenshot is not None:
-            QTimer.singleShot(SETTLE_MS, finish)
-
-    def start_explain() -> None:
-        worker = explain.run()
-        if worker is None:
-            problems.append("explain did not start")
-            explained()
-            return
-        worker.errored.connect(failed("Grad-CAM"))
-        worker.finished.connect(lambda: QTimer.singleShot(0, explained))
-
-    def timed_out() -> None:
-        problems.append(f"the demo did not finish within {timeout_s:.0f} s")
-        finish()
-
-    worker = classify.run()
-    if worker is None:
-        problems.append("classification did not start")
-        start_explain()
-    else:
-        worker.errored.connect(failed("classification"))
-        worker.finished.connect(lambda: QTimer.singleShot(0, start_explain))
-    if screenshot is not None:
-        QTimer.singleShot(int(timeout_s * 1000), timed_out)
+    _DemoRun(viewer, classify, explain, screenshot, timeout_s, problems).start()
     napari.run()
     settings_dir.cleanup()
     for p in problems:
@@ -130,3 +64,94 @@ def run_demo(screenshot: str | os.PathLike | None = None, timeout_s: float = 600
     if screenshot is not None and not Path(screenshot).is_file():
         return 1
     return 1 if problems else 0
+
+
+def _open_viewer(settings_file: Path) -> tuple[Any, Any, Any]:
+    """The viewer with the sample, the built-in model and the Classify and Explain docks."""
+    import napari
+
+    from .app.session import ModelChoice, Session, session_for
+    from .app.settings import Settings
+    from .widgets.classify import ClassifyDock
+    from .widgets.explain import ExplainDock
+
+    viewer = napari.Viewer(title="napari-cellclass demo")
+    viewer.window.resize(*WINDOW_SIZE)
+    layer = None
+    for data, kwargs, _ in _demo_image():
+        layer = viewer.add_image(data, **kwargs)
+    session = session_for(viewer, Session(Settings(settings_file)))
+    session.set_choice(ModelChoice("default"))
+    classify = ClassifyDock(viewer, session)
+    explain = ExplainDock(viewer, session)
+    viewer.window.add_dock_widget(classify, name="Classify", area="right")
+    viewer.window.add_dock_widget(explain, name="Explain", area="right")
+    classify.layers.set_selected([layer])
+    explain.image.set_layer(layer)
+    return viewer, classify, explain
+
+
+class _DemoRun:
+    """Classify, then explain, then (with a screenshot path) save the window and quit."""
+
+    def __init__(self, viewer: Any, classify: Any, explain: Any, screenshot: str | os.PathLike | None,
+                 timeout_s: float, problems: list[str]) -> None:
+        self.viewer, self.classify, self.explain = viewer, classify, explain
+        self.screenshot, self.timeout_s, self.problems = screenshot, timeout_s, problems
+        self.finished = False
+
+    def failed(self, what: str) -> Any:
+        return lambda err: self.problems.append(f"{what} failed: {err}")
+
+    def start(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        worker = self.classify.run()
+        if worker is None:
+            self.problems.append("classification did not start")
+            self.start_explain()
+        else:
+            worker.errored.connect(self.failed("classification"))
+            worker.finished.connect(lambda: QTimer.singleShot(0, self.start_explain))
+        if self.screenshot is not None:
+            QTimer.singleShot(int(self.timeout_s * 1000), self.timed_out)
+
+    def start_explain(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        worker = self.explain.run()
+        if worker is None:
+            self.problems.append("explain did not start")
+            self.explained()
+            return
+        worker.errored.connect(self.failed("Grad-CAM"))
+        worker.finished.connect(lambda: QTimer.singleShot(0, self.explained))
+
+    def explained(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        if self.screenshot is not None:
+            QTimer.singleShot(SETTLE_MS, self.finish)
+
+    def timed_out(self) -> None:
+        self.problems.append(f"the demo did not finish within {self.timeout_s:.0f} s")
+        self.finish()
+
+    def finish(self) -> None:
+        from qtpy.QtWidgets import QApplication
+
+        if self.finished:
+            return
+        self.finished = True
+        if self.screenshot is None:
+            return
+        try:
+            self.viewer.reset_view()  # the canvas changed size when the docks arrived
+            QApplication.processEvents()
+            Path(self.screenshot).parent.mkdir(parents=True, exist_ok=True)
+            self.viewer.screenshot(str(self.screenshot), canvas_only=False, flash=False)
+            print(f"cellclass demo: screenshot written to {self.screenshot}", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001 - reported, exit code 1
+            self.problems.append(f"screenshot failed: {err}")
+        self.viewer.close()
+        QApplication.instance().quit()

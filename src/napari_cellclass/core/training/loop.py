@@ -102,17 +102,8 @@ class _StepModule(nn.Module):
 
 
 class _Trainer:
-    def __init__(
-        self,
-        network: nn.Module,
-        output: str,
-        r: TrainRecipe,
-        d: LoopData,
-        device: torch.device,
-        loss: Loss,
-        seed: int,
-        ctx: DistContext | None = None,
-    ) -> None:
+    def __init__(self, network: nn.Module, output: str, r: TrainRecipe, d: LoopData, device: torch.device,
+                 loss: Loss, seed: int, ctx: DistContext | None = None) -> None:
         self.net, self.output, self.r, self.d, self.dev, self.loss = network, output, r, d, device, loss
         self.ctx = ctx or DistContext()
         self.members = classifiers(network) if isinstance(getattr(network, "members", None), nn.ModuleList) else None
@@ -146,9 +137,7 @@ class _Trainer:
             return self.loss(net.forward_maps(xa), tgt)
         return self.loss(net(xa), yb)
 
-    def _batch(
-        self, rows: torch.Tensor, yb: torch.Tensor, val: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _batch(self, rows: torch.Tensor, yb: torch.Tensor, val: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Inputs and, for an FCN, the (B, K, h, w) per-class targets at the input size
         (augmented together with the inputs, reduced to the output grid in the loss)."""
         x = self.d.x_val if val else self.d.x
@@ -172,8 +161,8 @@ class _Trainer:
         losses, probs = [], []
         try:
             for s in range(0, n, bs):
-                rows = d.val_rows[s : s + bs]
-                yb = d.y_val[s : s + bs]
+                rows = d.val_rows[s:s + bs]
+                yb = d.y_val[s:s + bs]
                 xb, mb = self._batch(rows, yb, val=True)
                 with _autocast(self.dev, self.dtype):
                     if self.members is not None:
@@ -203,13 +192,8 @@ class _Trainer:
         stages = stages_of(r)
         total_epochs = sum(int(s.epochs or 0) for s in stages)
         st = _RunState(LoopOutcome(), Eta(total_epochs * spe), spe, total_epochs, total_epochs * spe, n_train)
-        yield TrainEvent(
-            kind="start",
-            epoch=0,
-            epochs=total_epochs,
-            total=st.total_steps,
-            message=f"{n_train} training / {int(d.val_rows.numel())} validation images, {spe} steps per epoch",
-        )
+        yield TrainEvent(kind="start", epochs=total_epochs, total=st.total_steps,
+                         message=f"{n_train} training / {int(d.val_rows.numel())} validation images, {spe} steps per epoch")
         for si, stage in enumerate(stages):
             yield from self._run_stage(si, stages, st, stop)
             if st.out.cancelled:
@@ -297,7 +281,7 @@ class _Trainer:
             if stop():
                 st.out.cancelled = True
                 break
-            idx = order[b * bs : (b + 1) * bs]
+            idx = order[b * bs:(b + 1) * bs]
             yb = d.y_train[idx.to(d.y_train.device)]
             xb, mb = self._batch(d.train_rows[idx], yb)
             with _autocast(self.dev, self.dtype):
@@ -339,7 +323,7 @@ class _Trainer:
         # one shuffle shared by all processes (same seed), every world_size-th item each;
         # padded by wrapping so every process runs the same number of steps (DDP needs that)
         per = -(-n // self.ctx.world_size)
-        return order.repeat(self.ctx.world_size)[: per * self.ctx.world_size][self.ctx.rank :: self.ctx.world_size]
+        return order.repeat(self.ctx.world_size)[:per * self.ctx.world_size][self.ctx.rank::self.ctx.world_size]
 
 
 def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -372,23 +356,13 @@ def val_metrics(y: np.ndarray, p: np.ndarray, output: str) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
     t, pred = y.argmax(1), p.argmax(1)
-    return {
-        "val_accuracy": float((t == pred).mean()),
-        "val_macro_f1": float(f1_score(t, pred, average="macro", labels=list(range(y.shape[1])), zero_division=0)),
-    }
+    return {"val_accuracy": float((t == pred).mean()),
+            "val_macro_f1": float(f1_score(t, pred, average="macro", labels=list(range(y.shape[1])), zero_division=0))}
 
 
-def run_loop(
-    network: nn.Module,
-    output: str,
-    recipe: TrainRecipe,
-    data: LoopData,
-    device: torch.device,
-    loss: Loss,
-    seed: int,
-    stop: Callable[[], bool],
-    ctx: DistContext | None = None,
-) -> Generator[TrainEvent, None, LoopOutcome]:
+def run_loop(network: nn.Module, output: str, recipe: TrainRecipe, data: LoopData, device: torch.device,
+             loss: Loss, seed: int, stop: Callable[[], bool],
+             ctx: DistContext | None = None) -> Generator[TrainEvent, None, LoopOutcome]:
     """Train ``network`` in place; yields events, returns the :class:`LoopOutcome`.
 
     In a torchrun job (``ctx.active``) each process trains on its shard of every epoch

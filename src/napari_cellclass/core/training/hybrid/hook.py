@@ -9,9 +9,16 @@ from typing import Any
 
 import torch
 
+from ...data import Dataset, load_dataset, stratified_split
+from ...data.fingerprint import data_fingerprint
+from ...errors import Cancelled
+from ...evaluation.evaluate import evaluate
 from ...models.bundle import ModelBundle
-from .fit import fit_hybrid_steps
+from ...presets.factory import build_model
+from ...presets.studies import PRESETS
 from ...progress import Progress, relay
+from ..events import TrainEvent, TrainResult
+from .fit import fit_hybrid_steps
 
 
 def is_hybrid_preset(name: Any) -> bool:
@@ -19,21 +26,10 @@ def is_hybrid_preset(name: Any) -> bool:
     return isinstance(name, str) and name.endswith(":hybrid-svm")
 
 
-def train_hybrid(
-    model: Any,
-    data: Any,
-    *,
-    classes: list[str] | None = None,
-    val_data: Any = None,
-    recipe: Any = None,
-    preset: str | None = None,
-    device: str | torch.device = "auto",
-    stop: Any = None,
-    seed: int = 0,
-    channel_axis: Any = "auto",
-    **overrides: Any,
-) -> Generator[Any, None, Any]:
-    """``core.train.train``'s signature and events for the hybrid preset.
+def train_hybrid(model: Any, data: Any, *, classes: list[str] | None = None, val_data: Any = None, recipe: Any = None,
+                 preset: str | None = None, device: str | torch.device = "auto", stop: Any = None, seed: int = 0,
+                 channel_axis: Any = "auto", **overrides: Any) -> Generator[TrainEvent, None, TrainResult]:
+    """``training.train``'s signature and events for the hybrid preset.
 
     Yields ``TrainEvent``s (features extracted, SVMs fitted, validation scored) and
     returns a ``TrainResult`` whose bundle is the fitted hybrid; the train CLI and
@@ -41,55 +37,16 @@ def train_hybrid(
     Overrides used: ``pretrained``, ``weights``, ``input_size``, ``batch_size``,
     ``val_fraction``, ``kernel``, ``grid``, ``cv``; the others do not apply to an SVM.
     """
-    from ...presets.factory import build_model
-    from ...data import load_dataset, stratified_split
-    from ...data.fingerprint import data_fingerprint
-    from ...errors import Cancelled
-    from ...evaluation.evaluate import evaluate
-    from ...presets.studies import PRESETS
-    from ..events import TrainEvent, TrainResult
-
     t0 = time.perf_counter()
     ds = load_dataset(data, classes, channel_axis=channel_axis, multi_label=False)
     name = preset or (model if isinstance(model, str) else None)
-    if isinstance(model, ModelBundle):
-        base = model
-    else:
-        p = PRESETS.get(name or "")
-        output = p.output if p is not None and (p.output != "binary" or len(ds.classes) == 2) else "softmax"
-        size = overrides.get("input_size")
-        base = build_model(
-            model,
-            classes=ds.classes,
-            in_chans=ds.in_chans,
-            pretrained=overrides.get("pretrained"),
-            weights=overrides.get("weights"),
-            output=output,
-            input_size=None if size is None else tuple(size),
-        )
-    val_fraction = float(
-        overrides.get(
-            "val_fraction",
-            getattr(recipe, "val_fraction", None) or (PRESETS[name].train.val_fraction if name in PRESETS else 0.1),
-        )
-    )
-    if val_data is not None:
-        train_ds, val_ds = ds, load_dataset(val_data, ds.classes, channel_axis=channel_axis, multi_label=False)
-    elif val_fraction > 0:
-        tr, va = stratified_split(ds.labels, val_fraction, seed)
-        train_ds, val_ds = ds.subset(tr), ds.subset(va)
-    else:
-        train_ds, val_ds = ds, None
-    yield TrainEvent(
-        kind="start",
-        epoch=0,
-        epochs=1,
-        total=len(train_ds),
-        message=f"hybrid PCA + SVM on {len(train_ds)} images ({len(val_ds) if val_ds else 0} for validation)",
-    )
+    base = model if isinstance(model, ModelBundle) else _base_model(model, name, ds, overrides)
+    train_ds, val_ds = _splits(ds, val_data, name, recipe, overrides, seed, channel_axis)
+    n = len(train_ds)
+    yield TrainEvent(kind="start", epochs=1, total=n,
+                     message=f"hybrid PCA + SVM on {n} images ({len(val_ds) if val_ds else 0} for validation)")
     opts = {k: overrides[k] for k in ("kernel", "grid", "cv", "batch_size") if k in overrides}
     gen = fit_hybrid_steps(base, train_ds, device=device, seed=seed, stop=stop, **opts)
-    n = len(train_ds)
 
     def as_step(ev: Progress) -> TrainEvent:  # features count images; the SVM fits finish the bar
         return TrainEvent(kind="step", epochs=1, done=ev.done if ev.stage == "features" else n, total=n,
@@ -98,28 +55,12 @@ def train_hybrid(
     try:
         bundle = yield from relay(gen, as_step)
     except Cancelled:
-        yield TrainEvent(kind="cancelled", epoch=0, epochs=1, total=len(train_ds), message="cancelled")
+        yield TrainEvent(kind="cancelled", epochs=1, total=n, message="cancelled")
         # nothing fitted: the (unchanged) starting network, with a training record saying so
-        unfitted = ModelBundle(
-            base.network,
-            list(base.classes),
-            base.output,
-            base.in_chans,
-            base.preprocess,
-            base.arch,
-            list(base.channel_names),
-            base.thresholds,
-            {
-                **base.provenance,
-                "training": {
-                    "method": "hybrid (cancelled before the SVMs were fitted)",
-                    "epochs_run": 0,
-                    "best_epoch": None,
-                    "metrics": {},
-                    "time_s": time.perf_counter() - t0,
-                },
-            },
-        )
+        record = {"method": "hybrid (cancelled before the SVMs were fitted)", "epochs_run": 0, "best_epoch": None,
+                  "metrics": {}, "time_s": time.perf_counter() - t0}
+        unfitted = ModelBundle(base.network, list(base.classes), base.output, base.in_chans, base.preprocess, base.arch,
+                               list(base.channel_names), base.thresholds, {**base.provenance, "training": record})
         return TrainResult(unfitted, [], cancelled=True, stopped_early=False)
     metrics: dict[str, float] = {}
     if val_ds is not None and len(val_ds):
@@ -128,41 +69,33 @@ def train_hybrid(
     history = [{"epoch": 1, "loss": None, "val_loss": None, **metrics}]
     bundle.provenance["preset"] = name if name in PRESETS else bundle.provenance.get("preset")
     bundle.provenance["training"] = {
-        "method": "hybrid: frozen backbone features → PCA → SVM (scikit-learn), hard vote",
-        "epochs_run": 0,
-        "time_s": time.perf_counter() - t0,
-        "best_epoch": None,
-        "seed": seed,
-        "history": history,
-        "metrics": metrics,
-        "data": {
-            "n_train": len(train_ds),
-            "n_val": len(val_ds) if val_ds else 0,
-            "class_counts": ds.class_counts(),
-            "fingerprint": data_fingerprint(ds),
-            **({"val_fingerprint": data_fingerprint(val_ds)} if val_data is not None else {}),
-        },
+        "method": "hybrid: frozen backbone features → PCA → SVM (scikit-learn), hard vote", "epochs_run": 0,
+        "time_s": time.perf_counter() - t0, "best_epoch": None, "seed": seed, "history": history, "metrics": metrics,
+        "data": {"n_train": n, "n_val": len(val_ds) if val_ds else 0, "class_counts": ds.class_counts(),
+                 "fingerprint": data_fingerprint(ds),
+                 **({"val_fingerprint": data_fingerprint(val_ds)} if val_data is not None else {})},
     }
-    yield TrainEvent(
-        kind="epoch",
-        epoch=1,
-        epochs=1,
-        done=len(train_ds),
-        total=len(train_ds),
-        metrics=metrics,
-        eta_s=0.0,
-        best_epoch=1,
-        message="SVMs fitted",
-    )
-    yield TrainEvent(
-        kind="done",
-        epoch=1,
-        epochs=1,
-        done=len(train_ds),
-        total=len(train_ds),
-        metrics=metrics,
-        eta_s=0.0,
-        best_epoch=1,
-        message="done",
-    )
+    for kind, message in (("epoch", "SVMs fitted"), ("done", "done")):
+        yield TrainEvent(kind=kind, epoch=1, epochs=1, done=n, total=n, metrics=metrics, eta_s=0.0, best_epoch=1,
+                         message=message)
     return TrainResult(bundle, history, cancelled=False, stopped_early=False)
+
+
+def _base_model(model: Any, name: str | None, ds: Dataset, overrides: dict[str, Any]) -> ModelBundle:
+    p = PRESETS.get(name or "")
+    output = p.output if p is not None and (p.output != "binary" or len(ds.classes) == 2) else "softmax"
+    size = overrides.get("input_size")
+    return build_model(model, classes=ds.classes, in_chans=ds.in_chans, pretrained=overrides.get("pretrained"),
+                       weights=overrides.get("weights"), output=output, input_size=None if size is None else tuple(size))
+
+
+def _splits(ds: Dataset, val_data: Any, name: str | None, recipe: Any, overrides: dict[str, Any], seed: int,
+            channel_axis: Any) -> tuple[Dataset, Dataset | None]:
+    preset_share = PRESETS[name].train.val_fraction if name in PRESETS else 0.1
+    val_fraction = float(overrides.get("val_fraction", getattr(recipe, "val_fraction", None) or preset_share))
+    if val_data is not None:
+        return ds, load_dataset(val_data, ds.classes, channel_axis=channel_axis, multi_label=False)
+    if val_fraction > 0:
+        tr, va = stratified_split(ds.labels, val_fraction, seed)
+        return ds.subset(tr), ds.subset(va)
+    return ds, None
