@@ -346,3 +346,23 @@ def test_a_callers_own_validation_data_skips_the_recipes_test_split():
     b2 = fit("senescence_cnn", items, val_data=val, recipe=recipe, test_fraction=0.2,
              **{k: v for k, v in KW.items() if k != "batch_size"})
     assert b2.provenance["training"]["data"]["n_test"] == 2 and b2.provenance["training"]["data"]["n_train"] == 8
+
+
+def test_timm_blocks_come_from_the_models_own_group_matcher():
+    """Xception's matcher counts its 12 entry/middle/exit blocks (conv1/conv2 are the stem); the
+    structural fallback would count 20 modules.  Layers after the blocks (conv3/conv4) stay trainable."""
+    from napari_cellclass.core.errors import CellclassError
+    from napari_cellclass.core.presets.recipe import Stage
+    from napari_cellclass.core.training.freezing import matcher_groups
+    from napari_cellclass.core.training.optim import set_trainable
+
+    net = build_model("legacy_xception", CLASSES, in_chans=3, input_size=(32, 32)).network
+    stem, blocks = matcher_groups(net.backbone)
+    assert len(blocks) == 12
+    set_trainable(net, Stage("all"), 0.0, 12)
+    frozen = _frozen(net)
+    assert any(n.startswith("backbone.conv1.") for n in frozen) and any(n.startswith("backbone.block12.") for n in frozen)
+    assert not any(n.startswith(("backbone.conv3.", "backbone.conv4.", "head.")) for n in frozen)
+    with pytest.raises(CellclassError, match="has 12 blocks"):
+        set_trainable(net, Stage("all"), 0.0, 13)
+    assert matcher_groups(build_model("senescence_cnn", CLASSES, in_chans=1, input_size=(32, 32)).network) is None

@@ -98,7 +98,7 @@ class RankedPlanes:
     methods: tuple[str, ...] = ()  # the scores that fit the model (core.active.methods_for), default first
 
 
-def _overlaps(a: Box, b: Box) -> bool:
+def boxes_overlap(a: Box, b: Box) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
@@ -119,9 +119,9 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     from ..core.inference.predict import ensemble_size, predict, predict_members, predict_records
     from ..core.inference.tiling import tile_grid
 
-    from .jobs import _load, model_id
+    from .jobs import load_bundle, model_id
 
-    bundle, model = yield from _load(session)
+    bundle, model = yield from load_bundle(session)
     offered = methods_for(bundle.multilabel, ensemble_size(bundle))
     method = method if method in offered else offered[0]
     members = method in ENSEMBLE_METHODS
@@ -169,7 +169,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
         regions = labelled[(key[0], key[1])]
         if key[2] is None or regions is None:
             return True
-        return any(_overlaps(key[2], r) for r in regions)
+        return any(boxes_overlap(key[2], r) for r in regions)
 
     thresholds = bundle.class_thresholds() if method == "threshold" else None
     scored = np.stack(probs)

@@ -104,7 +104,7 @@ def model_id(choice: ModelChoice) -> str:
     return choice.label
 
 
-def _load(session: Session) -> Generator[Progress, None, tuple[Any, str]]:
+def load_bundle(session: Session) -> Generator[Progress, None, tuple[Any, str]]:
     yield Progress(0, 0, message=f"loading {session.choice.label}")
     choice = session.choice
     bundle = session.load(choice)
@@ -113,7 +113,7 @@ def _load(session: Session) -> Generator[Progress, None, tuple[Any, str]]:
 
 def load_job(session: Session) -> Generator[Progress, None, str]:
     """Load the session's current model; returns its model card."""
-    bundle, _ = yield from _load(session)
+    bundle, _ = yield from load_bundle(session)
     return bundle.card()
 
 
@@ -140,7 +140,7 @@ def classify_job(
     from ..core.inference.predict import label_of, predict_records
 
     options = options or InputOptions()
-    bundle, model = yield from _load(session)
+    bundle, model = yield from load_bundle(session)
     table = PredictionTable(list(bundle.classes), model)
     todo, failures = _layouts(bundle, requests, options)
     for f in failures:
@@ -191,7 +191,7 @@ def tiled_map_job(
     from ..core.inference.tiling import predict_map_steps, tile_grid
 
     options = options or InputOptions()
-    bundle, model = yield from _load(session)
+    bundle, model = yield from load_bundle(session)
     todo, failures = _layouts(bundle, requests, options)
     for f in failures:
         yield Progress(0, 0, item=f)
@@ -229,7 +229,7 @@ def explain_job(
     from ..core.io.images import get_plane
 
     options = options or InputOptions()
-    bundle, _ = yield from _load(session)
+    bundle, _ = yield from load_bundle(session)
     todo, failures = _layouts(bundle, [request], options)
     if failures:
         from ..core.errors import ImageError

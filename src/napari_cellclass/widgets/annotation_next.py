@@ -10,7 +10,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from ..core.annotations.active import methods_for
-from ..app.finetune_jobs import RankedPlanes, _overlaps, rank_job
+from ..app.finetune_jobs import RankedPlanes, boxes_overlap, rank_job
 from ..app.jobs import make_request
 from .runner import JobControls
 from ..app.session import Session
@@ -141,7 +141,7 @@ class NextToLabel(QWidget):
             if (key[0], key[1]) not in labelled:
                 return False
             boxes = labelled[(key[0], key[1])]
-            return key[2] is None or boxes is None or any(_overlaps(key[2], b) for b in boxes)
+            return key[2] is None or boxes is None or any(boxes_overlap(key[2], b) for b in boxes)
 
         return [k for k in self.ranking.keys if not done(k)]
 

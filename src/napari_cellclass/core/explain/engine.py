@@ -27,8 +27,8 @@ from ..errors import CellclassError
 from ..io.geometry import Geometry
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from ..models.heads import probabilities
-from ..inference.predict import ImageLike, _resolve, as_sources
-from ..inference.tiling import _whole_image_stats, tile_grid
+from ..inference.predict import ImageLike, resolve_source, as_sources
+from ..inference.tiling import whole_image_stats, tile_grid
 from .compute import network_maps
 from .result import ExplainResult, Progress
 from .target_layers import members
@@ -48,7 +48,7 @@ class _Source:
 
 def _open(src: ImageLike, i: int, bundle: ModelBundle, channel_axis: ChannelAxis, channels: list[int] | None,
           frame: int) -> _Source:
-    data, axis, rgb, name = _resolve(src, i, channel_axis)
+    data, axis, rgb, name = resolve_source(src, i, channel_axis)
     layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
     if not 0 <= frame < layout.n_frames:
         raise CellclassError(f"{name}: frame {frame} does not exist (it has {layout.n_frames})", "choose an existing frame")
@@ -194,7 +194,7 @@ def _explain_tiled(bundle, s: _Source, spec, method, layers, channels, frame, de
                    batch_size) -> Generator[int, None, ExplainResult]:
     """Yields the number of tiles just processed; returns the result."""
     grid = tile_grid((s.layout.height, s.layout.width), tile, overlap)
-    stats = _whole_image_stats(bundle, s.data, s.layout, frame, s.name, channels)
+    stats = whole_image_stats(bundle, s.data, s.layout, frame, s.name, channels)
     if stats is not None:
         stats = (stats[0].to(dev), stats[1].to(dev))
     th, tw = grid.tile_hw

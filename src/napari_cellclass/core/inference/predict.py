@@ -56,7 +56,7 @@ def as_sources(images: ImageLike | Iterable[ImageLike]) -> Iterable[ImageLike]:
     return images
 
 
-def _resolve(src: ImageLike, index: int, channel_axis: ChannelAxis) -> tuple[Any, ChannelAxis, bool | None, str]:
+def resolve_source(src: ImageLike, index: int, channel_axis: ChannelAxis) -> tuple[Any, ChannelAxis, bool | None, str]:
     if isinstance(src, (str, os.PathLike)):
         src = read_image(src)
     if isinstance(src, ImageFile):
@@ -77,7 +77,7 @@ def iter_planes_of(
     for i, src in enumerate(sources):
         name = str(src) if isinstance(src, (str, os.PathLike)) else f"image {i}"
         try:
-            data, axis, rgb, name = _resolve(src, i, channel_axis)
+            data, axis, rgb, name = resolve_source(src, i, channel_axis)
             # picked channels say the data has channels: let the shape rules find them
             layout, vmax = inspect(data, axis, None if channels else in_chans, rgb, name)
             plane_error = getattr(data, "plane_error", None)  # a folder stack with unreadable files

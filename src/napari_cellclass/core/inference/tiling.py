@@ -23,7 +23,7 @@ from ..models.bundle import ModelBundle
 from ..device import eval_mode, prepare_network, resolve_device
 from ..errors import CellclassError
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
-from .predict import ImageLike, _resolve, run_network
+from .predict import ImageLike, resolve_source, run_network
 from ..progress import Progress, drain
 
 _STATS_PIXELS = 4_000_000  # sample size for whole-image statistics
@@ -81,7 +81,7 @@ def tile_grid(image_hw: tuple[int, int], tile: int | tuple[int, int], overlap: f
     return TileGrid((h, w), (th, tw), (sy, sx), _starts(h, th, sy), _starts(w, tw, sx))
 
 
-def _whole_image_stats(bundle: ModelBundle, data, layout: Layout, frame: int, name: str, channels) -> tuple[torch.Tensor, torch.Tensor] | None:
+def whole_image_stats(bundle: ModelBundle, data, layout: Layout, frame: int, name: str, channels) -> tuple[torch.Tensor, torch.Tensor] | None:
     norm = bundle.preprocess.normalization
     if not norm.needs_image_stats():
         return None
@@ -105,11 +105,11 @@ def predict_map_steps(
 ) -> Generator[Progress, None, tuple[np.ndarray, TileGrid]]:
     """Generator form of :func:`predict_map`: yields the tiles done after every
     batch and returns ``(map, grid)``; closing it stops between batches."""
-    data, axis, rgb, name = _resolve(image, 0, channel_axis)
+    data, axis, rgb, name = resolve_source(image, 0, channel_axis)
     layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
     grid = tile_grid((layout.height, layout.width), tile if tile is not None else bundle.input_size, overlap)
     dev = resolve_device(device)
-    stats = _whole_image_stats(bundle, data, layout, frame, name, channels)
+    stats = whole_image_stats(bundle, data, layout, frame, name, channels)
     if stats is not None:
         stats = (stats[0].to(dev), stats[1].to(dev))
     k = bundle.num_classes

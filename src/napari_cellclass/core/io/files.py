@@ -18,7 +18,7 @@ from ..errors import ImageError
 from .images import ChannelAxis
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-_TIFF = (".tif", ".tiff")
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ImageFile:
     rgb: bool | None = None
 
 
-def _tiff_axes_hint(axes: str, ndim: int) -> tuple[ChannelAxis, bool | None]:
+def tiff_axes_hint(axes: str, ndim: int) -> tuple[ChannelAxis, bool | None]:
     axes = axes.upper()
     if len(axes) != ndim:
         return "auto", None
@@ -58,13 +58,13 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     if suffix not in IMAGE_SUFFIXES:
         raise ImageError(f"{p}: unsupported file type '{suffix}'", f"use one of {', '.join(IMAGE_SUFFIXES)}")
     try:
-        if suffix in _TIFF:
+        if suffix in TIFF_SUFFIXES:
             import tifffile
 
             with tifffile.TiffFile(p) as tif:
                 series = tif.series[0]
                 data = series.asarray()
-                axis, rgb = _tiff_axes_hint(series.axes, data.ndim)
+                axis, rgb = tiff_axes_hint(series.axes, data.ndim)
             return ImageFile(p, data, axis, rgb)
         from PIL import Image, UnidentifiedImageError  # Pillow comes with scikit-image
 

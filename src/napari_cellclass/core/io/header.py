@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError
-from .files import _TIFF, IMAGE_SUFFIXES, _tiff_axes_hint
+from .files import TIFF_SUFFIXES, IMAGE_SUFFIXES, tiff_axes_hint
 from .images import ChannelAxis
 
 # Pillow mode -> (channels, dtype) of np.asarray(image) after read_image's conversions
@@ -44,13 +44,13 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     if suffix not in IMAGE_SUFFIXES:
         raise ImageError(f"{p}: unsupported file type '{suffix}'", f"use one of {', '.join(IMAGE_SUFFIXES)}")
     try:
-        if suffix in _TIFF:
+        if suffix in TIFF_SUFFIXES:
             import tifffile
 
             with tifffile.TiffFile(p) as tif:
                 series = tif.series[0]
                 shape = tuple(int(s) for s in series.shape)
-                axis, rgb = _tiff_axes_hint(series.axes, len(shape))
+                axis, rgb = tiff_axes_hint(series.axes, len(shape))
                 return ImageHeader(p, shape, np.dtype(series.dtype), axis, rgb)
         from PIL import Image
 

@@ -1,7 +1,14 @@
 """Freeze the stem and the first N blocks of a backbone (``TrainRecipe.freeze_blocks``).
 
-What a "block" is, per family (the backbone is a timm model's ``backbone``, or the
-project's own network itself):
+A timm backbone says itself what its stem and blocks are: its ``group_matcher(coarse=True)``
+(the regexes timm's own layer-wise learning-rate decay and ``timm.utils.freeze`` use) names
+the ``stem`` parameters and numbers the ``blocks``; parameters its matcher sends past the
+blocks (``conv_head``, final norms) or leaves unmatched (the head) stay trainable.  Only
+networks without a matcher (the project's own CNNs, a few timm families) fall back to
+the structural rules below.
+
+What a "block" is, per family, without a matcher (the backbone is a timm model's
+``backbone``, or the project's own network itself):
 
 * ``blocks`` or ``stages`` container (EfficientNet / EfficientNetV2, MobileNet,
   ConvNeXt, ViT …): each child of it is one block — a stage of same-resolution
@@ -72,9 +79,48 @@ def _param_groups(mods: list[nn.Module]) -> list[list[nn.Module]]:
     return out
 
 
+def matcher_groups(backbone: nn.Module) -> tuple[list[nn.Parameter], list[list[nn.Parameter]]] | None:
+    """(stem parameters, block parameter lists) from timm's coarse ``group_matcher``, or None without one."""
+    matcher_fn = getattr(backbone, "group_matcher", None)
+    if not callable(matcher_fn):
+        return None
+    try:
+        spec = matcher_fn(coarse=True)
+    except (TypeError, NotImplementedError):
+        return None
+    if not isinstance(spec, dict) or "stem" not in spec or spec.get("blocks") is None:
+        return None
+    stem_re = re.compile(spec["stem"]) if isinstance(spec["stem"], str) else None
+    blocks = spec["blocks"] if isinstance(spec["blocks"], (list, tuple)) else [(spec["blocks"], None)]
+    rules = [(re.compile(rx), suffix) for rx, suffix in blocks]
+    stem: list[nn.Parameter] = []
+    grouped: dict[tuple[float, ...], list[nn.Parameter]] = {}
+    for name, p in backbone.named_parameters():
+        if stem_re is not None and stem_re.match(name):
+            stem.append(p)
+            continue
+        for rx, suffix in rules:
+            m = rx.match(name)
+            if m:
+                if suffix is None:  # a numbered block; a suffix such as (99999,) marks layers after the blocks
+                    grouped.setdefault(tuple(float(g) for g in m.groups() if g is not None), []).append(p)
+                break
+    return (stem, [grouped[k] for k in sorted(grouped)]) if grouped else None
+
+
 def freeze_first_blocks(net: nn.Module, n: int) -> None:
     """``requires_grad=False`` for the stem and the first ``n`` blocks of ``net``."""
     if n <= 0:
+        return
+    body = net.backbone if isinstance(getattr(net, "backbone", None), nn.Module) else net
+    groups = matcher_groups(body)
+    if groups is not None:
+        stem_p, block_p = groups
+        if n > len(block_p):
+            raise CellclassError(f"freeze_blocks={n} but {type(body).__name__} has {len(block_p)} blocks",
+                                 f"use at most {len(block_p)} (or freeze_fraction for a share of the layers)")
+        for p in stem_p + [p for b in block_p[:n] for p in b]:
+            p.requires_grad_(False)
         return
     stem, blocks = backbone_blocks(net)
     if n > len(blocks):
@@ -85,4 +131,4 @@ def freeze_first_blocks(net: nn.Module, n: int) -> None:
             p.requires_grad_(False)
 
 
-__all__ = ["backbone_blocks", "freeze_first_blocks"]
+__all__ = ["backbone_blocks", "matcher_groups", "freeze_first_blocks"]
