@@ -161,3 +161,28 @@ def test_member_probabilities_of_an_ensemble(tiny_bundle, rng):
     assert len(rank(members, "mutual_information")) == 4
     with pytest.raises(CellclassError, match="single network"):
         predict_members(tiny_bundle, images[0], device="cpu")
+
+
+def test_run_options_carry_the_five_choices_to_every_entry_point():
+    """One RunOptions gives the same results as the separate keywords, in predict, predict_map and evaluate."""
+    import napari_cellclass as nc
+    from napari_cellclass import RunOptions
+    from napari_cellclass.core.errors import CellclassError
+
+    bundle = nc.build_model("resnet18", classes=["a", "b"], input_size=(32, 32))
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (40, 48, 3), dtype=np.uint8) for _ in range(5)]
+    opts = RunOptions(device="cpu", batch_size=2, amp=False)
+    assert np.allclose(nc.predict(bundle, imgs, options=opts), nc.predict(bundle, imgs, 2, "cpu", amp=False), atol=1e-6)
+    four = [rng.random((4, 40, 40)).astype(np.float32) for _ in range(2)]
+    picked = RunOptions(device="cpu", channel_axis=0, channels=(0, 2, 3))
+    assert np.allclose(nc.predict(bundle, four, options=picked),
+                       nc.predict(bundle, [f[[0, 2, 3]] for f in four], device="cpu", channel_axis=0), atol=1e-6)
+    big = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert np.allclose(nc.predict_map(bundle, big, options=opts), nc.predict_map(bundle, big, batch_size=2, device="cpu",
+                                                                                  amp=False), atol=1e-6)
+    assert opts.but(batch_size=8).batch_size == 8 and opts.batch_size == 2
+    with pytest.raises(CellclassError, match="batch size"):
+        RunOptions(batch_size=0)
+    with pytest.raises(CellclassError, match="RunOptions"):
+        nc.predict(bundle, imgs, options={"device": "cpu"})

@@ -26,6 +26,7 @@ _API: dict[str, str] = {
     "predict_records": ".core.inference.predict",
     "predict_members": ".core.inference.predict",
     "predict_map": ".core.inference.tiling",
+    "RunOptions": ".core.inference.options",
     "tile_grid": ".core.inference.tiling",
     "explain": ".core.explain",
     "explain_batch": ".core.explain",

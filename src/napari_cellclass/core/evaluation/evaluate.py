@@ -20,6 +20,7 @@ import torch
 
 from ..models.bundle import ModelBundle
 from ..errors import DataError
+from ..inference.options import RunOptions, run_options
 
 
 @dataclass
@@ -121,7 +122,7 @@ def metrics_of(ev: EvaluationData) -> dict[str, Any]:
 
 
 def evaluate(bundle: ModelBundle, data: Any, device: str | torch.device = "auto", batch_size: int = 32,
-             channel_axis: Any = "auto") -> dict[str, Any]:
+             channel_axis: Any = "auto", *, options: RunOptions | None = None) -> dict[str, Any]:
     """Metrics of ``bundle`` on the labelled ``data`` (a Dataset, folder or CSV manifest).
 
     Always: ``classes``, ``n_images``, ``accuracy``, ``macro_f1``, ``per_class``
@@ -131,7 +132,11 @@ def evaluate(bundle: ModelBundle, data: Any, device: str | torch.device = "auto"
     ``mean_dice``, ``exact_match``, ``thresholds`` (the model's), per-class Dice and
     study 5's correct rates (see :func:`core.metrics.multilabel_metrics`).
     """
-    ev = evaluation_data(bundle, data, device, batch_size, channel_axis)
+    o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis)
+    if o.channels is not None:
+        raise DataError("evaluate() reads every channel of a data set; RunOptions.channels does not apply",
+                        "leave channels out (a data set's images must already have the model's channels)")
+    ev = evaluation_data(bundle, data, o.device, o.batch_size, o.channel_axis)
     out = metrics_of(ev)
     out["model"] = {"source": bundle.provenance.get("loaded_from"), "architecture": bundle.arch.describe(),
                     "output": bundle.output}

@@ -23,6 +23,7 @@ from ..io.files import ImageFile, read_image
 from ..io.prefetch import prefetch
 from ..io.images import ChannelAxis, get_plane, inspect, match_channels
 from ..models.heads import probabilities
+from .options import RunOptions, run_options
 
 ImageLike = Any  # np.ndarray | dask array | path | ImageFile | an object with .data (a napari layer)
 Progress = Callable[[int, int | None], None]
@@ -156,6 +157,8 @@ def predict_records(
     amp: bool = True,
     on_error: str = "raise",
     members: bool = False,
+    *,
+    options: RunOptions | None = None,
 ) -> Iterator[PlanePrediction]:
     """Yield one :class:`PlanePrediction` per image or stack plane, in input order.
 
@@ -164,19 +167,19 @@ def predict_records(
     with ``error`` set instead of stopping the run.  With ``members`` (ensembles
     only) each row's ``probs`` is (M, K): every member's probabilities.
     """
-    if batch_size < 1:
-        raise CellclassError(f"batch size must be at least 1, got {batch_size}")
+    o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis, channels=channels, amp=amp)
     if members and ensemble_size(bundle) < 2:
         raise CellclassError(f"the model ({bundle.arch.describe()}) is a single network, not an ensemble",
                              "ask for member probabilities of an ensemble model only; use predict() for this one")
-    dev = resolve_device(device)
-    items = prefetch(iter_planes_of(as_sources(images), bundle.in_chans, channel_axis, channels, on_error), 2 * batch_size)
+    dev = resolve_device(o.device)
+    items = prefetch(iter_planes_of(as_sources(images), bundle.in_chans, o.channel_axis, o.channel_list, on_error),
+                     2 * o.batch_size)
     with bundle.lock, eval_mode(bundle.network):
         prepare_network(bundle.network, dev)
-        for batch in _batches(items, batch_size):
+        for batch in _batches(items, o.batch_size):
             good = [it for it in batch if it.plane is not None]
             probs = iter(run_network(bundle, network_inputs(bundle, [it.plane for it in good], [it.value_max for it in good], dev),
-                                     dev, amp, members)) if good else iter(())
+                                     dev, o.amp, members)) if good else iter(())
             for it in batch:
                 if it.plane is None:
                     yield PlanePrediction(it.index, it.name, it.frame, np.empty(0, np.float32), it.error)
@@ -192,6 +195,8 @@ def predict(
     channel_axis: ChannelAxis = "auto",
     channels: list[int] | None = None,
     amp: bool = True,
+    *,
+    options: RunOptions | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, K), one row per image or stack plane.
 
@@ -199,7 +204,8 @@ def predict(
     a stack contributes one row per plane.  Softmax for single-label models, sigmoid
     per class for multi-label ones.
     """
-    return _stacked(predict_records(bundle, images, batch_size, device, channel_axis, channels, amp), axis=0)
+    o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis, channels=channels, amp=amp)
+    return _stacked(predict_records(bundle, images, options=o), axis=0)
 
 
 def predict_members(
@@ -210,11 +216,14 @@ def predict_members(
     channel_axis: ChannelAxis = "auto",
     channels: list[int] | None = None,
     amp: bool = True,
+    *,
+    options: RunOptions | None = None,
 ) -> np.ndarray:
     """Every ensemble member's class probabilities (M, N, K) — the input of the
     disagreement scores of :mod:`core.active`.  With soft voting their mean over
     members is :func:`predict`'s result.  Raises for a single network."""
-    return _stacked(predict_records(bundle, images, batch_size, device, channel_axis, channels, amp, members=True), axis=1)
+    o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis, channels=channels, amp=amp)
+    return _stacked(predict_records(bundle, images, members=True, options=o), axis=1)
 
 
 def _stacked(records: Iterator[PlanePrediction], axis: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from ..errors import CellclassError
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from .predict import ImageLike, resolve_source, run_network
 from ..progress import Progress, drain
+from .options import RunOptions, run_options
 
 _STATS_PIXELS = 4_000_000  # sample size for whole-image statistics
 
@@ -102,9 +103,13 @@ def predict_map_steps(
     channels: list[int] | None = None,
     frame: int = 0,
     amp: bool = True,
+    *,
+    options: RunOptions | None = None,
 ) -> Generator[Progress, None, tuple[np.ndarray, TileGrid]]:
     """Generator form of :func:`predict_map`: yields the tiles done after every
     batch and returns ``(map, grid)``; closing it stops between batches."""
+    o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis, channels=channels, amp=amp)
+    device, batch_size, channel_axis, channels, amp = o.device, o.batch_size, o.channel_axis, o.channel_list, o.amp
     data, axis, rgb, name = resolve_source(image, 0, channel_axis)
     layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
     grid = tile_grid((layout.height, layout.width), tile if tile is not None else bundle.input_size, overlap)
@@ -153,6 +158,8 @@ def predict_map(
     channels: list[int] | None = None,
     frame: int = 0,
     amp: bool = True,
+    *,
+    options: RunOptions | None = None,
 ) -> np.ndarray:
     """Per-class probability map (K, H', W') of a large image by sliding window.
 
@@ -160,5 +167,5 @@ def predict_map(
     tiles are not resized); windows overlap by ``overlap``; one map cell per stride.
     Use :func:`tile_grid` for the cell geometry (e.g. to place the map as a layer).
     """
-    steps = predict_map_steps(bundle, image, tile, overlap, batch_size, device, channel_axis, channels, frame, amp)
-    return drain(steps)[0]
+    o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis, channels=channels, amp=amp)
+    return drain(predict_map_steps(bundle, image, tile, overlap, frame=frame, options=o))[0]
