@@ -13,13 +13,17 @@ import threading
 from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
 from ..core.progress import Progress, relay
 from .jobs import Request
 from .session import ModelChoice, Session
+
+if TYPE_CHECKING:
+    from ..core.training.events import TrainEvent
+    from ..core.annotations import AnnotationStore
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,13 @@ class StartChoice:
                 "scratch": f"{self.name} from scratch"}[self.kind]
 
 
-def _progress(event: Any) -> tuple[int, int]:
+def _progress(event: TrainEvent) -> tuple[int, int]:
     # TrainEvent counts optimisation steps over the whole run (all epochs and stages)
     total = max(1, int(event.steps or 0))
     return min(int(event.step or 0), total), total
 
 
-def finetune_job(session: Session, store: Any, start: StartChoice, options: Any, stop: threading.Event,
+def finetune_job(session: Session, store: AnnotationStore, start: StartChoice, options: Any, stop: threading.Event,
                  kinds: Sequence[str] | None = None) -> Generator[Progress, None, Any]:
     """Fine-tune on ``store``'s annotations; yields ``Progress(item=TrainEvent)``, returns
     a :class:`core.finetune.FineTuneOutcome` whose bundle carries the annotation
@@ -71,7 +75,7 @@ def finetune_job(session: Session, store: Any, start: StartChoice, options: Any,
         return (yield from relay(gen, _panel_report))
 
 
-def _panel_report(event: Any) -> Progress:
+def _panel_report(event: TrainEvent) -> Progress:
     """A training report as the panel shows it: the overall bar and one readable line."""
     done_n, total = _progress(event)
     msg = event.message or ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +21,11 @@ from ..core.progress import Progress, relay
 from .layer_data import LayerSource, SourceInfo, frame_of
 from .tables import PredictionRow, PredictionTable
 from .session import ModelChoice, Session
+
+if TYPE_CHECKING:
+    from ..core.models.bundle import ModelBundle
+    from napari.layers import Layer
+    from napari import Viewer
 
 
 @dataclass
@@ -41,7 +46,7 @@ class Request:
     channel_names: list[str] | None = None  # from the layer's metadata, when it names them
 
 
-def make_request(viewer: Any, layer: Any) -> Request:
+def make_request(viewer: Viewer, layer: Layer) -> Request:
     """Capture what a job needs from a napari layer (call on the main thread)."""
     from .layer_data import source_info
 
@@ -117,7 +122,7 @@ def load_job(session: Session) -> Generator[Progress, None, str]:
     return bundle.card()
 
 
-def _layouts(bundle: Any, requests: Sequence[Request], options: InputOptions) -> tuple[list[tuple[Request, Any]], list[LayerFailure]]:
+def _layouts(bundle: ModelBundle, requests: Sequence[Request], options: InputOptions) -> tuple[list[tuple[Request, Any]], list[LayerFailure]]:
     from ..core.errors import CellclassError
     from ..core.io.images import inspect
 
@@ -246,7 +251,7 @@ def explain_job(
     return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names))
 
 
-def _channel_names(bundle: Any, layout: Any, options: InputOptions, from_layer: list[str] | None = None) -> list[str]:
+def _channel_names(bundle: ModelBundle, layout: Any, options: InputOptions, from_layer: list[str] | None = None) -> list[str]:
     """Names for the source's channels: the layer's own, else the model's where they map
     one to one, else ``channel i``."""
     n = layout.n_channels

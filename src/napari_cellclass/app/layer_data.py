@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from napari.layers import Layer
     from ..core.io.images import Layout
 
 SEP = " · "
@@ -96,7 +97,7 @@ def is_derived(metadata: dict[str, Any]) -> bool:
     return bool((metadata.get(META_KEY) or {}).get("source"))
 
 
-def source_info(layer: Any) -> SourceInfo:
+def source_info(layer: Layer) -> SourceInfo:
     """Capture the placement of a napari Image layer (call on the main thread)."""
     return SourceInfo(
         name=base_name(layer.name, layer.metadata),

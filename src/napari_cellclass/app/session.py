@@ -24,6 +24,7 @@ from psygnal import Signal
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from napari import Viewer
     from ..core.models.bundle import ModelBundle
 
 DEVICES = ("auto", "cpu", "cuda", "mps")  # mirrors core.device.DEVICES without importing torch
@@ -169,7 +170,7 @@ class Session:
 _SESSIONS: dict[int, tuple[weakref.ref, Session]] = {}
 
 
-def session_for(viewer: Any, session: Session | None = None) -> Session:
+def session_for(viewer: Viewer, session: Session | None = None) -> Session:
     """The session of ``viewer``: created on first use, or ``session`` when given (it
     then becomes the viewer's session, e.g. the demo's, with throw-away settings)."""
     # napari hands plugins a new proxy of the viewer each time: key on the viewer itself

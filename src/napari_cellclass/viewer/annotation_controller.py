@@ -7,7 +7,7 @@ after napari has finished the event that changed them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -15,13 +15,18 @@ from ..core.annotations import AnnotationStore
 from . import annotation_layers as AL
 from .notify import notify_error
 
+if TYPE_CHECKING:
+    from napari.utils.events import Event
+    from napari.layers import Layer
+    from napari import Viewer
+
 KEYS = tuple(str(n) for n in range(1, 10))
 
 
 class AnnotationController:
     """Ties one viewer's layers to one :class:`AnnotationStore` at a time."""
 
-    def __init__(self, viewer: Any, defer: Callable[[Callable[[], None]], None], changed: Callable[[], None]) -> None:
+    def __init__(self, viewer: Viewer, defer: Callable[[Callable[[], None]], None], changed: Callable[[], None]) -> None:
         self.viewer = viewer
         self.store: AnnotationStore | None = None
         self.current_class: str | None = None
@@ -53,7 +58,7 @@ class AnnotationController:
         self.render_all()
         self._changed()
 
-    def _matches_store(self, layer: Any) -> bool:
+    def _matches_store(self, layer: Layer) -> bool:
         """Bind an open layer at once only when the file already holds its image."""
         from pathlib import Path
 
@@ -95,7 +100,7 @@ class AnnotationController:
 
         return image_layers(self.viewer)
 
-    def binding(self, layer: Any) -> AL.Binding:
+    def binding(self, layer: Layer) -> AL.Binding:
         """The layer's binding, registering its image in the store on first use."""
         b = self._bindings.get(id(layer))
         if b is None or b.layer is not layer:
@@ -131,10 +136,10 @@ class AnnotationController:
         world = b.layer.data_to_world([plane if i == b.frame_pos else 0 for i in range(b.layer.ndim)])
         self.viewer.dims.set_point(axis, float(world[b.frame_pos]))
 
-    def _layer_inserted(self, event: Any) -> None:
+    def _layer_inserted(self, event: Event) -> None:
         self._key_layer(event.value)
 
-    def _layer_removed(self, event: Any) -> None:
+    def _layer_removed(self, event: Event) -> None:
         layer = event.value
         self._bindings.pop(id(layer), None)
         self._keyed = [t for t in self._keyed if t is not layer]
@@ -148,7 +153,7 @@ class AnnotationController:
         for layer in self.viewer.layers:
             self._key_layer(layer)
 
-    def _key_layer(self, layer: Any) -> None:
+    def _key_layer(self, layer: Layer) -> None:
         from napari.layers import Image
 
         from ..app.layer_data import is_derived
@@ -162,7 +167,7 @@ class AnnotationController:
             target.bind_key(k, make(int(k)), overwrite=True)
         self._keyed.append(target)
 
-    def key(self, n: int, layer: Any = None) -> Any:
+    def key(self, n: int, layer: Layer | None = None) -> Any:
         """Key ``n``: label the current image/frame with class ``n`` (image layers),
         or make class ``n`` current and relabel the selection (annotation layers)."""
         try:
@@ -171,7 +176,7 @@ class AnnotationController:
             notify_error(err)
             return None
 
-    def _key(self, n: int, layer: Any) -> Any:
+    def _key(self, n: int, layer: Layer) -> Any:
         from napari.layers import Labels, Points, Shapes
 
         store = self.store
@@ -221,7 +226,7 @@ class AnnotationController:
                                        if self.current_class in self.store.class_names else 1)
         return layer
 
-    def _hook(self, layer: Any) -> None:
+    def _hook(self, layer: Layer) -> None:
         tag = str(id(layer))
         if any(h[1] == tag for h in self._hooked):
             return
@@ -235,18 +240,18 @@ class AnnotationController:
         self._hooked.append((emitter, tag, cb))
         self._key_layer(layer)
 
-    def _binding_of(self, layer: Any) -> AL.Binding | None:
+    def _binding_of(self, layer: Layer) -> AL.Binding | None:
         image = AL.find_image_layer(self.viewer, (layer.metadata.get(AL.META) or {}).get("image", ""))
         return self.binding(image) if image is not None and self.store is not None else None
 
-    def _edited(self, layer: Any, event: Any) -> None:
+    def _edited(self, layer: Layer, event: Event) -> None:
         action = str(getattr(event, "action", "") or "")
         if action.rsplit(".", 1)[-1].lower() not in ("added", "removed", "changed"):
             return  # the "-ing" half of napari's event pairs: the data is not final yet
         self._dirty.add(id(layer))
         self._defer(lambda: self.sync(layer))
 
-    def sync(self, layer: Any) -> None:
+    def sync(self, layer: Layer) -> None:
         """Write an annotation layer's shapes or points to the store, then redraw it."""
         if id(layer) not in self._dirty:
             return  # synced already (a redraw came first and did it)
@@ -269,7 +274,7 @@ class AnnotationController:
             notify_error(err)
         self._render(b, layer)
 
-    def _painted(self, layer: Any) -> None:
+    def _painted(self, layer: Layer) -> None:
         b = self._binding_of(layer)
         if b is None:
             return
@@ -298,7 +303,7 @@ class AnnotationController:
                 self._hook(layer)
                 self._render(b, layer)
 
-    def _render(self, b: AL.Binding, layer: Any) -> None:
+    def _render(self, b: AL.Binding, layer: Layer) -> None:
         kind = layer.metadata[AL.META]["kind"]
         {"regions": AL.render_regions, "points": AL.render_points, "pixels": AL.render_pixels}[kind](b, layer)
         color = AL.class_colors(self.store).get(self.current_class or "")
@@ -353,7 +358,7 @@ class AnnotationController:
         camera.center = tuple(world[-2:])
 
 
-def _no_class(n: int, store: Any) -> Exception:
+def _no_class(n: int, store: AnnotationStore) -> Exception:
     from ..core.errors import DataError
 
     if store is None:

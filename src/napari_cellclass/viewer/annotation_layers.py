@@ -15,19 +15,23 @@ same axes; an image whose leading axis holds channels gets 2-D annotation layers
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
 from ..core.annotations import AnnotationStore, hex_to_rgba
 from ..core.errors import DataError
 
+if TYPE_CHECKING:
+    from napari.layers import Layer
+    from napari import Viewer
+
 META = "cellclass_annotation"  # metadata key of the layers made here: {"image": name, "kind": ...}
 KINDS = ("regions", "points", "pixels")
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 
 
-def image_name(layer: Any) -> str:
+def image_name(layer: Layer) -> str:
     """The layer's own name, without a prediction the Classify dock shows in it."""
     from ..app.layer_data import base_name
 
@@ -44,7 +48,7 @@ def is_folder_stack(data: Any) -> bool:
 class Binding:
     """One image layer tied to the store: where its planes live in the annotations."""
 
-    layer: Any
+    layer: Layer
     store: AnnotationStore
     key: str | None  # the image key (None for a folder stack: one key per file)
     frame_pos: int | None  # axis of the layer's data coordinates that selects the plane
@@ -119,7 +123,7 @@ class Binding:
         return lay.height, lay.width
 
 
-def bind_layer(store: AnnotationStore, layer: Any) -> Binding:
+def bind_layer(store: AnnotationStore, layer: Layer) -> Binding:
     """Register ``layer``'s image in the store (idempotent) and describe its axes."""
     data = layer.data
     rgb = bool(getattr(layer, "rgb", False))
@@ -140,7 +144,7 @@ def bind_layer(store: AnnotationStore, layer: Any) -> Binding:
     return Binding(layer, store, key, lay.frame_axis, nd)
 
 
-def _channel_axis(layer: Any) -> Any:
+def _channel_axis(layer: Layer) -> Any:
     """napari shows the leading axis of a (N, H, W) array as a slider of planes: read
     it as frames unless the layer names its channels (sample data, multichannel files)."""
     meta = layer.metadata or {}
@@ -150,7 +154,7 @@ def _channel_axis(layer: Any) -> Any:
     return "auto"
 
 
-def find_image_layer(viewer: Any, name: str) -> Any | None:
+def find_image_layer(viewer: Viewer, name: str) -> Any | None:
     from napari.layers import Image
 
     for layer in viewer.layers:
@@ -159,7 +163,7 @@ def find_image_layer(viewer: Any, name: str) -> Any | None:
     return None
 
 
-def annotation_layer(viewer: Any, image: str, kind: str) -> Any | None:
+def annotation_layer(viewer: Viewer, image: str, kind: str) -> Any | None:
     for layer in viewer.layers:
         meta = layer.metadata.get(META) or {}
         if meta.get("image") == image and meta.get("kind") == kind:
@@ -172,7 +176,7 @@ def class_colors(store: AnnotationStore) -> dict[str, tuple[float, float, float,
 
 
 # ------------------------------------------------------------------------ making layers
-def make_layer(viewer: Any, b: Binding, kind: str, crop_size: int = 64) -> Any:
+def make_layer(viewer: Viewer, b: Binding, kind: str, crop_size: int = 64) -> Any:
     """The Shapes (regions), Points (points) or Labels (pixels) layer of ``b``'s image."""
     if kind not in KINDS:
         raise ValueError(kind)
@@ -201,7 +205,7 @@ def make_layer(viewer: Any, b: Binding, kind: str, crop_size: int = 64) -> Any:
 
 
 # ------------------------------------------------------------------------ store → layers
-def render_regions(b: Binding, layer: Any) -> None:
+def render_regions(b: Binding, layer: Layer) -> None:
     """Show the store's rectangles and polygons of ``b`` in its Shapes layer."""
     store, colors, planes = b.store, class_colors(b.store), b.planes()
     data, types, ids, labels, edge = [], [], [], [], []
@@ -228,7 +232,7 @@ def render_regions(b: Binding, layer: Any) -> None:
     layer.refresh()
 
 
-def render_points(b: Binding, layer: Any) -> None:
+def render_points(b: Binding, layer: Layer) -> None:
     store, colors, planes = b.store, class_colors(b.store), b.planes()
     coords, ids, labels, edge, sizes = [], [], [], [], []
     for it in store.items:
@@ -251,7 +255,7 @@ def render_points(b: Binding, layer: Any) -> None:
     layer.refresh()
 
 
-def render_pixels(b: Binding, layer: Any) -> None:
+def render_pixels(b: Binding, layer: Layer) -> None:
     """Fill the Labels layer with the store's painted masks (value = class position + 1)."""
     from napari.utils.colormaps import DirectLabelColormap
 
@@ -273,22 +277,22 @@ def render_pixels(b: Binding, layer: Any) -> None:
 
 
 # ------------------------------------------------------------------------ layers → store
-def sync_regions(b: Binding, layer: Any, current: str) -> bool:
+def sync_regions(b: Binding, layer: Layer, current: str) -> bool:
     """Write what changed in the Shapes layer to the store: new shapes get class
     ``current`` (or the class in their ``label`` feature), deleted ones are deleted,
     moved or reshaped ones replaced.  Returns True when the store changed."""
     return _sync(b, layer, current, ("rectangle", "polygon"), _shape_geometry)
 
 
-def sync_points(b: Binding, layer: Any, current: str, crop_size: int) -> bool:
+def sync_points(b: Binding, layer: Layer, current: str, crop_size: int) -> bool:
     return _sync(b, layer, current, ("point",), lambda lyr, i: ("point", np.asarray(lyr.data[i])[None, :]), crop_size)
 
 
-def _shape_geometry(layer: Any, i: int) -> tuple[str, np.ndarray]:
+def _shape_geometry(layer: Layer, i: int) -> tuple[str, np.ndarray]:
     return layer.shape_type[i], np.asarray(layer.data[i])
 
 
-def _sync(b: Binding, layer: Any, current: str, kinds: tuple[str, ...], geometry: Any, crop_size: int = 64) -> bool:
+def _sync(b: Binding, layer: Layer, current: str, kinds: tuple[str, ...], geometry: Any, crop_size: int = 64) -> bool:
     store = b.store
     planes = b.planes()
     mine = {it.id: it for it in store.items if it.kind in kinds and (it.image, it.frame) in planes}
@@ -342,7 +346,7 @@ def _same_geometry(it: Any, kind: str, plane: int, yx: np.ndarray, b: Binding) -
     return kind == "polygon" and len(yx) == len(it.vertices) and np.allclose(yx, it.vertices)
 
 
-def sync_pixels(b: Binding, layer: Any, planes: list[int]) -> None:
+def sync_pixels(b: Binding, layer: Layer, planes: list[int]) -> None:
     """Store the painted labels of ``planes`` (cut to each file's own size in a folder stack)."""
     for p in planes:
         plane = np.asarray(layer.data if layer.data.ndim == 2 else layer.data[p])

@@ -8,14 +8,17 @@ at the same position in the layer list.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from napari import Viewer
 
 _KEEP_USER_CHOICES = ("colormap", "opacity", "blending", "visible")
 
 
-def upsert(viewer: Any, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
+def upsert(viewer: Viewer, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
     """Add the layer, or update the existing layer of the same name."""
     from napari.layers import Image, Layer
 
@@ -40,11 +43,11 @@ def upsert(viewer: Any, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
     return layer
 
 
-def upsert_all(viewer: Any, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[Any]:
+def upsert_all(viewer: Viewer, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[Any]:
     return [upsert(viewer, ld) for ld in layers]
 
 
-def show_in_grid(viewer: Any, layers: Sequence[Any], stride: int) -> None:
+def show_in_grid(viewer: Viewer, layers: Sequence[Any], stride: int) -> None:
     """Move ``layers`` to the bottom of the layer list, in order, and turn on grid mode
     with ``stride`` layers per view box (napari groups layers from index 0)."""
     for target, layer in enumerate(layers):
@@ -55,7 +58,7 @@ def show_in_grid(viewer: Any, layers: Sequence[Any], stride: int) -> None:
     viewer.reset_view()
 
 
-def image_layers(viewer: Any) -> list[Any]:
+def image_layers(viewer: Viewer) -> list[Any]:
     """Image layers that can be classified: not the maps and channel views we made."""
     from napari.layers import Image
 

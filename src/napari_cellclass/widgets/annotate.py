@@ -10,7 +10,7 @@ Thin shell.  Annotations live in an :class:`~napari_cellclass.core.annotations.A
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
@@ -37,10 +37,14 @@ from .finetune import FineTunePanel
 from .runner import notify_error
 from ..app.session import Session, session_for
 
+if TYPE_CHECKING:
+    from napari.layers import Layer
+    from napari import Viewer
+
 DEFAULT_NAME = "annotations.json"
 
 
-def default_annotation_file(layer: Any | None) -> Path:
+def default_annotation_file(layer: Layer | None) -> Path:
     """Beside the images: the folder of a folder stack or of the layer's file; for
     images without a file, the napari-cellclass config folder."""
     from ..viewer.annotation_layers import is_folder_stack
@@ -150,7 +154,7 @@ class AnnotateDock(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.tabs)
 
-    def _disconnect(self, viewer: Any, controller: AnnotationController) -> None:
+    def _disconnect(self, viewer: Viewer, controller: AnnotationController) -> None:
         viewer.dims.events.current_step.disconnect(self._update_where)
         viewer.layers.selection.events.active.disconnect(self._update_where)
         controller.close()

@@ -3,7 +3,7 @@ class (what new regions and painted pixels get); keys 1–9 shown beside the nam
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Signal
 from qtpy.QtGui import QColor, QIcon, QPixmap
@@ -22,6 +22,9 @@ from qtpy.QtWidgets import (
 
 from .runner import notify_error
 
+if TYPE_CHECKING:
+    from ..core.annotations import AnnotationStore
+
 
 def _swatch(color: str) -> QIcon:
     pix = QPixmap(14, 14)
@@ -36,7 +39,7 @@ class ClassList(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.store: Any = None
+        self.store: AnnotationStore = None
         self.list = QListWidget()
         self.list.setMaximumHeight(120)
         self.name = QLineEdit()
@@ -66,7 +69,7 @@ class ClassList(QWidget):
         self.list.currentRowChanged.connect(self._row_changed)
 
     # ------------------------------------------------------------------ state
-    def set_store(self, store: Any) -> None:
+    def set_store(self, store: AnnotationStore) -> None:
         self.store = store
         self.refresh()
 

@@ -4,7 +4,7 @@ uncertainty and step through them, most uncertain first."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
@@ -14,6 +14,9 @@ from ..app.finetune_jobs import RankedPlanes, boxes_overlap, rank_job
 from ..app.jobs import make_request
 from .runner import JobControls
 from ..app.session import Session
+
+if TYPE_CHECKING:
+    from napari import Viewer
 
 
 _SETTING = {False: "annotate.rank_method", True: "annotate.rank_method_ensemble"}
@@ -26,7 +29,7 @@ class NextToLabel(QWidget):
     to) its members' disagreement.  Single models and ensembles remember their
     last score separately, so picking margin once does not hide disagreement."""
 
-    def __init__(self, viewer: Any, session: Session, labelled: Callable[[], dict],
+    def __init__(self, viewer: Viewer, session: Session, labelled: Callable[[], dict],
                  go: Callable[[str, int, Any], bool], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer, self.session = viewer, session

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
@@ -16,6 +16,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+if TYPE_CHECKING:
+    from ..core.annotations import AnnotationStore
 
 COLUMNS = ("id", "kind", "class", "image", "frame")
 
@@ -54,7 +57,7 @@ class AnnotationTable(QWidget):
         self.jump_button.clicked.connect(lambda: self._jump(self.view.currentRow()))
         self.delete_button.clicked.connect(self._delete)
 
-    def refresh(self, store: Any) -> None:
+    def refresh(self, store: AnnotationStore) -> None:
         """Show ``store``'s counts and items (newest first: what was just labelled is on top)."""
         if store is None:
             self._rows = []

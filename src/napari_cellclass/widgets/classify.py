@@ -8,7 +8,7 @@ results through :mod:`napari_cellclass.app.layer_data` and :mod:`napari_cellclas
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt
@@ -39,6 +39,11 @@ from .pickers import ChannelPicker, LayerChecklist, ModelPicker
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
 from ..viewer.layers import upsert_all
+
+if TYPE_CHECKING:
+    from napari.utils.events import Event
+    from napari.layers import Layer
+    from napari import Viewer
 
 WHOLE, TILED = "whole image (resized to the model input)", "tiled probability map"
 
@@ -144,7 +149,7 @@ class ClassifyDock(QWidget):
         QVBoxLayout(box).addWidget(self.card)
         layout.addWidget(box)
 
-    def _disconnect(self, viewer: Any, session: Session) -> None:
+    def _disconnect(self, viewer: Viewer, session: Session) -> None:
         viewer.dims.events.point.disconnect(self._follow_dims)
         session.choice_changed.disconnect(self._model_changed)
         self.layers.unwatch()
@@ -246,7 +251,7 @@ class ClassifyDock(QWidget):
         self.view.setSortingEnabled(True)
         self.export_button.setEnabled(bool(t.rows))
 
-    def _show_in_name(self, layer: Any, frame: int | None = None) -> None:
+    def _show_in_name(self, layer: Layer, frame: int | None = None) -> None:
         meta = layer.metadata.get(L.META_KEY) or {}
         preds = meta.get("predictions") or {}
         frames = preds.get("frame") or []
@@ -265,7 +270,7 @@ class ClassifyDock(QWidget):
             if layer.name != name:  # napari made it unique (another layer has that name)
                 layer.metadata = {**layer.metadata, L.META_KEY: {**meta, "shown_name": layer.name}}
 
-    def _follow_dims(self, event: Any = None) -> None:
+    def _follow_dims(self, event: Event | None = None) -> None:
         """Stacks: show the current frame's class in the name and select its row."""
         active = self.viewer.layers.selection.active
         target_row = None

@@ -7,7 +7,7 @@ grid and are placed on the source by :func:`napari_cellclass.app.layer_data.expl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
@@ -18,6 +18,9 @@ from .pickers import ChannelPicker, LayerCombo, ModelPicker
 from .runner import JobControls
 from ..app.session import Session, session_for
 from ..viewer.layers import show_in_grid, upsert_all
+
+if TYPE_CHECKING:
+    from ..core.models.bundle import ModelBundle
 
 METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "cam", "fcn")
 PREDICTED, ALL = "predicted class", "all classes"
@@ -108,7 +111,7 @@ class ExplainDock(QWidget):
                 if bundle.is_fcn and self.method.currentData() != "fcn":
                     self.method.setCurrentIndex(self.method.findData("fcn"))
 
-    def _fill_cam_layers(self, bundle: Any) -> None:
+    def _fill_cam_layers(self, bundle: ModelBundle) -> None:
         """Offer the network's module names (the model is loaded, so torch already is)."""
         try:
             from ..core.explain.target_layers import layer_names

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
@@ -35,6 +35,10 @@ from .curves import TrainingCurves
 from ..app.finetune_jobs import StartChoice, finetune_job
 from .runner import JobControls, notify_error
 from ..app.session import ModelChoice, Session
+
+if TYPE_CHECKING:
+    from napari.utils.events import Event
+    from napari import Viewer
 
 SCRATCH = ("senescence_cnn", "scaffoldnet", "resnet18")
 
@@ -91,7 +95,7 @@ class StartCombo(QComboBox):
 
 
 class FineTunePanel(QWidget):
-    def __init__(self, viewer: Any, session: Session, get_store: Callable[[], Any], parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: Viewer, session: Session, get_store: Callable[[], Any], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer, self.session, self._get_store = viewer, session, get_store
         s = session.settings.get("finetune.options") or {}
@@ -193,7 +197,7 @@ class FineTunePanel(QWidget):
         return self.controls.start(finetune_job, self.session, store, self.start.choice(), opts, self.controls.stop,
                                    desc="fine-tune", on_item=self._event, on_done=self._done)
 
-    def _event(self, event: Any) -> None:
+    def _event(self, event: Event) -> None:
         if getattr(event, "kind", None) != "epoch":
             return
         self.curves.add(event.epoch, {"loss": event.loss, "val_loss": event.val_loss, **(event.metrics or {})})

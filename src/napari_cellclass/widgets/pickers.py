@@ -6,7 +6,7 @@ They only read and show state; nothing here touches pixels beyond a layer's shap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
@@ -24,11 +24,16 @@ from qtpy.QtWidgets import (
 from ..app.session import DEVICES, ModelChoice, Session
 from ..viewer.layers import image_layers
 
+if TYPE_CHECKING:
+    from napari.utils.events import Event
+    from napari.layers import Layer
+    from napari import Viewer
+
 
 class _LayerWatcher:
     """Calls ``refresh`` whenever layers are added, removed, moved or renamed."""
 
-    def _watch(self, viewer: Any) -> None:
+    def _watch(self, viewer: Viewer) -> None:
         self._viewer = viewer
         ev = viewer.layers.events
         for name in ("inserted", "removed", "moved", "reordered"):
@@ -44,7 +49,7 @@ class _LayerWatcher:
             layer.events.name.disconnect(self._layers_changed)
         self._named = []
 
-    def _layers_changed(self, event: Any = None) -> None:
+    def _layers_changed(self, event: Event | None = None) -> None:
         for layer in self._named:
             layer.events.name.disconnect(self._layers_changed)
         self._named = list(self._viewer.layers)
@@ -64,7 +69,7 @@ class LayerChecklist(QWidget, _LayerWatcher):
 
     changed = Signal()
 
-    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.list = QListWidget()
         self.list.setMaximumHeight(110)
@@ -129,7 +134,7 @@ class LayerChecklist(QWidget, _LayerWatcher):
 class LayerCombo(QComboBox, _LayerWatcher):
     """One image layer (the Explain dock explains one image at a time)."""
 
-    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._layers: list[Any] = []
         self._watch(viewer)
@@ -152,7 +157,7 @@ class LayerCombo(QComboBox, _LayerWatcher):
         i = self.currentIndex()
         return self._layers[i] if 0 <= i < len(self._layers) else None
 
-    def set_layer(self, layer: Any) -> None:
+    def set_layer(self, layer: Layer) -> None:
         i = next((i for i, l in enumerate(self._layers) if l is layer), -1)
         if i >= 0:
             self.setCurrentIndex(i)
@@ -262,7 +267,7 @@ class ChannelPicker(QWidget):
         self.axis.currentIndexChanged.connect(self._axis_changed)
         self.setVisible(False)
 
-    def update_for(self, layer: Any | None, in_chans: int | None = None) -> None:
+    def update_for(self, layer: Layer | None, in_chans: int | None = None) -> None:
         """Offer the choice for ``layer`` when it has an axis besides Y, X (and RGB)."""
         if layer is None or getattr(layer, "rgb", False) or layer.data.ndim < 3:
             self._shape = ()
@@ -283,7 +288,7 @@ class ChannelPicker(QWidget):
         self.setVisible(True)
 
     @staticmethod
-    def _describe(layer: Any, shape: tuple[int, ...], in_chans: int | None) -> str:
+    def _describe(layer: Layer, shape: tuple[int, ...], in_chans: int | None) -> str:
         from ..core.errors import CellclassError
         from ..core.io.images import guess_layout
 

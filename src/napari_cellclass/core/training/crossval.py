@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import DataError
 from ..evaluation.metrics import mean_sd
 from ..progress import Progress, drain, relay
+from .options import BuildOptions
 
 #: scalar metrics summarised across folds (those a model type has)
 SUMMARY_KEYS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "auc_macro",
@@ -144,10 +145,21 @@ def cross_validate_steps(model: Any, data: Any, folds: int | None = None, seed: 
     out: dict[str, Any] = {
         "classes": ds.classes, "folds": folds, "seed": seed, "n_images": len(ds),
         "model": model if isinstance(model, str) else model.arch.describe(),
-        "train_options": {k: _jsonable(v) for k, v in train_kwargs.items()},
+        "train_options": {k: _jsonable(v) for k, v in _flat_options(train_kwargs).items()},
         "per_fold": results, "summary": summarise(results, ds.classes) if results else {},
         "cancelled": cancelled, "seconds": round(time.perf_counter() - t0, 2),
     }
+    return out
+
+
+def _flat_options(train_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options a run was given, with a BuildOptions spelled out field by field (those set)."""
+    out: dict[str, Any] = {}
+    for k, v in train_kwargs.items():
+        if isinstance(v, BuildOptions):
+            out.update({f: x for f, x in asdict(v).items() if x not in (None, "none")})
+        else:
+            out[k] = v
     return out
 
 
