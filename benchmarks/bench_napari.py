@@ -111,8 +111,8 @@ def _responsiveness(cfg: dict, device: torch.device) -> list[Result]:
     from napari_cellclass import build_model, save_model
     from napari_cellclass.core.synth import generate
     from napari_cellclass.widgets.classify import ClassifyDock
-    from napari_cellclass.widgets.session import ModelChoice, Session
-    from napari_cellclass.widgets.settings import Settings
+    from napari_cellclass.app.session import ModelChoice, Session
+    from napari_cellclass.app.settings import Settings
 
     out = []
     with tempfile.TemporaryDirectory(prefix="cellclass-bench-") as tmp:
@@ -133,7 +133,7 @@ def _responsiveness(cfg: dict, device: torch.device) -> list[Result]:
             out.append(Result("napari", f"longest heartbeat gap, Classify dock inferring {n} frames", gap * 1000, "ms",
                                None, "", "< 100 ms", str(device), extra={"run_s": secs, "ticks": ticks}))
 
-            from napari_cellclass.core.train import train
+            from napari_cellclass.core.training.api import train
 
             data = generate("cell-line", cfg["train_n"], seed=0, size=(size, size))
             items = [(img, lab, f"i{i}") for i, (img, lab) in enumerate(zip(data.images, data.labels))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from napari_cellclass import build_model
-from napari_cellclass.core.tiling import predict_map_steps
+from napari_cellclass.core.inference.tiling import predict_map_steps
 
 from ._measure import Result, VirtualImage, peak_memory
 

@@ -28,7 +28,7 @@ from ._measure import Result, sync
 
 def _run_ours(bundle, items, classes, cfg, device, epochs, val_fraction):
     """Wall time of the whole ``train()`` call and the loop's own per-epoch times."""
-    from napari_cellclass.core.train import train
+    from napari_cellclass.core.training.api import train
 
     gen = train(bundle, items, classes=classes, epochs=epochs, batch_size=cfg["train_batch"], lr=1e-4,
                 device=str(device), val_fraction=val_fraction, seed=0, early_stopping_patience=None,

@@ -49,7 +49,7 @@ def make_store(folder: Path, task: str, per_class: int, size: int, seed: int, cl
 
 
 def held_out(task: str, n: int, size: int, seed: int, classes: list[str] | None = None):
-    from napari_cellclass.core.images import get_plane, guess_layout
+    from napari_cellclass.core.io.images import get_plane, guess_layout
     from napari_cellclass.core.synth import generate
 
     s = generate(task, n, seed=seed, size=(size, size), classes=classes)
@@ -65,8 +65,8 @@ def run_one(task: str, start: str, per_class: int, size: int, epochs: int, lr: f
             input_size: int = 0) -> dict:
     from napari_cellclass.builtin import default_model_path
     from napari_cellclass.core.annotations import training_samples
-    from napari_cellclass.core.bundle import load_model
-    from napari_cellclass.core.finetune import FineTuneOptions, evaluate_items, finetune_steps, in_chans_of, start_model
+    from napari_cellclass.core.models.modelfile import load_model
+    from napari_cellclass.core.training.finetune import (FineTuneOptions, evaluate_items, finetune_steps, in_chans_of, start_model)
 
     with tempfile.TemporaryDirectory() as tmp:
         store = make_store(Path(tmp), task, per_class, size, seed=1000 + seed, classes=classes)

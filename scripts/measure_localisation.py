@@ -39,10 +39,11 @@ FCN_METHODS = ["fcn", "cam", "gradcam", "gradcam++", "layercam", "hirescam"]
 
 def build(kind: str, classes: list[str], size: int, base_width: int):
     """The preset's network at ``base_width`` and ``size`` px (the preset's recipe comes along)."""
-    from napari_cellclass.core.bundle import ModelBundle
-    from napari_cellclass.core.models.registry import ArchSpec, build_network
-    from napari_cellclass.core.presets import get_preset
-    from napari_cellclass.core.preprocess import Preprocess
+    from napari_cellclass.core.models.bundle import ModelBundle
+    from napari_cellclass.core.models.spec import ArchSpec
+    from napari_cellclass.core.models.registry import build_network
+    from napari_cellclass.core.presets.studies import get_preset
+    from napari_cellclass.core.io.preprocess import Preprocess
 
     preset = get_preset(f"protein-localization-{kind}")
     opts = dict(preset.arch.options)
@@ -58,7 +59,7 @@ def build(kind: str, classes: list[str], size: int, base_width: int):
 def read_test(folder: Path, in_chans: int):
     from napari_cellclass.cli.explain_eval import channel_first
     from napari_cellclass.core.explain.localisation import read_masked_dataset
-    from napari_cellclass.core.imagefiles import read_image
+    from napari_cellclass.core.io.files import read_image
 
     paths, labels, classes, mask_paths = read_masked_dataset(folder)
     images = [channel_first(read_image(p), in_chans) for p in paths]
@@ -69,7 +70,7 @@ def read_test(folder: Path, in_chans: int):
 def classification(bundle, images, labels) -> dict:
     from sklearn.metrics import f1_score
 
-    from napari_cellclass.core.predict import predict
+    from napari_cellclass.core.inference.predict import predict
 
     probs = predict(bundle, images, channel_axis=0, device="cpu")
     y = np.zeros_like(probs, dtype=bool)
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_cellclass.core.explain.localisation import localisation_scores
     from napari_cellclass.core.synth import write_dataset
-    from napari_cellclass.core.train import fit
+    from napari_cellclass.core.training.api import fit
 
     t_all = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="explain-data-"))

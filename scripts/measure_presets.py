@@ -107,7 +107,7 @@ def _data(task: str, n: int, seed: int, size: tuple[int, int]):
 def _score(bundle, s, axis) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    from napari_cellclass.core.predict import predict
+    from napari_cellclass.core.inference.predict import predict
 
     t0 = time.perf_counter()
     probs = predict(bundle, s.images, batch_size=32, device="cpu", channel_axis=axis)
@@ -128,7 +128,7 @@ def _score(bundle, s, axis) -> dict[str, float]:
 
 
 def _train(name: str, plan: Plan, train_set, axis, seed: int):
-    from napari_cellclass.core.train import train
+    from napari_cellclass.core.training.api import train
 
     items = [(im, lab, f"{plan.task}{i}") for i, (im, lab) in enumerate(zip(train_set.images, train_set.labels))]
     kw = dict(classes=train_set.classes, channel_axis=axis, input_size=plan.input_size, pretrained=False,
@@ -138,7 +138,7 @@ def _train(name: str, plan: Plan, train_set, axis, seed: int):
     runner = train
     if name.endswith("hybrid-svm"):
         try:
-            from napari_cellclass.core.hybrid import train_hybrid  # branch metrics: PCA + SVM heads
+            from napari_cellclass.core.training.hybrid import train_hybrid  # branch metrics: PCA + SVM heads
         except ImportError:
             return None, "core.hybrid is not available in this checkout"
         runner = train_hybrid
@@ -209,7 +209,7 @@ def baseline_vs_cnn(seed: int, quick: bool) -> dict[str, Any]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from napari_cellclass.core.train import train
+    from napari_cellclass.core.training.api import train
 
     n_train, n_test, epochs = (40, 20, 1) if quick else (400, 200, 8)
     # 96 px keeps a from-scratch resnet18 affordable on two cores; batch 16 gives it 200 steps
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    from napari_cellclass.core.presets import PRESETS
+    from napari_cellclass.core.presets.studies import PRESETS
 
     # cheap first, the big backbones last: an interrupted run still reports most rows
     heavy = [n for n in PRESETS if n.startswith("senescence-ensemble") and n != "senescence-ensemble:scratch-cnn"]

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     import napari_cellclass.widgets.runner  # noqa: F401  (before torch, as in napari)
     from napari_cellclass.core.synth import generate
     from napari_cellclass.widgets.annotate import AnnotateDock
-    from napari_cellclass.widgets.session import Session
-    from napari_cellclass.widgets.settings import Settings
+    from napari_cellclass.app.session import Session
+    from napari_cellclass.app.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="cellclass-shot-"))
     viewer = napari.Viewer(title="napari-cellclass: annotate and fine-tune")

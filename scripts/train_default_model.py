@@ -89,8 +89,8 @@ def rewrite_metadata(path: Path, n: int, seed: int) -> int:
     """Rewrite only the provenance of an existing model file; refuse if predictions change."""
     import numpy as np
 
-    from napari_cellclass.core.bundle import load_model, save_model
-    from napari_cellclass.core.predict import predict
+    from napari_cellclass.core.models.modelfile import load_model, save_model
+    from napari_cellclass.core.inference.predict import predict
 
     bundle = load_model(path, "cpu")
     image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "--set", 'augment={"hflip": true, "vflip": true, "rot90": true}',
             "--out", str(trained),
         )
-        from napari_cellclass.core.bundle import load_model, save_model
+        from napari_cellclass.core.models.modelfile import load_model, save_model
 
         bundle = load_model(trained)
         bundle.channel_names = ["red", "green", "blue"]  # phase contrast saved as RGB

@@ -57,7 +57,7 @@ def _swap_tensor(p: Path) -> None:
 
     from safetensors.torch import load_file, save_file
 
-    from napari_cellclass.core.bundle import META_KEY
+    from napari_cellclass.core.models.modelfile import META_KEY
 
     state = load_file(str(p))
     with open(p, "rb") as fh:

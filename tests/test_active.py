@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellclass.core.active import METHODS, rank, uncertainty
+from napari_cellclass.core.annotations.active import METHODS, rank, uncertainty
 from napari_cellclass.core.errors import DataError
 
 P = np.array([
@@ -86,7 +86,7 @@ def test_bad_input_is_explained():
 
 
 def test_methods_for_models():
-    from napari_cellclass.core.active import ENSEMBLE_METHODS, methods_for
+    from napari_cellclass.core.annotations.active import ENSEMBLE_METHODS, methods_for
 
     assert methods_for(False) == ("margin", "least_confidence", "entropy")
     ens = methods_for(False, 3)

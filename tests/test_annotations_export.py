@@ -11,8 +11,8 @@ import tifffile
 from napari_cellclass.core.annotations import (AnnotationStore, AnnotationWarning, crop_box, crop_point, crop_polygon, export_dataset,
                                                training_samples)
 from napari_cellclass.core.errors import DataError
-from napari_cellclass.core.imagefiles import find_images, read_image
-from napari_cellclass.core.images import guess_layout
+from napari_cellclass.core.io.files import find_images, read_image
+from napari_cellclass.core.io.images import guess_layout
 
 
 def coded(h=30, w=40):
@@ -217,9 +217,9 @@ def test_interrupted_export_leaves_nothing_and_missing_files_are_named(annotated
 def test_exported_masks_load_back_as_the_samples_dense_targets(tmp_path):
     import torch
 
-    from napari_cellclass.core import fcn_targets as fcn
+    from napari_cellclass.core.training import fcn_targets as fcn
     from napari_cellclass.core.data import load_dataset
-    from napari_cellclass.core.preprocess import Normalization, Preprocess
+    from napari_cellclass.core.io.preprocess import Normalization, Preprocess
 
     s = AnnotationStore.open(tmp_path / "m.json", multilabel=True)
     for c in ("nucleus", "cytosol"):

@@ -9,7 +9,7 @@ import numpy as np
 import tifffile
 
 from napari_cellclass.core.annotations import AnnotationStore, export_dataset, training_samples
-from napari_cellclass.core.imagefiles import read_image
+from napari_cellclass.core.io.files import read_image
 from napari_cellclass.core.synth import generate
 
 

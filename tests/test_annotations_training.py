@@ -9,7 +9,7 @@ from napari_cellclass.core.annotations import AnnotationStore, training_samples
 
 def test_one_epoch_from_annotation_samples(tmp_path):
     from napari_cellclass.core.data import load_dataset
-    from napari_cellclass.core.train import fit
+    from napari_cellclass.core.training.api import fit
 
     s = AnnotationStore.open(tmp_path / "a.json")
     s.add_class("dim"), s.add_class("bright")

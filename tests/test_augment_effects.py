@@ -12,7 +12,7 @@ import torch
 
 from napari_cellclass.core.data import augment as augment_mod
 from napari_cellclass.core.data.augment import augment_batch, make_generator
-from napari_cellclass.core.presets import Augment
+from napari_cellclass.core.data.augment import Augment
 
 S = 32  # image side; small keeps these fast
 

@@ -25,14 +25,14 @@ def _script():
 @pytest.fixture(scope="module")
 def shipped():
     from napari_cellclass.builtin import default_model_path
-    from napari_cellclass.core.bundle import load_model
+    from napari_cellclass.core.models.modelfile import load_model
 
     path = default_model_path()
     return path, load_model(path, "cpu")
 
 
 def test_the_shipped_model_is_small_and_loads(shipped):
-    from napari_cellclass.core.predict import predict
+    from napari_cellclass.core.inference.predict import predict
 
     path, bundle = shipped
     assert path.stat().st_size <= 20 * 1024 * 1024

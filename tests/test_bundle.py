@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from napari_cellclass import build_model, load_model, predict, save_model
-from napari_cellclass.core.bundle import META_KEY
+from napari_cellclass.core.models.modelfile import META_KEY
 from napari_cellclass.core.errors import ModelFileError
 
 

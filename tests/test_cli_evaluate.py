@@ -20,8 +20,8 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_file(folder, tmp_path_factory):
-    from napari_cellclass.core.bundle import save_model
-    from napari_cellclass.core.train import fit
+    from napari_cellclass.core.models.modelfile import save_model
+    from napari_cellclass.core.training.api import fit
 
     bundle = fit("scaffoldnet", folder, epochs=1, batch_size=4, input_size=(32, 32), val_fraction=0.25)
     return save_model(bundle, tmp_path_factory.mktemp("models") / "tiny.safetensors")

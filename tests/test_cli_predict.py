@@ -128,7 +128,8 @@ def test_dask_scheduler_unreachable(tiny_model_file, image_folder, capsys):
 
 
 def test_worker_loads_the_model_once(tiny_model_file, monkeypatch):
-    from napari_cellclass.core import bundle, dask_predict
+    from napari_cellclass.core.models import bundle
+    from napari_cellclass.core.inference import dask as dask_predict
 
     calls = []
     real = bundle.load_model
@@ -158,7 +159,7 @@ def test_predict_records_pulls_its_input_lazily(tiny_bundle):
     import threading
     import time
 
-    from napari_cellclass.core.predict import predict_records
+    from napari_cellclass.core.inference.predict import predict_records
 
     n, batch = 60, 4
     pulled = []

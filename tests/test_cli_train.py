@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from napari_cellclass.cli import main
-from napari_cellclass.core.bundle import load_model
-from napari_cellclass.core.predict import predict
+from napari_cellclass.core.models.modelfile import load_model
+from napari_cellclass.core.inference.predict import predict
 
 
 def test_synth_train_predict(tmp_path, capsys):

@@ -18,7 +18,7 @@ def folder(tmp_path_factory):
 
 
 def test_cross_validate_two_folds(folder):
-    from napari_cellclass.core.crossval import cross_validate_steps
+    from napari_cellclass.core.training.crossval import cross_validate_steps
 
     gen = cross_validate_steps("scaffoldnet", folder, folds=2, seed=0, device="cpu", epochs=1, batch_size=4,
                                input_size=(32, 32), val_fraction=0.25)
@@ -50,7 +50,7 @@ def test_cross_validate_two_folds(folder):
 
 
 def test_cross_validate_refuses_bad_folds(folder):
-    from napari_cellclass.core.crossval import cross_validate
+    from napari_cellclass.core.training.crossval import cross_validate
     from napari_cellclass.core.errors import DataError
 
     with pytest.raises(DataError, match="at least 2 folds"):
@@ -69,8 +69,8 @@ def _non_blank(path):
 
 
 def test_report_writes_figures(folder, tmp_path):
-    from napari_cellclass.core.report import write_report
-    from napari_cellclass.core.train import fit
+    from napari_cellclass.core.evaluation.report import write_report
+    from napari_cellclass.core.training.api import fit
 
     model = fit("scaffoldnet", folder, epochs=2, batch_size=4, input_size=(32, 32), val_fraction=0.25)
     assert model.provenance["training"]["history"]
@@ -84,8 +84,8 @@ def test_report_writes_figures(folder, tmp_path):
 
 
 def test_report_without_history_has_no_training_curves(folder, tmp_path):
-    from napari_cellclass.core.bundle import build_model
-    from napari_cellclass.core.report import write_report
+    from napari_cellclass.core.presets.factory import build_model
+    from napari_cellclass.core.evaluation.report import write_report
 
     model = build_model("scaffoldnet", classes=CLASSES, input_size=(32, 32))
     names = [f.name for f in write_report(model, folder, tmp_path / "r", device="cpu")]
@@ -93,7 +93,7 @@ def test_report_without_history_has_no_training_curves(folder, tmp_path):
 
 
 def test_learning_curve_run(folder, tmp_path):
-    from napari_cellclass.core.crossval import learning_curve_run
+    from napari_cellclass.core.training.crossval import learning_curve_run
 
     test = write_dataset("cell-line", tmp_path / "test", 6, seed=9, size=(32, 32), classes=CLASSES)
     rows = learning_curve_run("scaffoldnet", folder, test, (0.5, 1.0), device="cpu", epochs=1, batch_size=4,

@@ -11,7 +11,7 @@ from napari_cellclass.core.data import (class_weights, kfold_splits, load_datase
                                         training_fraction)
 from napari_cellclass.core.data.augment import augment_batch, make_generator
 from napari_cellclass.core.errors import DataError
-from napari_cellclass.core.presets import Augment
+from napari_cellclass.core.data.augment import Augment
 from napari_cellclass.core.synth import write_dataset
 
 
@@ -178,7 +178,7 @@ def test_augment_runs_on_the_device(dev):
 # ----------------------------------------------------------------------------- caches
 def _counting_reader(monkeypatch) -> list[str]:
     """Record every file decode the data set does (the raw cache should avoid repeats)."""
-    import napari_cellclass.core.imagefiles as imagefiles
+    import napari_cellclass.core.io.files as imagefiles
 
     calls: list[str] = []
     real = imagefiles.read_image
@@ -234,7 +234,7 @@ def test_raw_cache_evicts_least_recently_used_over_its_budget(tmp_path, monkeypa
 
 def test_cached_inputs_reuse_the_tensor_until_the_recipe_changes(monkeypatch):
     from napari_cellclass.core.data.tensors import cached_inputs
-    from napari_cellclass.core.preprocess import Normalization, Preprocess
+    from napari_cellclass.core.io.preprocess import Normalization, Preprocess
 
     rng = np.random.default_rng(0)
     items = [(rng.integers(0, 255, (1, 20, 24)).astype(np.uint8), [i % 2], f"i{i}") for i in range(5)]

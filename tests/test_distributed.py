@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cellclass.core.distributed import DistContext, shard
+from napari_cellclass.core.training.distributed import DistContext, shard
 
 
 def test_shards_cover_every_item_once_per_epoch_and_have_equal_length():
@@ -64,9 +64,9 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    from napari_cellclass.core.distributed import context, teardown
+    from napari_cellclass.core.training.distributed import context, teardown
     from napari_cellclass.core.synth import generate
-    from napari_cellclass.core.train import fit
+    from napari_cellclass.core.training.api import fit
 
     s = generate("brightfield", 16, seed=2, size=(32, 32))
     items = [(img, lab, f"i{i}") for i, (img, lab) in enumerate(zip(s.images, s.labels))]

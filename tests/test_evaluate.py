@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from napari_cellclass.core.bundle import build_model
+from napari_cellclass.core.presets.factory import build_model
 from napari_cellclass.core.errors import DataError
-from napari_cellclass.core.evaluate import evaluate, evaluation_data
+from napari_cellclass.core.evaluation.evaluate import evaluate, evaluation_data
 from napari_cellclass.core.synth import write_dataset
 
 CLASSES = ["COLO-704", "EFO-21", "EFO-27"]
@@ -23,14 +23,14 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(folder):
-    from napari_cellclass.core.train import fit
+    from napari_cellclass.core.training.api import fit
 
     return fit("scaffoldnet", folder, epochs=1, batch_size=4, input_size=(32, 32), val_fraction=0.25, seed=0)
 
 
 def test_evaluate_schema_and_consistency_with_predict(trained, folder):
-    from napari_cellclass.core.imagefiles import find_images
-    from napari_cellclass.core.predict import predict
+    from napari_cellclass.core.io.files import find_images
+    from napari_cellclass.core.inference.predict import predict
 
     m = evaluate(trained, folder, device="cpu", batch_size=5)
     assert KEYS <= set(m) and "mean_dice" not in m

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from napari_cellclass import build_model
-from napari_cellclass.core.bundle import ModelBundle
+from napari_cellclass.core.models.bundle import ModelBundle
 from napari_cellclass.core.errors import CellclassError
 from napari_cellclass.core.explain import METHODS, explain, explain_batch, explain_steps
 from napari_cellclass.core.explain.target_layers import default_layer, layer_names
 from napari_cellclass.core.models.heads import HeadSpec
-from napari_cellclass.core.models.registry import ARCHITECTURES, ArchSpec
-from napari_cellclass.core.preprocess import Normalization, Preprocess
+from napari_cellclass.core.models.registry import ARCHITECTURES
+from napari_cellclass.core.models.spec import ArchSpec
+from napari_cellclass.core.io.preprocess import Normalization, Preprocess
 from test_train import _run  # drains a generator: (events, result)
 
 GRADIENT = ("gradcam", "gradcam++", "layercam", "hirescam")
@@ -441,7 +442,7 @@ HYBRID_CLASSES = ["COLO-704", "EFO-21"]
 @pytest.fixture(scope="module")
 def hybrid(tmp_path_factory):
     """A tiny 'senescence-ensemble:hybrid-svm': two small timm backbones, PCA + SVM heads, hard vote."""
-    from napari_cellclass.core.hybrid import fit_hybrid
+    from napari_cellclass.core.training.hybrid import fit_hybrid
     from napari_cellclass.core.synth import write_dataset
 
     folder = write_dataset("cell-line", tmp_path_factory.mktemp("data") / "cells", 12, seed=3, size=(48, 48),

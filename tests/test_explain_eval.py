@@ -10,7 +10,7 @@ import torch
 
 from napari_cellclass import build_model, save_model
 from napari_cellclass.cli import main
-from napari_cellclass.core.explain import evaluate as E
+from napari_cellclass.core.explain import faithfulness as E
 from napari_cellclass.core.explain import explain
 
 from test_explain import blob_image, brightness_model

@@ -7,8 +7,7 @@ import pytest
 
 from napari_cellclass.core.annotations import AnnotationStore, training_samples
 from napari_cellclass.core.errors import DataError
-from napari_cellclass.core.finetune import (FineTuneOptions, adapt_to_classes, file_sha256, finetune, start_model,
-                                            with_input_size)
+from napari_cellclass.core.training.finetune import (FineTuneOptions, adapt_to_classes, file_sha256, finetune, start_model, with_input_size)
 
 
 @pytest.fixture
@@ -100,7 +99,8 @@ def test_options_map_to_training_overrides():
     augment is the flips and 90° rotations, or nothing; every key is a TrainRecipe field."""
     from dataclasses import fields
 
-    from napari_cellclass.core.presets import Augment, Stage, TrainRecipe
+    from napari_cellclass.core.data.augment import Augment
+    from napari_cellclass.core.presets.recipe import Stage, TrainRecipe
 
     plain = FineTuneOptions(epochs=5, lr=2e-3, batch_size=8, freeze_fraction=0.5, augment=False).overrides()
     assert "stages" not in plain and plain["augment"] == Augment()
@@ -120,7 +120,7 @@ def test_finetuning_an_fcn_learns_the_painted_regions(tmp_path, monkeypatch):
     """Painted planes are dense targets: each class's map is trained on its painted region."""
     import torch
 
-    from napari_cellclass.core import fcn_targets as fcn
+    from napari_cellclass.core.training import fcn_targets as fcn
 
     s = AnnotationStore.open(tmp_path / "px.json", multilabel=True)
     s.add_class("nucleus"), s.add_class("ER")

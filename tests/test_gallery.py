@@ -9,7 +9,7 @@ from skimage.io import imsave
 
 from napari_cellclass.core.annotations import AnnotationStore, training_samples
 from napari_cellclass.core.errors import ImageError
-from napari_cellclass.core.gallery import FolderStack
+from napari_cellclass.core.io.gallery import FolderStack
 
 from badinputs import _OK, FILE_CASES
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cellclass.core.hybrid import fit_svm, svm_head_from_sklearn
+from napari_cellclass.core.training.hybrid import fit_svm, svm_head_from_sklearn
 from test_train import _run  # drains a training generator: (events, result)
 
 
@@ -42,7 +42,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base():
-    from napari_cellclass.core.bundle import build_model
+    from napari_cellclass.core.presets.factory import build_model
 
     # two small timm backbones (random weights: tests never download) voting as one model
     return build_model(["resnet18", "resnet10t"], classes=CLASSES, input_size=(32, 32), output="binary")
@@ -50,14 +50,14 @@ def base():
 
 @pytest.fixture(scope="module")
 def hybrid(base, folder):
-    from napari_cellclass.core.hybrid import fit_hybrid
+    from napari_cellclass.core.training.hybrid import fit_hybrid
 
     return fit_hybrid(base, folder, device="cpu", seed=0)
 
 
 def test_fit_hybrid_matches_sklearn_on_the_training_features(base, hybrid, folder):
     from napari_cellclass.core.data import load_dataset
-    from napari_cellclass.core.hybrid import FAMILY, extract_features, is_hybrid
+    from napari_cellclass.core.training.hybrid import FAMILY, extract_features, is_hybrid
 
     assert is_hybrid(hybrid) and not is_hybrid(base)
     assert hybrid.arch.family == "ensemble" and hybrid.arch.vote == "hard"
@@ -83,8 +83,8 @@ def test_hybrid_round_trip_without_pickle(hybrid, folder, tmp_path, monkeypatch)
     import pickle
 
     from napari_cellclass.core.errors import ModelFileError
-    from napari_cellclass.core.hybrid import load_hybrid, predict_hybrid, save_hybrid
-    from napari_cellclass.core.imagefiles import find_images
+    from napari_cellclass.core.training.hybrid import load_hybrid, predict_hybrid, save_hybrid
+    from napari_cellclass.core.io.files import find_images
 
     files = find_images([folder])
     before = predict_hybrid(hybrid, files, device="cpu")
@@ -106,7 +106,8 @@ def test_hybrid_round_trip_without_pickle(hybrid, folder, tmp_path, monkeypatch)
     sd0, sd1 = hybrid.network.state_dict(), loaded.network.state_dict()
     for key in ("members.0.head.support_vectors", "members.1.head.dual_coef", "members.0.head.pca_components"):
         assert sd1[key].dtype == torch.float64 and torch.equal(sd0[key], sd1[key])
-    from napari_cellclass.core.bundle import build_model, save_model
+    from napari_cellclass.core.presets.factory import build_model
+    from napari_cellclass.core.models.modelfile import save_model
 
     plain = save_model(build_model("scaffoldnet", classes=CLASSES, input_size=(32, 32)), tmp_path / "plain")
     with pytest.raises(ModelFileError, match="not a hybrid"):
@@ -114,8 +115,8 @@ def test_hybrid_round_trip_without_pickle(hybrid, folder, tmp_path, monkeypatch)
 
 
 def test_train_hybrid_hook_speaks_train_events(base, folder):
-    from napari_cellclass.core.hybrid import is_hybrid, is_hybrid_preset, train_hybrid
-    from napari_cellclass.core.presets import PRESETS
+    from napari_cellclass.core.training.hybrid import is_hybrid, is_hybrid_preset, train_hybrid
+    from napari_cellclass.core.presets.studies import PRESETS
 
     assert is_hybrid_preset("senescence-ensemble:hybrid-svm") and "senescence-ensemble:hybrid-svm" in PRESETS
     assert not is_hybrid_preset("senescence-ensemble")
@@ -136,8 +137,8 @@ def small_hybrid_preset(monkeypatch):
     """The hybrid preset with its seven ImageNet backbones swapped for two small ones (fast, offline)."""
     from dataclasses import replace
 
-    from napari_cellclass.core.models.registry import ArchSpec, ensemble_spec
-    from napari_cellclass.core.presets import PRESETS
+    from napari_cellclass.core.models.spec import ArchSpec, ensemble_spec
+    from napari_cellclass.core.presets.studies import PRESETS
 
     p = PRESETS[HYBRID_PRESET]
     head = p.arch.members[0].head
@@ -149,7 +150,7 @@ def small_hybrid_preset(monkeypatch):
 def test_train_cli_fits_the_hybrid_preset(folder, tmp_path, small_hybrid_preset, capsys):
     """`cellclass train --preset senescence-ensemble:hybrid-svm` fits SVMs instead of training."""
     from napari_cellclass.cli import main
-    from napari_cellclass.core.hybrid import FAMILY, load_hybrid
+    from napari_cellclass.core.training.hybrid import FAMILY, load_hybrid
 
     name = small_hybrid_preset
     out = tmp_path / "hybrid.safetensors"
@@ -169,8 +170,8 @@ def test_train_cli_fits_the_hybrid_preset(folder, tmp_path, small_hybrid_preset,
 def test_train_hybrid_cancel_returns_a_loadable_model(base, folder, tmp_path):
     import threading
 
-    from napari_cellclass.core.bundle import load_model, save_model
-    from napari_cellclass.core.hybrid import train_hybrid
+    from napari_cellclass.core.models.modelfile import load_model, save_model
+    from napari_cellclass.core.training.hybrid import train_hybrid
 
     stop = threading.Event()
     stop.set()
@@ -182,7 +183,7 @@ def test_train_hybrid_cancel_returns_a_loadable_model(base, folder, tmp_path):
 
 
 def test_cross_validate_the_hybrid_preset(folder, small_hybrid_preset):
-    from napari_cellclass.core.crossval import cross_validate
+    from napari_cellclass.core.training.crossval import cross_validate
 
     res = cross_validate(small_hybrid_preset, folder, folds=2, device="cpu", pretrained=False, input_size=(32, 32),
                          val_fraction=0.0, grid={"C": (1.0,), "degree": (2,)})

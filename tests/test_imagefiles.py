@@ -8,8 +8,8 @@ import tifffile
 from skimage.io import imsave
 
 from napari_cellclass.core.errors import ImageError
-from napari_cellclass.core.imagefiles import find_images, read_image
-from napari_cellclass.core.images import iter_planes
+from napari_cellclass.core.io.files import find_images, read_image
+from napari_cellclass.core.io.images import iter_planes
 
 
 def test_tiff_axes_are_honoured(tmp_path, rng):

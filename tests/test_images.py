@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_cellclass.core.errors import ChannelMismatchError, ImageError
-from napari_cellclass.core.images import guess_layout, iter_planes, match_channels, to_canonical
+from napari_cellclass.core.io.images import guess_layout, iter_planes, match_channels, to_canonical
 
 
 @pytest.mark.parametrize(

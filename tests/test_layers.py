@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_cellclass import layers as L
-from napari_cellclass.core.images import guess_layout
-from napari_cellclass.core.tiling import tile_grid
-from napari_cellclass.tables import PredictionTable, layer_predictions
+from napari_cellclass.app import layer_data as L
+from napari_cellclass.core.io.images import guess_layout
+from napari_cellclass.core.inference.tiling import tile_grid
+from napari_cellclass.app.tables import PredictionTable, layer_predictions
 
 
 def _src(shape, scale, translate, rgb=False, name="img"):
@@ -145,7 +145,7 @@ def test_table_csv_is_written_atomically_with_cli_columns(tmp_path):
 
 
 def test_layers_and_tables_import_neither_qt_nor_napari_nor_torch():
-    code = ("import sys, napari_cellclass.layers, napari_cellclass.tables, napari_cellclass.widgets.jobs; "
+    code = ("import sys, napari_cellclass.app.layer_data, napari_cellclass.app.tables, napari_cellclass.app.jobs; "
             "bad = [m for m in ('torch', 'timm', 'napari', 'qtpy', 'PyQt6') if m in sys.modules]; "
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

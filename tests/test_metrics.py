@@ -8,14 +8,7 @@ import numpy as np
 import pytest
 
 from napari_cellclass.core.errors import DataError
-from napari_cellclass.core.metrics import (
-    choose_thresholds,
-    classification_metrics,
-    learning_curve,
-    mean_sd,
-    multilabel_metrics,
-    nested_fractions,
-)
+from napari_cellclass.core.evaluation.metrics import (choose_thresholds, classification_metrics, learning_curve, mean_sd, multilabel_metrics, nested_fractions)
 
 
 def _onehotish(pred, k, conf=0.7):
@@ -129,7 +122,7 @@ def test_mean_sd():
 
 def test_choose_thresholds_agrees_with_the_training_loop():
     """core.thresholds (used by core.train) and core.metrics pick the same thresholds."""
-    from napari_cellclass.core import thresholds
+    from napari_cellclass.core.evaluation import thresholds
 
     rng = np.random.default_rng(1)
     y = (rng.random((40, 5)) < 0.3).astype(int)

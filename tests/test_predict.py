@@ -123,7 +123,7 @@ def test_map_normalises_with_whole_image_statistics(rng):
     bundle = build_model("resnet18", classes=["a", "b"], input_size=(32, 32))
     from dataclasses import replace
 
-    from napari_cellclass.core.preprocess import Normalization
+    from napari_cellclass.core.io.preprocess import Normalization
 
     bundle.preprocess = replace(bundle.preprocess, normalization=Normalization("percentile"))
     img = rng.random((64, 64, 3)).astype(np.float32)
@@ -146,7 +146,7 @@ def test_map_reads_only_tiles_of_a_memmap(tiny_bundle, tmp_path, rng):
 def test_member_probabilities_of_an_ensemble(tiny_bundle, rng):
     """predict_members gives every member's rows; with soft voting their mean is predict()'s answer."""
     from napari_cellclass import predict_members
-    from napari_cellclass.core.active import rank
+    from napari_cellclass.core.annotations.active import rank
     from napari_cellclass.core.errors import CellclassError
 
     ens = build_model(["senescence_cnn", "senescence_cnn"], classes=["a", "b", "c"], input_size=(32, 32))

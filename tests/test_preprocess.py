@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from napari_cellclass.core.errors import ArchitectureError
-from napari_cellclass.core.geometry import plan
-from napari_cellclass.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Normalization, Preprocess
+from napari_cellclass.core.io.geometry import plan
+from napari_cellclass.core.io.preprocess import IMAGENET_MEAN, IMAGENET_STD, Normalization, Preprocess
 
 
 def _img(rng, c=3, h=20, w=30, scale=255.0):

@@ -167,7 +167,7 @@ def test_request_while_a_fine_tune_holds_the_model(request_kind, model):
     untouched model gives, and the fine-tune then stops cleanly."""
     import threading
 
-    from napari_cellclass.core.finetune import FineTuneOptions, finetune_steps, start_model
+    from napari_cellclass.core.training.finetune import FineTuneOptions, finetune_steps, start_model
 
     bundle, _ = model
     rng = np.random.default_rng(1)

@@ -25,7 +25,7 @@ def model_file(tmp_path_factory):
 
 
 def _session(path):
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     s = Session()
     s.set_choice(ModelChoice("file", str(path)))
@@ -85,7 +85,7 @@ def test_annotate_dock_folder_with_a_bad_file(case, make_napari_viewer, qtbot, t
     from skimage.io import imsave
 
     from napari_cellclass.widgets.annotate import AnnotateDock
-    from napari_cellclass.widgets.session import Session
+    from napari_cellclass.app.session import Session
 
     name, write, expected = FILE_CASES[case]
     folder = tmp_path / "plate"
@@ -135,7 +135,7 @@ def test_finetune_save_onto_a_failing_folder(case, make_napari_viewer, qtbot, mo
     temporary file, and the failed path not added to the recent models."""
     from napari_cellclass import build_model
     from napari_cellclass.widgets.finetune import FineTunePanel
-    from napari_cellclass.widgets.session import Session
+    from napari_cellclass.app.session import Session
 
     install, reason = SAVE_FAILURES[case]
     session = Session()
@@ -163,7 +163,7 @@ def test_classify_dock_on_a_folder_stack_with_a_bad_file(case, make_napari_viewe
     from skimage.io import imsave
 
     from napari_cellclass.widgets.annotate import AnnotateDock
-    from napari_cellclass.widgets.session import Session
+    from napari_cellclass.app.session import Session
 
     name, write, expected = FILE_CASES[case]
     folder = tmp_path / "plate"

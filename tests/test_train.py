@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cellclass.core.bundle import build_model, load_model, save_model
-from napari_cellclass.core.predict import predict
-from napari_cellclass.core.presets import Stage
-from napari_cellclass.core.train import fit, train
+from napari_cellclass.core.presets.factory import build_model
+from napari_cellclass.core.models.modelfile import load_model, save_model
+from napari_cellclass.core.inference.predict import predict
+from napari_cellclass.core.presets.recipe import Stage
+from napari_cellclass.core.training.api import fit, train
 
 CLASSES = ["dim", "bright"]
 
@@ -144,7 +145,7 @@ def test_multilabel_thresholds_are_stored(tmp_path):
 
 
 def test_fcn_target_is_at_the_blob():
-    from napari_cellclass.core import fcn_targets as fcn
+    from napari_cellclass.core.training import fcn_targets as fcn
 
     chan = torch.zeros(1, 1, 64, 64)
     chan[0, 0, 40:48, 8:16] = 200.0
@@ -181,7 +182,7 @@ def _painted(region, n=4, seed=3):
 
 def _fcn_targets_used(items, monkeypatch):
     """Train the FCN preset one step on ``items``; return the grid targets the loss saw, and the loss."""
-    from napari_cellclass.core import fcn_targets as fcn
+    from napari_cellclass.core.training import fcn_targets as fcn
 
     seen = []
     real = fcn.to_grid
@@ -303,8 +304,8 @@ def test_cuda_amp_training_matches_the_contract(tmp_path):
 
 
 def test_pos_weight_raises_the_loss_of_a_missed_positive():
-    from napari_cellclass.core.presets import TrainRecipe
-    from napari_cellclass.core.train_setup import Loss
+    from napari_cellclass.core.presets.recipe import TrainRecipe
+    from napari_cellclass.core.training.optim import Loss
 
     logits = torch.tensor([[-2.0, 3.0]])  # class 0: a missed positive; class 1: a false positive
     y = torch.tensor([[1.0, 0.0]])
@@ -327,9 +328,9 @@ def test_pos_weight_raises_the_loss_of_a_missed_positive():
 
 
 def test_class_balance_weights_hands_negatives_over_positives_to_the_loss(monkeypatch):
-    import napari_cellclass.core.train as train_mod
+    import napari_cellclass.core.training.api as train_mod
     from napari_cellclass.core.synth import generate
-    from napari_cellclass.core.train_setup import Loss
+    from napari_cellclass.core.training.optim import Loss
 
     seen = []
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellclass.core.bundle import load_model, save_model
-from napari_cellclass.core.predict import predict
-from napari_cellclass.core.presets import PRESETS, list_presets
+from napari_cellclass.core.models.modelfile import load_model, save_model
+from napari_cellclass.core.inference.predict import predict
+from napari_cellclass.core.presets.studies import PRESETS, list_presets
 from napari_cellclass.core.synth import generate
-from napari_cellclass.core.train import train
+from napari_cellclass.core.training.api import train
 from test_train import _run  # drains a generator: (events, result)
 
 TASK = {"cell-line": "cell-line", "scaffoldnet": "brightfield", "efficientnetv2": "actin", "senescence": "senescence",

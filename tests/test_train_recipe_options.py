@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cellclass.core.bundle import build_model, load_model, save_model
+from napari_cellclass.core.presets.factory import build_model
+from napari_cellclass.core.models.modelfile import load_model, save_model
 from napari_cellclass.core.data import load_dataset
 from napari_cellclass.core.data.fingerprint import data_fingerprint
-from napari_cellclass.core.train import fit
+from napari_cellclass.core.training.api import fit
 from test_train import _items  # the same easy dim-vs-bright task
 
 CLASSES = ["dim", "bright"]
@@ -49,7 +50,7 @@ def test_training_records_the_fingerprint_and_the_card_shows_it(tmp_path):
 
 # ------------------------------------------------------------------ 2. held-out test split
 def test_test_fraction_holds_out_a_scored_stratified_split():
-    from napari_cellclass.core.evaluate import evaluate
+    from napari_cellclass.core.evaluation.evaluate import evaluate
 
     items = _items(20)
     b = fit("senescence_cnn", items, epochs=1, val_fraction=0.2, test_fraction=0.2, **KW)
@@ -73,7 +74,7 @@ def test_test_fraction_holds_out_a_scored_stratified_split():
 
 
 def test_test_split_is_disjoint_from_training_and_validation():
-    from napari_cellclass.core.train_prep import hold_out_test, val_share_of_rest
+    from napari_cellclass.core.training.prep import hold_out_test, val_share_of_rest
 
     ds = load_dataset(_items(30), CLASSES, channel_axis=0)
     rest, test = hold_out_test(ds, 0.1, seed=5)
@@ -101,8 +102,9 @@ def test_cli_test_fraction_and_folds_default():
 
 
 def test_cv_folds_default_to_the_recipe_and_preset(tmp_path):
-    from napari_cellclass.core.crossval import cross_validate, default_folds
-    from napari_cellclass.core.presets import PRESETS, TrainRecipe
+    from napari_cellclass.core.training.crossval import cross_validate, default_folds
+    from napari_cellclass.core.presets.studies import PRESETS
+    from napari_cellclass.core.presets.recipe import TrainRecipe
 
     assert PRESETS["cell-line-authentication"].train.cv_folds == 10
     assert default_folds("cell-line-authentication") == 10
@@ -118,8 +120,8 @@ def test_cv_folds_default_to_the_recipe_and_preset(tmp_path):
 
 # ------------------------------------------------------------------ 3. training-set mean subtraction
 def test_meansub_stores_the_training_sets_channel_means(tmp_path):
-    from napari_cellclass.core.predict import predict, preprocess
-    from napari_cellclass.core.preprocess import Normalization, Preprocess
+    from napari_cellclass.core.inference.predict import predict, preprocess
+    from napari_cellclass.core.io.preprocess import Normalization, Preprocess
 
     items = _items(8, chans=2)
     pre = Preprocess((32, 32), "squash", "bilinear", Normalization("meansub"))
@@ -152,8 +154,8 @@ def _frozen(net):
     ("senescence_cnn", 1, ("features.0.",), ("features.3.", "features.6.", "head.")),
 ])
 def test_set_trainable_freezes_stem_and_first_blocks(arch, n, frozen_prefixes, trainable_prefixes):
-    from napari_cellclass.core.presets import Stage
-    from napari_cellclass.core.train_setup import set_trainable
+    from napari_cellclass.core.presets.recipe import Stage
+    from napari_cellclass.core.training.optim import set_trainable
 
     net = build_model(arch, CLASSES, in_chans=3, input_size=(32, 32)).network
     total = sum(p.numel() for p in net.parameters())
@@ -172,8 +174,8 @@ def test_set_trainable_freezes_stem_and_first_blocks(arch, n, frozen_prefixes, t
 
 def test_freeze_blocks_in_training_and_errors():
     from napari_cellclass.core.errors import CellclassError
-    from napari_cellclass.core.presets import Stage
-    from napari_cellclass.core.train_setup import set_trainable
+    from napari_cellclass.core.presets.recipe import Stage
+    from napari_cellclass.core.training.optim import set_trainable
 
     base = build_model("senescence_cnn", CLASSES, in_chans=1, input_size=(32, 32))
     before = {k: v.clone() for k, v in base.network.state_dict().items()}
@@ -225,7 +227,7 @@ def test_train_head_options_lay_over_the_default_head():
     from napari_cellclass.cli import build_parser
     from napari_cellclass.cli._trainopts import train_overrides
     from napari_cellclass.core.errors import CellclassError
-    from napari_cellclass.core.models.small_cnns import SENESCENCE_CNN_HEAD
+    from napari_cellclass.core.models.backbones.small_cnns import SENESCENCE_CNN_HEAD
 
     args = build_parser().parse_args(["train", "d", "--arch", "senescence_cnn", "--out", "m.safetensors",
                                       "--pool", "avg", "--hidden", "16,8", "--dropout", "0.1"])
@@ -245,8 +247,8 @@ def test_train_head_options_lay_over_the_default_head():
 def test_sgd_optimizer_trains_with_momentum():
     import torch
 
-    from napari_cellclass.core.presets import TrainRecipe
-    from napari_cellclass.core.train_setup import make_optimizer
+    from napari_cellclass.core.presets.recipe import TrainRecipe
+    from napari_cellclass.core.training.optim import make_optimizer
 
     net = build_model("senescence_cnn", CLASSES, in_chans=1, input_size=(32, 32)).network
     opt = make_optimizer(net, TrainRecipe(optimizer="sgd", weight_decay=1e-4), 0.05)
@@ -282,8 +284,8 @@ def test_label_smoothing_in_the_loss():
     import torch
     import torch.nn.functional as F
 
-    from napari_cellclass.core.presets import TrainRecipe
-    from napari_cellclass.core.train_setup import Loss
+    from napari_cellclass.core.presets.recipe import TrainRecipe
+    from napari_cellclass.core.training.optim import Loss
 
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-2.0, 3.0]])
     y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
@@ -302,7 +304,7 @@ def test_label_smoothing_in_the_loss():
 def test_keep_best_restores_the_best_epochs_weights():
     import torch
 
-    from napari_cellclass.core.predict import predict
+    from napari_cellclass.core.inference.predict import predict
 
     items = _items(12)
     # validation labels are the opposite of training's, so the better the model learns, the worse
@@ -328,7 +330,7 @@ def test_keep_best_restores_the_best_epochs_weights():
 
 
 def test_a_callers_own_validation_data_skips_the_recipes_test_split():
-    from napari_cellclass.core.presets import TrainRecipe
+    from napari_cellclass.core.presets.recipe import TrainRecipe
 
     items, val = _items(10), _items(4, seed=3)
     recipe = TrainRecipe(epochs=1, batch_size=4, test_fraction=0.2)

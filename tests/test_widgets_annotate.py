@@ -15,7 +15,7 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def session():
-    from napari_cellclass.widgets.session import Session
+    from napari_cellclass.app.session import Session
 
     return Session()
 

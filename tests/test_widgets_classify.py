@@ -27,7 +27,7 @@ def model_file(tmp_path_factory):
 
 @pytest.fixture
 def session(model_file):
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     s = Session()
     s.set_choice(ModelChoice("file", str(model_file)))
@@ -163,7 +163,7 @@ def test_bad_layer_gives_a_notification_not_an_exception(dock, qtbot):
 
 
 def test_missing_model_file_is_a_readable_notification(dock, qtbot, tmp_path):
-    from napari_cellclass.widgets.session import ModelChoice
+    from napari_cellclass.app.session import ModelChoice
 
     layer = dock.viewer.add_image(rgb(), rgb=True)
     dock.layers.set_selected([layer])
@@ -175,7 +175,7 @@ def test_missing_model_file_is_a_readable_notification(dock, qtbot, tmp_path):
 
 
 def test_tiled_probability_map_layers_sit_on_the_source(dock, qtbot):
-    from napari_cellclass.core.tiling import tile_grid
+    from napari_cellclass.core.inference.tiling import tile_grid
 
     viewer = dock.viewer
     big = viewer.add_image(rgb(5, (96, 128, 3)), name="big", rgb=True, scale=(2.0, 2.0), translate=(10.0, 20.0))
@@ -202,7 +202,7 @@ def test_tiled_probability_map_layers_sit_on_the_source(dock, qtbot):
 
 def _slow_session(tmp_path):
     from napari_cellclass import build_model, save_model
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     path = save_model(build_model("resnet18", classes=["a", "b"], input_size=(160, 160)), tmp_path / "slow.safetensors")
     s = Session()
@@ -264,7 +264,7 @@ def test_viewer_stays_responsive_during_a_long_inference(make_napari_viewer, qtb
 
 def test_settings_persist_between_docks(make_napari_viewer, session):
     from napari_cellclass.widgets.classify import ClassifyDock
-    from napari_cellclass.widgets.session import Session
+    from napari_cellclass.app.session import Session
 
     viewer = make_napari_viewer()
     first = ClassifyDock(viewer, session)
@@ -284,7 +284,7 @@ def test_docks_share_the_session_and_its_fine_tuned_model(make_napari_viewer, qt
     from napari_cellclass import build_model
     from napari_cellclass.widgets.classify import ClassifyDock
     from napari_cellclass.widgets.explain import ExplainDock
-    from napari_cellclass.widgets.session import session_for
+    from napari_cellclass.app.session import session_for
 
     viewer = make_napari_viewer()
     classify = ClassifyDock(viewer)
@@ -313,7 +313,7 @@ def test_a_loaded_model_file_is_in_the_recent_list_of_a_new_dock(make_napari_vie
     from napari_cellclass import build_model, save_model
     from napari_cellclass.widgets.classify import ClassifyDock
     from napari_cellclass.widgets.pickers import _BROWSE, ModelPicker
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     other = save_model(build_model("scaffoldnet", classes=CLASSES, input_size=(32, 32)), tmp_path / "other.safetensors")
     viewer = make_napari_viewer()
@@ -345,9 +345,9 @@ def test_a_loaded_model_file_is_in_the_recent_list_of_a_new_dock(make_napari_vie
 
 def test_model_card_shows_training_provenance_and_metrics(make_napari_viewer, qtbot, tmp_path):
     from napari_cellclass import save_model
-    from napari_cellclass.core.train import train
+    from napari_cellclass.core.training.api import train
     from napari_cellclass.widgets.classify import ClassifyDock
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     rng = np.random.default_rng(0)
     items = [(rng.integers(*((0, 90) if i % 2 == 0 else (140, 255)), (1, 32, 32)).astype(np.uint8), ["dim", "bright"][i % 2])
@@ -458,7 +458,7 @@ def test_classify_the_plugins_cell_line_sample_with_the_builtin_model(make_napar
     from napari_cellclass import load_model, predict
     from napari_cellclass.builtin import default_model_path
     from napari_cellclass.widgets.classify import ClassifyDock
-    from napari_cellclass.widgets.session import Session
+    from napari_cellclass.app.session import Session
 
     viewer = make_napari_viewer()
     dock = ClassifyDock(viewer, Session())  # the built-in default model

@@ -26,7 +26,7 @@ def model_file(tmp_path_factory):
 @pytest.fixture
 def dock(make_napari_viewer, model_file):
     from napari_cellclass.widgets.explain import ExplainDock
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     session = Session()
     session.set_choice(ModelChoice("file", str(model_file)))
@@ -143,7 +143,7 @@ def test_wrong_method_for_the_model_is_a_notification(dock, qtbot):
 def test_fcn_model_defaults_to_its_own_heat_maps(make_napari_viewer, qtbot, tmp_path):
     from napari_cellclass import build_model, save_model
     from napari_cellclass.widgets.explain import ExplainDock
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     path = save_model(build_model("protein_fcn", classes=["nucleus", "ER"], in_chans=4, output="sigmoid",
                                   input_size=(64, 64)), tmp_path / "fcn.safetensors")
@@ -169,7 +169,7 @@ def _has_map_of(viewer, source: str) -> bool:
 def test_cancel_stops_mid_run_and_frees_the_model(make_napari_viewer, qtbot, tmp_path):
     from napari_cellclass import build_model, save_model
     from napari_cellclass.widgets.explain import ExplainDock
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     path = save_model(build_model("resnet18", classes=["a", "b"], input_size=(96, 96)), tmp_path / "slow.safetensors")
     session = Session()
@@ -233,7 +233,7 @@ def test_model_channel_mismatch_says_what_to_do(dock, qtbot):
 
 def test_settings_persist_between_docks(make_napari_viewer, model_file, qtbot):
     from napari_cellclass.widgets.explain import ExplainDock
-    from napari_cellclass.widgets.session import ModelChoice, Session
+    from napari_cellclass.app.session import ModelChoice, Session
 
     viewer = make_napari_viewer()
     session = Session()

@@ -33,7 +33,7 @@ def synth(n, seed):
 @pytest.fixture
 def dock(make_napari_viewer):
     from napari_cellclass.widgets.annotate import AnnotateDock
-    from napari_cellclass.widgets.session import Session
+    from napari_cellclass.app.session import Session
 
     viewer = make_napari_viewer()
     widget = AnnotateDock(viewer, Session())
@@ -73,8 +73,8 @@ def annotate(dock, qtbot, tmp_path):
 
 
 def test_label_fine_tune_compare_keep_save_undo(dock, qtbot, tmp_path):
-    from napari_cellclass.core.bundle import load_model
-    from napari_cellclass.core.finetune import evaluate_items, file_sha256
+    from napari_cellclass.core.models.modelfile import load_model
+    from napari_cellclass.core.training.finetune import evaluate_items, file_sha256
 
     store = annotate(dock, qtbot, tmp_path)
     panel = dock.finetune
@@ -148,9 +148,9 @@ def test_label_fine_tune_compare_keep_save_undo(dock, qtbot, tmp_path):
 
 
 def test_cancel_mid_training_leaves_a_loadable_model(dock, qtbot, tmp_path):
-    from napari_cellclass.core.bundle import load_model
-    from napari_cellclass.core.predict import predict
-    from napari_cellclass.widgets.finetune_jobs import StartChoice
+    from napari_cellclass.core.models.modelfile import load_model
+    from napari_cellclass.core.inference.predict import predict
+    from napari_cellclass.app.finetune_jobs import StartChoice
 
     store = annotate(dock, qtbot, tmp_path)
     panel = dock.finetune
@@ -210,8 +210,8 @@ def test_rank_with_an_ensemble_by_member_disagreement(dock, qtbot, tmp_path):
     order is core.active's on the members' probabilities; a single model offers only
     single-model scores."""
     from napari_cellclass import build_model, predict_members, save_model
-    from napari_cellclass.core.active import ENSEMBLE_METHODS, SINGLE_METHODS, rank
-    from napari_cellclass.widgets.session import ModelChoice
+    from napari_cellclass.core.annotations.active import ENSEMBLE_METHODS, SINGLE_METHODS, rank
+    from napari_cellclass.app.session import ModelChoice
 
     ens = build_model(["senescence_cnn", "senescence_cnn"], classes=["a", "b", "c"], input_size=(32, 32))
     path = save_model(ens, tmp_path / "ens.safetensors")
@@ -257,7 +257,7 @@ def test_rank_with_an_ensemble_by_member_disagreement(dock, qtbot, tmp_path):
 def small_start(dock, qtbot, tmp_path):
     """8 frames of 32 px labelled with keys, and the session on a tiny model file with the same classes."""
     from napari_cellclass import build_model, save_model
-    from napari_cellclass.widgets.session import ModelChoice
+    from napari_cellclass.app.session import ModelChoice
 
     viewer = dock.viewer
     images, labels = synth(8, seed=5)
@@ -287,8 +287,8 @@ def test_fine_tune_the_model_file_of_the_session(dock, qtbot, tmp_path):
     from the file's weights, and provenance names the file."""
     import torch
 
-    from napari_cellclass.core.bundle import load_model
-    from napari_cellclass.widgets.finetune_jobs import StartChoice
+    from napari_cellclass.core.models.modelfile import load_model
+    from napari_cellclass.app.finetune_jobs import StartChoice
 
     panel, _, _, choice = small_start(dock, qtbot, tmp_path)
     assert panel.start.choice() == StartChoice("model")
@@ -306,9 +306,9 @@ def test_fine_tune_the_model_file_of_the_session(dock, qtbot, tmp_path):
 def test_fine_tune_a_preset_then_discard_keeps_the_session_model(dock, qtbot, tmp_path):
     """A preset with fresh weights trains its own architecture; Discard leaves the
     session on the model it had, and re-classifying uses that model."""
-    from napari_cellclass.core.predict import predict
-    from napari_cellclass.tables import probability_column
-    from napari_cellclass.widgets.finetune_jobs import StartChoice
+    from napari_cellclass.core.inference.predict import predict
+    from napari_cellclass.app.tables import probability_column
+    from napari_cellclass.app.finetune_jobs import StartChoice
 
     panel, movie, images, choice = small_start(dock, qtbot, tmp_path)
     panel.start.set_choice(StartChoice("preset", "senescence-ensemble:scratch-cnn"))

@@ -28,7 +28,7 @@ def _index() -> dict[str, dict[str, Any]]:
 
 
 def _sample(stem: str, title: str) -> list[LayerDataTuple]:
-    from .core.imagefiles import read_image
+    from .core.io.files import read_image
 
     entry = _index()[stem]
     img = read_image(SAMPLE_DIR / entry["file"])

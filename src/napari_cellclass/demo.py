@@ -57,8 +57,8 @@ def run_demo(screenshot: str | os.PathLike | None = None, timeout_s: float = 600
 
     from .widgets.classify import ClassifyDock
     from .widgets.explain import ExplainDock
-    from .widgets.session import ModelChoice, Session, session_for
-    from .widgets.settings import Settings
+    from .app.session import ModelChoice, Session, session_for
+    from .app.settings import Settings
 
     settings_dir = tempfile.TemporaryDirectory(prefix="cellclass-demo-")  # the user's settings stay untouched
     viewer = napari.Viewer(title="napari-cellclass demo")

@@ -54,7 +54,7 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.crossval import cross_validate_steps
+    from ..core.training.crossval import cross_validate_steps
     from ..core.errors import CellclassError
     from .evaluate import write_json
 

@@ -79,8 +79,8 @@ def write_json(data: dict[str, Any], target: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.bundle import load_model
-    from ..core.evaluate import evaluate
+    from ..core.models.modelfile import load_model
+    from ..core.evaluation.evaluate import evaluate
 
     positive(args.batch_size, "--batch-size")
     bundle = load_model(args.model)

@@ -64,12 +64,12 @@ def png_bytes(rgb) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.atomicfile import write_atomic
-    from ..core.bundle import load_model
+    from ..core.models.modelfile import load_model
     from ..core.errors import CellclassError
     from ..core.explain import explain_batch
     from ..core.explain.overlay import overlay
-    from ..core.imagefiles import find_images, read_image
-    from ..core.images import get_plane, inspect
+    from ..core.io.files import find_images, read_image
+    from ..core.io.images import get_plane, inspect
 
     positive(args.batch_size, "--batch-size")
     if args.tile is not None:

@@ -42,7 +42,7 @@ def channel_first(img, in_chans: int):
     import numpy as np
 
     from ..core.errors import ImageError
-    from ..core.images import inspect
+    from ..core.io.images import inspect
 
     layout, _ = inspect(img.data, img.channel_axis, in_chans, img.rgb, str(img.path))
     if layout.is_stack:
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..core.atomicfile import write_atomic
-    from ..core.bundle import load_model
+    from ..core.models.modelfile import load_model
     from ..core.errors import CellclassError
     from ..core.explain.localisation import localisation_scores, read_masked_dataset
-    from ..core.imagefiles import read_image
+    from ..core.io.files import read_image
 
     positive(args.batch_size, "--batch-size")
     if not 0.0 < args.val_fraction < 1.0:

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..core.bundle import load_model
+    from ..core.models.modelfile import load_model
 
     bundle = load_model(args.model)
     print(json.dumps(bundle.metadata(), indent=2) if args.json else bundle.card())
@@ -27,7 +27,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_archs(args: argparse.Namespace) -> int:
     from ..core.models.registry import list_architectures
-    from ..core.presets import list_presets
+    from ..core.presets.studies import list_presets
 
     archs, presets = list_architectures(), list_presets()
     if args.json:

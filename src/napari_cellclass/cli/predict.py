@@ -88,14 +88,14 @@ def _progress(total: int, enabled: bool) -> Iterator[None]:
 
 def _records(args: argparse.Namespace, bundle, todo: list[Path]):
     """Local batched prediction, or the same rows from a Dask cluster."""
-    from ..core.predict import PlanePrediction, predict_records
+    from ..core.inference.predict import PlanePrediction, predict_records
 
     if not args.dask_scheduler:
         yield from predict_records(bundle, todo, args.batch_size, args.device, args.channel_axis, args.channels, on_error="skip")
         return
     import numpy as np
 
-    from ..core.dask_predict import connect, dask_predict_rows
+    from ..core.inference.dask import connect, dask_predict_rows
 
     positive(args.chunk, "--chunk")
     client = connect(args.dask_scheduler)
@@ -109,9 +109,9 @@ def _records(args: argparse.Namespace, bundle, todo: list[Path]):
 
 def run(args: argparse.Namespace) -> int:
     from ..core.atomicfile import describe_os_error
-    from ..core.bundle import load_model
-    from ..core.imagefiles import find_images
-    from ..core.predict import label_of
+    from ..core.models.modelfile import load_model
+    from ..core.io.files import find_images
+    from ..core.inference.predict import label_of
     from ..core.errors import CellclassError
 
     positive(args.batch_size, "--batch-size")

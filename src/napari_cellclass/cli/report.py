@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.bundle import load_model
-    from ..core.report import write_report
+    from ..core.models.modelfile import load_model
+    from ..core.evaluation.report import write_report
 
     positive(args.batch_size, "--batch-size")
     bundle = load_model(args.model)

@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.bundle import save_model
-    from ..core.train import train
+    from ..core.models.modelfile import save_model
+    from ..core.training.api import train
     from ._common import check_writable
     from ._progress import Bar
 
@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, on_sigint) if in_main else None
-    from ..core.distributed import context as _dist
+    from ..core.training.distributed import context as _dist
 
     is_main = _dist().is_main
     bar = Bar(enabled=not args.no_progress and is_main, lines=is_main)  # one progress report per torchrun job
     try:
-        from ..core.hybrid import is_hybrid_preset, train_hybrid  # study 4's PCA + SVM preset: fitted, not trained
+        from ..core.training.hybrid import is_hybrid_preset, train_hybrid  # study 4's PCA + SVM preset: fitted, not trained
 
         runner = train_hybrid if is_hybrid_preset(model) else train
         gen = runner(model, args.data, device=args.device, seed=args.seed, stop=stop, channel_axis=args.channel_axis,
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         if in_main:
             signal.signal(signal.SIGINT, old)
-    from ..core.distributed import barrier, context, teardown
+    from ..core.training.distributed import barrier, context, teardown
 
     ctx = context()
     if result.cancelled and not result.bundle.provenance["training"].get("steps_run"):

@@ -29,13 +29,13 @@ from qtpy.QtWidgets import (
 )
 
 from .annotation_classes import ClassList
-from .annotation_controller import AnnotationController
-from .annotation_layers import image_name
+from ..viewer.annotation_controller import AnnotationController
+from ..viewer.annotation_layers import image_name
 from .annotation_next import NextToLabel
 from .annotation_table import AnnotationTable
 from .finetune import FineTunePanel
 from .runner import notify_error
-from .session import Session, session_for
+from ..app.session import Session, session_for
 
 DEFAULT_NAME = "annotations.json"
 
@@ -43,8 +43,8 @@ DEFAULT_NAME = "annotations.json"
 def default_annotation_file(layer: Any | None) -> Path:
     """Beside the images: the folder of a folder stack or of the layer's file; for
     images without a file, the napari-cellclass config folder."""
-    from .annotation_layers import is_folder_stack
-    from .settings import config_dir
+    from ..viewer.annotation_layers import is_folder_stack
+    from ..app.settings import config_dir
 
     if layer is not None and is_folder_stack(layer.data):
         return layer.data.paths[0].parent / DEFAULT_NAME
@@ -230,7 +230,7 @@ class AnnotateDock(QWidget):
 
     def open_folder(self, folder: str | Path) -> Any:
         """Show a folder as one lazy stack layer and open the annotation file beside it."""
-        from ..core.gallery import FolderStack
+        from ..core.io.gallery import FolderStack
 
         try:
             stack = FolderStack.from_folder(folder, on_error=self._plane_unreadable)
@@ -300,7 +300,7 @@ class AnnotateDock(QWidget):
         view on it and outline it in a '<image> next to label' layer."""
         import numpy as np
 
-        from .annotation_layers import find_image_layer
+        from ..viewer.annotation_layers import find_image_layer
 
         layer = find_image_layer(self.viewer, layer_name)
         if layer is None:

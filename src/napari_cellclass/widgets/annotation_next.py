@@ -9,11 +9,11 @@ from typing import Any
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from ..core.active import methods_for
-from .finetune_jobs import RankedPlanes, _overlaps, rank_job
-from .jobs import make_request
+from ..core.annotations.active import methods_for
+from ..app.finetune_jobs import RankedPlanes, _overlaps, rank_job
+from ..app.jobs import make_request
 from .runner import JobControls
-from .session import Session
+from ..app.session import Session
 
 
 _SETTING = {False: "annotate.rank_method", True: "annotate.rank_method_ensemble"}
@@ -91,7 +91,7 @@ class NextToLabel(QWidget):
         if bundle is None:
             self._ensemble = None  # unknown until loaded: the rank job then uses the model's default
             return
-        from ..core.predict import ensemble_size
+        from ..core.inference.predict import ensemble_size
 
         members = ensemble_size(bundle)
         methods = methods_for(bundle.multilabel, members)
@@ -107,7 +107,7 @@ class NextToLabel(QWidget):
         return [self.method.itemText(i) for i in range(self.method.count())]
 
     def rank(self) -> Any:
-        from .pickers import image_layers
+        from ..viewer.layers import image_layers
 
         layers = image_layers(self.viewer)
         if not layers:

@@ -2,7 +2,7 @@
 
 Thin shell: it reads its inputs, starts :func:`~.jobs.classify_job` or
 :func:`~.jobs.tiled_map_job` through :class:`~.runner.JobControls`, and shows the
-results through :mod:`napari_cellclass.layers` and :mod:`napari_cellclass.tables`.
+results through :mod:`napari_cellclass.app.layer_data` and :mod:`napari_cellclass.app.tables`.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import layers as L
-from ..tables import PredictionTable, layer_predictions
-from .jobs import ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job
-from .pickers import ChannelPicker, LayerChecklist, ModelPicker, image_layers
+from ..app import layer_data as L
+from ..app.tables import PredictionTable, layer_predictions
+from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
+from ..viewer.layers import image_layers
+from .pickers import ChannelPicker, LayerChecklist, ModelPicker
 from .runner import JobControls, notify_error
-from .session import Session, session_for
-from .viewer_layers import upsert_all
+from ..app.session import Session, session_for
+from ..viewer.layers import upsert_all
 
 WHOLE, TILED = "whole image (resized to the model input)", "tiled probability map"
 

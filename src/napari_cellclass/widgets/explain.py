@@ -1,7 +1,7 @@
 """The Explain dock: Grad-CAM-family and FCN maps of one image layer, as layers.
 
 Thin shell over :func:`~.jobs.explain_job`: maps come back aligned to the image
-grid and are placed on the source by :func:`napari_cellclass.layers.explanation_layers`
+grid and are placed on the source by :func:`napari_cellclass.app.layer_data.explanation_layers`
 (one additive, perceptual-colormap layer per map, replaced on re-run).
 """
 
@@ -12,12 +12,12 @@ from typing import Any
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
 
-from .. import layers as L
-from .jobs import Explanation, explain_job, make_request
+from ..app import layer_data as L
+from ..app.jobs import Explanation, explain_job, make_request
 from .pickers import ChannelPicker, LayerCombo, ModelPicker
 from .runner import JobControls
-from .session import Session, session_for
-from .viewer_layers import show_in_grid, upsert_all
+from ..app.session import Session, session_for
+from ..viewer.layers import show_in_grid, upsert_all
 
 METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "cam", "fcn")
 PREDICTED, ALL = "predicted class", "all classes"

@@ -30,11 +30,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import layers as L
+from ..app import layer_data as L
 from .curves import TrainingCurves
-from .finetune_jobs import StartChoice, finetune_job
+from ..app.finetune_jobs import StartChoice, finetune_job
 from .runner import JobControls, notify_error
-from .session import ModelChoice, Session
+from ..app.session import ModelChoice, Session
 
 SCRATCH = ("senescence_cnn", "scaffoldnet", "resnet18")
 
@@ -72,7 +72,7 @@ class StartCombo(QComboBox):
         if self._presets_listed:
             return
         self._presets_listed = True
-        from ..core.presets import PRESETS
+        from ..core.presets.studies import PRESETS
 
         for name in PRESETS:
             self.addItem(f"preset {name} (fresh weights)", StartChoice("preset", name))
@@ -166,7 +166,7 @@ class FineTunePanel(QWidget):
 
     # ------------------------------------------------------------------ running
     def options(self) -> Any:
-        from ..core.finetune import FineTuneOptions
+        from ..core.training.finetune import FineTuneOptions
 
         size = self.size.value()
         return FineTuneOptions(epochs=self.epochs.value(), lr=self.lr.value(), batch_size=self.batch.value(),
@@ -253,7 +253,7 @@ class FineTunePanel(QWidget):
 
     def save(self, path: str | Path) -> Path | None:
         """Save the new model (or, once kept, the session's fine-tuned one)."""
-        from ..core.bundle import save_model
+        from ..core.models.modelfile import save_model
 
         bundle = self.outcome.bundle if self.outcome is not None else self.session.fine_tuned
         if bundle is None:
@@ -279,8 +279,8 @@ class FineTunePanel(QWidget):
     # ------------------------------------------------------------------ re-classify
     def classify_open_layers(self) -> Any:
         """Classify every open image layer with the session's model (the Classify dock's job)."""
-        from .jobs import classify_job, make_request
-        from .pickers import image_layers
+        from ..app.jobs import classify_job, make_request
+        from ..viewer.layers import image_layers
 
         layers = image_layers(self.viewer)
         if not layers:
@@ -295,8 +295,8 @@ class FineTunePanel(QWidget):
                                    on_item=self._predictions)
 
     def _predictions(self, item: Any) -> None:
-        from ..tables import PredictionTable, layer_predictions
-        from .jobs import LayerPredictions
+        from ..app.tables import PredictionTable, layer_predictions
+        from ..app.jobs import LayerPredictions
 
         if not isinstance(item, LayerPredictions) or not item.rows:
             return

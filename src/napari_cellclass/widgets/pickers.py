@@ -17,21 +17,12 @@ from qtpy.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from .session import DEVICES, ModelChoice, Session
-
-
-def image_layers(viewer: Any) -> list[Any]:
-    """Image layers that can be classified: not the maps and channel views we made."""
-    from napari.layers import Image
-
-    from ..layers import is_derived
-
-    return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_derived(layer.metadata)]
+from ..app.session import DEVICES, ModelChoice, Session
+from ..viewer.layers import image_layers
 
 
 class _LayerWatcher:
@@ -294,7 +285,7 @@ class ChannelPicker(QWidget):
     @staticmethod
     def _describe(layer: Any, shape: tuple[int, ...], in_chans: int | None) -> str:
         from ..core.errors import CellclassError
-        from ..core.images import guess_layout
+        from ..core.io.images import guess_layout
 
         need = f"; the model expects {in_chans} channel(s)" if in_chans else ""
         try:
@@ -328,7 +319,7 @@ class ChannelPicker(QWidget):
                 box.setChecked(i in channels)
 
     def options(self) -> Any:
-        from .jobs import InputOptions
+        from ..app.jobs import InputOptions
 
         axis = self.axis.currentData() if self._shape else "auto"
         if axis in (None, "auto"):

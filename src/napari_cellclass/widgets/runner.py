@@ -18,7 +18,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
+
+from ..viewer.notify import error_message, notify_error
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -57,23 +59,6 @@ class ClosingWorker(GeneratorWorker):
         finally:
             with contextlib.suppress(Exception):
                 self._gen.close()
-
-
-def error_message(err: BaseException) -> str:
-    """The text a user sees for ``err``."""
-    from ..core.errors import CellclassError
-
-    if isinstance(err, CellclassError):
-        return str(err)
-    return f"napari-cellclass: unexpected {err.__class__.__name__}: {err} (details in the log)"
-
-
-def notify_error(err: BaseException) -> None:
-    from ..core.errors import CellclassError
-
-    if not isinstance(err, CellclassError):
-        logger.error("napari-cellclass job failed", exc_info=(type(err), err, err.__traceback__))
-    show_error(error_message(err))
 
 
 class JobControls(QWidget):

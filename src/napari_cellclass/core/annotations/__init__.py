@@ -55,7 +55,7 @@ the plane's height x width: 0 = unlabelled, other values mapped to class names b
 
 from __future__ import annotations
 
-from .crops import PAD_MODES, crop_box, crop_item, crop_point, crop_polygon
+from ..io.crops import PAD_MODES, crop_box, crop_item, crop_point, crop_polygon
 from .export import ExportReport, TrainingSample, export_dataset, training_samples
 from .imagerefs import ImageProblem
 from .palette import default_color, hex_to_rgba

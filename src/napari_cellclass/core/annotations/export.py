@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .crops import crop_item, read_region
+from ..io.crops import crop_item, read_region
 from .imagerefs import safe_stem
 from .schema import REGION_KINDS, Item
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError
-from ..images import ChannelAxis, Layout, guess_layout
+from ..io.images import ChannelAxis, Layout, guess_layout
 from .schema import ImageRecord
 
 _CHUNK = 1 << 22
@@ -106,7 +106,7 @@ def open_pixels(path: Path, rec: ImageRecord) -> Any:
         except (ValueError, OSError, tifffile.TiffFileError):
             data = None  # compressed or tiled: read it whole
     if data is None:
-        from ..imagefiles import read_image
+        from ..io.files import read_image
 
         data = read_image(path).data
     if tuple(data.shape) != tuple(rec.shape):

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..atomicfile import describe_os_error
 from ..errors import DataError, ImageError
-from ..images import ChannelAxis, Layout
+from ..io.images import ChannelAxis, Layout
 from . import imagerefs
 from .schema import AnnotationSaveError, ImageRecord
 
@@ -74,7 +74,7 @@ class ImagesMixin:
             return self._add_memory(data, name or "image", channel_axis, rgb)
 
     def _add_file(self, path: Path, data: Any, name: str | None, channel_axis: ChannelAxis, rgb: bool | None) -> str:
-        from ..imageheader import read_header
+        from ..io.header import read_header
 
         key = self.find_image(path=path)
         if key is not None:
@@ -164,7 +164,7 @@ class ImagesMixin:
 
     def accept_image_change(self, key: str) -> None:
         """The file changed on purpose: record its new hash, size and shape."""
-        from ..imageheader import read_header
+        from ..io.header import read_header
 
         with self._lock:
             rec = self.image(key)

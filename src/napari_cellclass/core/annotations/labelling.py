@@ -15,7 +15,8 @@ import numpy as np
 
 from ..atomicfile import describe_os_error
 from ..errors import DataError
-from . import crops, masks
+from ..io import crops
+from . import masks
 from .palette import check_color, default_color
 from .schema import AnnotationSaveError, ClassInfo, Item, now
 

@@ -1,4 +1,4 @@
-"""Batched tensor augmentations, as the studies name them (``presets.Augment``).
+"""Batched tensor augmentations, as the studies name them (:class:`Augment`).
 
 Everything works on a whole (N, C, H, W) batch on whatever device it lives on: the
 flips and 90° turns are index operations, and rotation, shift, zoom and shear are
@@ -14,11 +14,29 @@ target masks) gets the same geometry, zero fill and no intensity change.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from ..errors import CellclassError
-from ..presets import Augment
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Augmentations as the studies name them (applied on tensors, CPU or GPU)."""
+
+    hflip: bool = False
+    vflip: bool = False
+    rot90: bool = False
+    rotate_deg: float = 0.0
+    shift: float = 0.0  # fraction of width/height
+    width_shift_only: bool = False
+    zoom: float = 0.0  # ± fraction
+    shear_deg: float = 0.0
+    fill: str = "constant"  # 'nearest' | 'constant' (zeros), as Keras' fill_mode
+    intensity_jitter: float = 0.0  # ± fraction per channel
+
 
 _PADDING = {"constant": "zeros", "nearest": "border", "reflect": "reflection"}
 

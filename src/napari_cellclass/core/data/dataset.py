@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CellclassError, DataError
-from ..images import ChannelAxis, get_plane, inspect
+from ..io.images import ChannelAxis, get_plane, inspect
 
 RAW_CACHE_BYTES = 1 << 30  # raw pixels kept in memory; beyond this, least recently used are re-read
 
@@ -61,7 +61,7 @@ class _Store:
         return plane, vmax
 
     def _read(self, i: int) -> tuple[np.ndarray, float | None]:
-        from ..imagefiles import read_image
+        from ..io.files import read_image
 
         src, name = self.sources[i], self.names[i]
         axis, rgb = self.channel_axis, None

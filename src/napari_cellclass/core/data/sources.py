@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..imagefiles import IMAGE_SUFFIXES
-from ..images import ChannelAxis
+from ..io.files import IMAGE_SUFFIXES
+from ..io.images import ChannelAxis
 from .dataset import Dataset, _Store, per_class_mask
 
 MANIFEST_NAMES = ("labels.csv", "manifest.csv")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled
-from ..images import match_channels
-from ..preprocess import Preprocess
+from ..io.images import match_channels
+from ..io.preprocess import Preprocess
 from .dataset import Dataset
 
 GPU_SHARE = 0.25  # at most this share of free GPU memory holds the cached inputs
@@ -42,7 +42,7 @@ def cached_inputs(ds: Dataset, preprocess: Preprocess, in_chans: int, device: to
     ``X[rows[i]]`` is what the network sees for ``ds[i]``. ``stop()`` returning True
     raises :class:`Cancelled`.
     """
-    from ..predict import prefetch
+    from ..io.prefetch import prefetch
 
     store = ds._store
     key = ("inputs", preprocess, int(in_chans), str(device))

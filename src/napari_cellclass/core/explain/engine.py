@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..bundle import ModelBundle
+from ..models.bundle import ModelBundle
 from ..device import eval_mode, resolve_device
 from ..errors import CellclassError
-from ..geometry import Geometry
-from ..images import ChannelAxis, Layout, get_plane, inspect, match_channels
+from ..io.geometry import Geometry
+from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from ..models.heads import probabilities
-from ..predict import ImageLike, _resolve, as_sources
-from ..tiling import _whole_image_stats, tile_grid
+from ..inference.predict import ImageLike, _resolve, as_sources
+from ..inference.tiling import _whole_image_stats, tile_grid
 from .compute import network_maps
 from .result import ExplainResult, Progress
 from .target_layers import members

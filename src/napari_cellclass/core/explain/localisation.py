@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import ModelBundle
+from ..models.bundle import ModelBundle
 from ..errors import CellclassError, DataError
-from . import evaluate as E
+from . import faithfulness as E
 from .engine import explain_batch
 
 

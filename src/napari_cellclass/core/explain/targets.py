@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import ModelBundle
+from ..models.bundle import ModelBundle
 from ..errors import CellclassError
 from .result import METHODS
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import ArchitectureError
 from .heads import logits_from_probabilities, probabilities
+from .spec import ArchSpec, register_family
 
 VOTES = ("soft", "hard")
 
@@ -46,3 +47,8 @@ class Ensemble(nn.Module):
     @property
     def num_outputs(self) -> int:
         return self.members[0].num_outputs
+
+
+@register_family("ensemble")
+def _build_ensemble(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
+    raise ArchitectureError("ensembles are built by build_network, which knows the output mode")

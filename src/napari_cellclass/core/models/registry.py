@@ -1,148 +1,24 @@
-"""The typed architecture registry: every network of the five studies, by name.
+"""The architectures of the five studies, by name, and :func:`build_network`.
 
-An :class:`ArchSpec` is the complete, JSON-serialisable description a model file
-stores; :func:`build_network` turns it back into a module without downloading
-anything.  Names are explicit entries (:data:`ARCHITECTURES`); any other timm model
-name is accepted as a ``timm`` family spec.  Families take typed options only —
-no ``**kwargs`` pass-through to constructors.
+Names are explicit entries (:data:`ARCHITECTURES`); any other timm model name is
+accepted as a ``timm`` family spec.  Importing this module imports every family
+module, each of which registers its builder in ``spec.FAMILIES``; families take
+typed options only — no ``**kwargs`` pass-through to constructors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from ..errors import ArchitectureError, ModelFileError
+from ..errors import ArchitectureError
+from . import ensemble, hybrid_svm  # noqa: F401  (register their families)
+from .backbones import protein_net, small_cnns, timm_backbone  # noqa: F401  (register their families)
+from .backbones.protein_net import PROTEIN_DEFAULTS
 from .heads import HeadSpec, n_outputs
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """What to build: family, name (timm model name for ``timm``), head, options."""
-
-    family: str
-    name: str
-    head: HeadSpec = field(default_factory=HeadSpec)
-    options: tuple[tuple[str, Any], ...] = ()
-    members: tuple[ArchSpec, ...] = ()
-    vote: str = "soft"
-
-    def option(self, key: str, default: Any = None) -> Any:
-        return dict(self.options).get(key, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "name": self.name,
-            "head": self.head.to_dict(),
-            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options},
-            "members": [m.to_dict() for m in self.members],
-            "vote": self.vote,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
-        try:
-            family = str(d["family"])
-            if family not in FAMILIES:
-                raise ModelFileError(
-                    f"the model file names an unknown architecture family {family!r}",
-                    "it was written by a newer or foreign program; update napari-cellclass",
-                )
-            opts = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(d.get("options", {})).items()}
-            return cls(
-                family=family,
-                name=str(d["name"]),
-                head=HeadSpec.from_dict(d.get("head", {})),
-                options=tuple(sorted(FAMILIES[family].check_options(opts).items())),
-                members=tuple(cls.from_dict(m) for m in d.get("members", [])),
-                vote=str(d.get("vote", "soft")),
-            )
-        except ModelFileError:
-            raise
-        except (KeyError, TypeError, ValueError, ArchitectureError) as err:
-            raise ModelFileError(f"the architecture description in the model file is invalid ({err})") from err
-
-    def canonical(self) -> ArchSpec:
-        """The same spec with every family option spelled out (how model files store it)."""
-        family = FAMILIES.get(self.family)
-        if family is None:
-            raise ArchitectureError(f"unknown architecture family {self.family!r}")
-        opts = tuple(sorted(family.check_options(dict(self.options)).items()))
-        return ArchSpec(self.family, self.name, self.head, opts, tuple(m.canonical() for m in self.members), self.vote)
-
-    def describe(self) -> str:
-        if self.family == "ensemble":
-            return f"ensemble ({self.vote} vote) of " + ", ".join(m.describe() for m in self.members)
-        head = self.head
-        extra = f", hidden {list(head.hidden)}" if head.hidden else ""
-        return f"{self.name} [{self.family}] ({head.pool} pool{extra})"
-
-
-@dataclass(frozen=True)
-class Family:
-    """How to build one kind of network from typed options."""
-
-    build: Callable[[ArchSpec, int, int], nn.Module]  # (spec, in_chans, num_outputs)
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(options) - set(self.defaults)
-        if unknown:
-            raise ArchitectureError(
-                f"unknown option(s) {sorted(unknown)}", f"known options: {sorted(self.defaults) or 'none'}"
-            )
-        return {**self.defaults, **options}
-
-
-def _build_timm(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
-    from .timm_backbone import TimmClassifier
-
-    return TimmClassifier(spec.name, in_chans, num_outputs, spec.head, spec.option("cam_layer", ""))
-
-
-def _build_convstack(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
-    from .small_cnns import ConvStackClassifier, ConvStackOptions
-
-    opts = ConvStackOptions(widths=tuple(int(w) for w in spec.option("widths")), pool_between=bool(spec.option("pool_between")))
-    return ConvStackClassifier(opts, in_chans, num_outputs, spec.head)
-
-
-def _build_protein(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
-    from .protein_net import ProteinCNN, ProteinFCN, ProteinNetOptions
-
-    opts = ProteinNetOptions(int(spec.option("base_width")), int(spec.option("blocks")), int(spec.option("fcn_kernel")))
-    cls = ProteinFCN if spec.family == "protein_fcn" else ProteinCNN
-    return cls(opts, in_chans, num_outputs, spec.head)
-
-
-def _build_hybrid(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
-    from ..hybrid import build_hybrid_network  # study 4's PCA + SVM heads; lazy: core.hybrid imports the bundle
-
-    return build_hybrid_network(spec, in_chans, num_outputs)
-
-
-def _build_ensemble(spec: ArchSpec, in_chans: int, num_outputs: int) -> nn.Module:
-    raise ArchitectureError("ensembles are built by build_network, which knows the output mode")
-
-
-_PROTEIN_DEFAULTS = {"base_width": 16, "blocks": 5, "fcn_kernel": 1}
-FAMILIES: dict[str, Family] = {
-    "timm": Family(_build_timm, {"cam_layer": ""}),
-    "convstack": Family(_build_convstack, {"widths": (32, 32, 64), "pool_between": False}),
-    "protein_cnn": Family(_build_protein, dict(_PROTEIN_DEFAULTS)),
-    "protein_fcn": Family(_build_protein, dict(_PROTEIN_DEFAULTS)),
-    "ensemble": Family(_build_ensemble, {}),
-    "hybrid_svm": Family(_build_hybrid, {"cam_layer": "", "kernel": "poly", "n_components": 0, "n_features": 0, "n_support": ()}),
-}
-
-
-def register_family(name: str, family: Family) -> None:
-    """Add a family (e.g. the hybrid feature→PCA→SVM model of the training code)."""
-    FAMILIES[name] = family
+from .spec import FAMILIES, ArchSpec
 
 
 @dataclass(frozen=True)
@@ -188,10 +64,10 @@ ARCHITECTURES: dict[str, ArchEntry] = {
     "protein_cnn": ArchEntry(
         ArchSpec("protein_cnn", "protein_cnn",
                  HeadSpec(pool="avg", hidden=(256, 128), hidden_dropout=0.3, dropout=0.3),
-                 tuple(sorted(_PROTEIN_DEFAULTS.items()))),
+                 tuple(sorted(PROTEIN_DEFAULTS.items()))),
         (256, 256), "10-conv base + 3 FC layers (study 5 CNN)", False),
     "protein_fcn": ArchEntry(
-        ArchSpec("protein_fcn", "protein_fcn", HeadSpec(pool="max"), tuple(sorted(_PROTEIN_DEFAULTS.items()))),
+        ArchSpec("protein_fcn", "protein_fcn", HeadSpec(pool="max"), tuple(sorted(PROTEIN_DEFAULTS.items()))),
         (256, 256), "10-conv base, per-class heat maps, confidence = map max (study 5 FCN)", False),
 }
 
@@ -261,11 +137,4 @@ def build_network(spec: ArchSpec, in_chans: int, num_classes: int, output: str) 
         raise ArchitectureError(f"unknown architecture family {spec.family!r}")
     return FAMILIES[spec.family].build(spec, in_chans, outputs)
 
-
-def with_head(spec: ArchSpec, head: HeadSpec) -> ArchSpec:
-    return ArchSpec(spec.family, spec.name, head, spec.options, spec.members, spec.vote)
-
-
-def ensemble_spec(members: Sequence[ArchSpec], vote: str = "soft") -> ArchSpec:
-    return ArchSpec("ensemble", "ensemble", HeadSpec(), (), tuple(members), vote)
 

@@ -1,0 +1,284 @@
+"""The long-running work behind the docks, as plain generators (no Qt, no napari).
+
+Each job yields :class:`Step` objects (progress, plus results to show as soon as
+they exist) and returns its outcome; a dock runs it in a napari ``thread_worker``,
+a test or script can simply iterate it.  Closing the generator (a cancel) stops it
+between batches, and the ``with`` blocks inside ``core`` release the model's lock
+in the thread that ran it.  Torch and the engine are imported inside the jobs, so
+importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .layer_data import LayerSource, SourceInfo, frame_of
+from .tables import PredictionRow, PredictionTable
+from .session import ModelChoice, Session
+
+
+@dataclass
+class Step:
+    """Progress of a job: ``done`` of ``total`` units (total 0: not known yet)."""
+
+    done: int
+    total: int
+    item: Any = None
+    message: str = ""
+
+
+@dataclass
+class InputOptions:
+    """How to read the images: which axis holds channels and which channels to use."""
+
+    channel_axis: Any = "auto"  # "auto" | "none" | int
+    channels: list[int] | None = None
+
+
+@dataclass
+class Request:
+    """One source layer, captured on the main thread."""
+
+    source: LayerSource
+    info: SourceInfo
+    data_point: tuple[float, ...] | None = None  # layer.world_to_data(dims.point)
+    channel_names: list[str] | None = None  # from the layer's metadata, when it names them
+
+
+def make_request(viewer: Any, layer: Any) -> Request:
+    """Capture what a job needs from a napari layer (call on the main thread)."""
+    from .layer_data import source_info
+
+    info = source_info(layer)
+    point = tuple(float(v) for v in layer.world_to_data(viewer.dims.point))
+    meta = layer.metadata
+    names = meta.get("channel_names") or (meta.get("cellclass_sample") or {}).get("channel_names")
+    return Request(LayerSource(layer.data, info.name, info.rgb), info, point,
+                   [str(n) for n in names] if isinstance(names, (list, tuple)) else None)
+
+
+@dataclass
+class LayerFailure:
+    name: str
+    message: str
+
+
+@dataclass
+class LayerPredictions:
+    name: str
+    layout: Any  # core.images.Layout
+    rows: list[PredictionRow]
+    classes: list[str]
+
+
+@dataclass
+class ClassifyOutcome:
+    table: PredictionTable
+    model_card: str
+    failures: list[LayerFailure] = field(default_factory=list)
+
+
+@dataclass
+class TiledMap:
+    request: Request
+    layout: Any
+    frame: int
+    probabilities: np.ndarray  # (K, H', W')
+    grid: Any  # core.tiling.TileGrid
+    classes: list[str]
+    model: str
+
+
+@dataclass
+class Explanation:
+    request: Request
+    layout: Any
+    frame: int
+    result: Any  # core.explain.ExplainResult
+    plane: np.ndarray  # the explained frame as float32 (C, H, W), for the channel grid
+    channel_names: list[str]
+
+
+def model_id(choice: ModelChoice) -> str:
+    """How tables and layers name the model that produced them."""
+    if choice.kind == "file" and choice.path:
+        from pathlib import Path
+
+        return Path(choice.path).name
+    return choice.label
+
+
+def _load(session: Session) -> Generator[Step, None, tuple[Any, str]]:
+    yield Step(0, 0, message=f"loading {session.choice.label}")
+    choice = session.choice
+    bundle = session.load(choice)
+    return bundle, model_id(choice)
+
+
+def load_job(session: Session) -> Generator[Step, None, str]:
+    """Load the session's current model; returns its model card."""
+    bundle, _ = yield from _load(session)
+    return bundle.card()
+
+
+def _layouts(bundle: Any, requests: Sequence[Request], options: InputOptions) -> tuple[list[tuple[Request, Any]], list[LayerFailure]]:
+    from ..core.errors import CellclassError
+    from ..core.io.images import inspect
+
+    good, failures = [], []
+    for req in requests:
+        try:
+            layout, _ = inspect(req.source.data, options.channel_axis, bundle.in_chans, req.source.rgb, req.info.name)
+            good.append((req, layout))
+        except CellclassError as err:
+            failures.append(LayerFailure(req.info.name, str(err)))
+    return good, failures
+
+
+def classify_job(
+    session: Session, requests: Sequence[Request], batch_size: int = 32, options: InputOptions | None = None,
+) -> Generator[Step, None, ClassifyOutcome]:
+    """Classify every plane of every requested layer; yields a :class:`LayerPredictions`
+    per finished layer and a :class:`LayerFailure` per layer that cannot be read."""
+    from ..core.errors import CellclassError
+    from ..core.inference.predict import label_of, predict_records
+
+    options = options or InputOptions()
+    bundle, model = yield from _load(session)
+    table = PredictionTable(list(bundle.classes), model)
+    todo, failures = _layouts(bundle, requests, options)
+    for f in failures:
+        yield Step(0, 0, item=f)
+    total, done = sum(layout.n_frames for _, layout in todo), 0
+    yield Step(0, total, message="classifying")
+    for req, layout in todo:
+        rows: list[PredictionRow] = []
+        try:
+            # "skip": a plane that cannot be read (a broken file in a folder stack) becomes
+            # a notification for that frame, and the layer's other frames are still classified
+            records = predict_records(bundle, req.source, batch_size, session.device, options.channel_axis, options.channels,
+                                      on_error="skip")
+            unreadable = []
+            with closing(records):
+                for rec in records:
+                    done += 1
+                    if rec.error is not None:
+                        unreadable.append(rec)
+                        continue
+                    rows.append(table.add(req.info.name, rec.frame, label_of(rec.probs, bundle), rec.probs))
+                    yield Step(done, total)
+            if not rows:  # nothing usable: one message for the layer, as for any other bad layer
+                raise CellclassError(unreadable[0].error if unreadable else f"'{req.info.name}' has no frames")
+            for rec in unreadable:
+                yield Step(done, total, item=LayerFailure(f"{req.info.name}, frame {rec.frame}", rec.error))
+        except CellclassError as err:
+            failure = LayerFailure(req.info.name, str(err))
+            failures.append(failure)
+            table.replace_layer(req.info.name, [])
+            done += layout.n_frames - len(rows)
+            yield Step(done, total, item=failure)
+            continue
+        yield Step(done, total, item=LayerPredictions(req.info.name, layout, rows, list(bundle.classes)))
+    if not table.rows and failures:
+        raise CellclassError(
+            f"no layer could be classified ({len(failures)} failed); first: {failures[0].message}"
+        )
+    return ClassifyOutcome(table, bundle.card(), failures)
+
+
+def tiled_map_job(
+    session: Session, requests: Sequence[Request], tile: int | None = None, overlap: float = 0.5,
+    batch_size: int = 32, options: InputOptions | None = None,
+) -> Generator[Step, None, list[TiledMap]]:
+    """A sliding-window probability map of the current frame of each layer."""
+    from ..core.errors import CellclassError
+    from ..core.inference.tiling import predict_map_steps, tile_grid
+
+    options = options or InputOptions()
+    bundle, model = yield from _load(session)
+    todo, failures = _layouts(bundle, requests, options)
+    for f in failures:
+        yield Step(0, 0, item=f)
+    size = tile or bundle.input_size
+    batches = [-(-tile_grid((layout.height, layout.width), size, overlap).n_tiles // batch_size) for _, layout in todo]
+    total, done, maps = sum(batches), 0, []
+    for i, ((req, layout), n) in enumerate(zip(todo, batches)):
+        frame = frame_of(layout, req.data_point)
+        steps = predict_map_steps(bundle, req.source, size, overlap, batch_size, session.device,
+                                  options.channel_axis, options.channels, frame)
+        try:
+            with closing(steps):
+                while True:
+                    try:
+                        next(steps)
+                    except StopIteration as stop:
+                        prob, grid = stop.value
+                        break
+                    done += 1
+                    yield Step(done, total)
+        except CellclassError as err:
+            failures.append(LayerFailure(req.info.name, str(err)))
+            done = sum(batches[: i + 1])
+            yield Step(done, total, item=failures[-1])
+            continue
+        tiled = TiledMap(req, layout, frame, prob, grid, list(bundle.classes), model)
+        maps.append(tiled)
+        yield Step(done, total, item=tiled)
+    if not maps and failures:
+        raise CellclassError(f"no probability map could be made; first: {failures[0].message}")
+    return maps
+
+
+def explain_job(
+    session: Session, request: Request, method: str = "gradcam", target: str | None = None,
+    cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
+) -> Generator[Step, None, Explanation]:
+    """Explanation maps of the current frame of one layer (Grad-CAM family or FCN)."""
+    from ..core.explain import explain_steps
+    from ..core.io.images import get_plane
+
+    options = options or InputOptions()
+    bundle, _ = yield from _load(session)
+    todo, failures = _layouts(bundle, [request], options)
+    if failures:
+        from ..core.errors import ImageError
+
+        raise ImageError(failures[0].message)
+    layout = todo[0][1]
+    frame = frame_of(layout, request.data_point)
+    yield Step(0, 0, message=f"explaining '{request.info.name}'" + (f", frame {frame}" if layout.is_stack else ""))
+    steps = explain_steps(bundle, [request.source], method, target, cam_layer or None, tile, device=session.device,
+                          channel_axis=options.channel_axis, channels=options.channels, frame=frame)
+    with closing(steps):
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as stop:
+                result = stop.value[0]
+                break
+            yield Step(int(progress.done), int(progress.total or 0))
+    plane = get_plane(request.source.data, layout, frame, request.info.name)
+    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names))
+
+
+def _channel_names(bundle: Any, layout: Any, options: InputOptions, from_layer: list[str] | None = None) -> list[str]:
+    """Names for the source's channels: the layer's own, else the model's where they map
+    one to one, else ``channel i``."""
+    n = layout.n_channels
+    if from_layer is not None and len(from_layer) == n:
+        return list(from_layer)
+    names = [f"channel {i}" for i in range(n)]
+    generic = list(bundle.channel_names) == [f"channel {i}" for i in range(bundle.in_chans)]
+    if generic:
+        return names
+    if options.channels is not None and len(options.channels) == bundle.in_chans:
+        for model_name, i in zip(bundle.channel_names, options.channels):
+            if 0 <= i < n:
+                names[i] = model_name
+        return names
+    return list(bundle.channel_names) if n == bundle.in_chans else names

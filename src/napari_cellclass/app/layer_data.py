@@ -1,0 +1,293 @@
+"""Core results → napari layer data, as pure functions (no Qt, no napari import).
+
+Everything here takes plain values (arrays, :class:`~.core.images.Layout`, a
+:class:`SourceInfo` captured from a layer on the main thread) and returns napari
+``LayerDataTuple``s ``(data, kwargs, "image")`` or plain dicts, so it is tested
+without a viewer and reused by every dock.
+
+Placement rule: a map computed on the image plane of frame ``t`` of a source layer
+gets the source's ``scale``/``translate``, composed with the map's own cell geometry
+(``map pixel i`` sits at ``source pixel i * s + t``), and it keeps the source's
+other axes: a stack axis of length 1 moved to frame ``t`` (so the map is shown only
+on the frame it explains) and, for multichannel layers with a channel slider, the
+channel axis broadcast so the map shows on every channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..core.io.images import Layout
+
+SEP = " · "
+META_KEY = "cellclass"
+CAM_COLORMAP = "inferno"
+PROBABILITY_COLORMAP = "magma"
+MAP_OPACITY = 0.5
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the layer functions need to know about a source image layer."""
+
+    name: str  # base name, without a prediction shown in it
+    shape: tuple[int, ...]  # data shape (RGB axis included)
+    rgb: bool
+    scale: tuple[float, ...]  # one per layer dimension (RGB axis excluded)
+    translate: tuple[float, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.scale)
+
+
+@dataclass
+class LayerSource:
+    """An image for ``core``: has ``.data`` (and no ``.shape``), so core's readers take
+    it like a napari layer without this module touching napari objects off-thread."""
+
+    data: Any
+    name: str
+    rgb: bool | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- names
+#: how methods are called in layer names and menus
+METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM",
+                 "hirescam": "HiResCAM", "cam": "CAM", "fcn": "FCN"}
+
+
+def map_name(image: str, method: str, class_name: str) -> str:
+    return f"{image}{SEP}{METHOD_TITLES.get(method, method)}{SEP}{class_name}"
+
+
+def probability_map_name(image: str, class_name: str) -> str:
+    return f"{image}{SEP}p({class_name})"
+
+
+def channel_layer_name(image: str, channel: str) -> str:
+    return f"{image}{SEP}{channel}"
+
+
+def predicted_name(base: str, label: str, confidence: float) -> str:
+    """The layer name that shows a prediction, e.g. ``cell · healthy (93%)``."""
+    return f"{base}{SEP}{label or 'no class'} ({confidence:.0%})"
+
+
+def base_name(name: str, metadata: dict[str, Any]) -> str:
+    """The name a layer had before a prediction was shown in it.  A name the user
+    changed since is taken as the new base."""
+    meta = metadata.get(META_KEY) or {}
+    if meta.get("shown_name") == name and meta.get("base_name"):
+        return str(meta["base_name"])
+    return name
+
+
+def is_derived(metadata: dict[str, Any]) -> bool:
+    """True for layers napari-cellclass made from another layer (maps, channel views)."""
+    return bool((metadata.get(META_KEY) or {}).get("source"))
+
+
+def source_info(layer: Any) -> SourceInfo:
+    """Capture the placement of a napari Image layer (call on the main thread)."""
+    return SourceInfo(
+        name=base_name(layer.name, layer.metadata),
+        shape=tuple(int(s) for s in layer.data.shape),
+        rgb=bool(getattr(layer, "rgb", False)),
+        scale=tuple(float(s) for s in layer.scale),
+        translate=tuple(float(t) for t in layer.translate),
+    )
+
+
+def frame_at(frame_axis: int | None, n_frames: int, data_point: Sequence[float] | None) -> int:
+    """The stack frame under napari's dims slider, from ``layer.world_to_data(dims.point)``."""
+    if frame_axis is None or data_point is None or frame_axis >= len(data_point):
+        return 0
+    return int(np.clip(round(float(data_point[frame_axis])), 0, max(0, n_frames - 1)))
+
+
+def frame_of(layout: Layout, data_point: Sequence[float] | None) -> int:
+    return frame_at(layout.frame_axis, layout.n_frames, data_point)
+
+
+# --------------------------------------------------------------------------- placement
+def place_map(
+    map2d: np.ndarray,
+    src: SourceInfo,
+    layout: Layout,
+    frame: int = 0,
+    map_scale: Sequence[float] | None = None,
+    map_translate: Sequence[float] | None = None,
+) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """Data, scale and translate that put a (h, w) map on frame ``frame`` of ``src``.
+
+    ``map_scale``/``map_translate`` give the map's cells in source pixels
+    (``TileGrid.scale_translate()``); by default the map covers the image plane
+    exactly with equal cells (a map of the image's own size gets (1, 1), (0, 0)).
+    """
+    m = np.asarray(map2d, dtype=np.float32)
+    if m.ndim != 2:
+        raise ValueError(f"a map must be 2-D, got shape {m.shape}")
+    h, w = m.shape
+    if map_scale is None:
+        map_scale = (layout.height / h, layout.width / w)
+    if map_translate is None:
+        map_translate = ((map_scale[0] - 1) / 2, (map_scale[1] - 1) / 2)
+    if len(src.scale) <= max(layout.y_axis, layout.x_axis):
+        raise ValueError(f"source {src.name!r} has {src.ndim} dimensions; the layout {layout.describe()} needs more")
+    shape: list[int] = []
+    scale = list(src.scale)
+    translate = list(src.translate)
+    for d in range(src.ndim):
+        if d == layout.y_axis:
+            shape.append(h)
+            scale[d] = src.scale[d] * map_scale[0]
+            translate[d] = src.translate[d] + src.scale[d] * map_translate[0]
+        elif d == layout.x_axis:
+            shape.append(w)
+            scale[d] = src.scale[d] * map_scale[1]
+            translate[d] = src.translate[d] + src.scale[d] * map_translate[1]
+        elif d == layout.frame_axis:
+            shape.append(1)
+            translate[d] = src.translate[d] + frame * src.scale[d]
+        elif d == layout.channel_axis:
+            shape.append(layout.n_channels)
+        else:  # an axis the layout does not know (cannot happen for layouts of this layer)
+            shape.append(1)
+    expanded = m.reshape([h if d == layout.y_axis else w if d == layout.x_axis else 1 for d in range(src.ndim)])
+    data = expanded if tuple(expanded.shape) == tuple(shape) else np.broadcast_to(expanded, shape)
+    return data, tuple(scale), tuple(translate)
+
+
+def heatmap_layer(
+    map2d: np.ndarray,
+    name: str,
+    src: SourceInfo,
+    layout: Layout,
+    frame: int = 0,
+    *,
+    colormap: str = CAM_COLORMAP,
+    opacity: float = MAP_OPACITY,
+    map_scale: Sequence[float] | None = None,
+    map_translate: Sequence[float] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> LayerDataTuple:
+    """One map in [0, 1] as an additive, perceptual-colormap image layer on ``src``."""
+    m = np.clip(np.nan_to_num(np.asarray(map2d, dtype=np.float32)), 0.0, 1.0)
+    data, scale, translate = place_map(m, src, layout, frame, map_scale, map_translate)
+    kwargs = {
+        "name": name,
+        "colormap": colormap,
+        "blending": "additive",
+        "opacity": opacity,
+        "contrast_limits": (0.0, 1.0),
+        "scale": scale,
+        "translate": translate,
+        "metadata": {META_KEY: {"source": src.name, "frame": frame, **(metadata or {})}},
+    }
+    return data, kwargs, "image"
+
+
+def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int = 0) -> list[LayerDataTuple]:
+    """One layer per map of an ``ExplainResult`` (maps (K, H, W) in [0, 1])."""
+    maps = np.asarray(result.maps)
+    if maps.ndim == 2:
+        maps = maps[np.newaxis]
+    names = list(result.class_names)
+    if len(names) != maps.shape[0]:
+        raise ValueError(f"{maps.shape[0]} maps for {len(names)} class names")
+    extra = _plain(result.metadata()) if hasattr(result, "metadata") else {"method": str(result.method)}
+    return [
+        heatmap_layer(m, map_name(src.name, str(result.method), c), src, layout, frame,
+                      metadata={**extra, "class": c})
+        for m, c in zip(maps, names)
+    ]
+
+
+def probability_map_layers(
+    prob_map: np.ndarray, grid: Any, classes: Sequence[str], src: SourceInfo, layout: Layout, frame: int = 0,
+    model: str = "",
+) -> list[LayerDataTuple]:
+    """A tiled probability map (K, H', W') as one layer per class, placed by its grid."""
+    (sy, sx), (ty, tx) = grid.scale_translate()
+    return [
+        heatmap_layer(p, probability_map_name(src.name, c), src, layout, frame,
+                      colormap=PROBABILITY_COLORMAP, map_scale=(sy, sx), map_translate=(ty, tx),
+                      metadata={"class": c, "kind": "tiled probability", "model": model,
+                                "tile_hw": list(grid.tile_hw), "stride_hw": list(grid.stride_hw)})
+        for p, c in zip(np.asarray(prob_map), classes)
+    ]
+
+
+def channel_grid_layers(
+    plane: np.ndarray,
+    channel_names: Sequence[str],
+    result: Any,
+    src: SourceInfo,
+    layout: Layout,
+) -> list[LayerDataTuple]:
+    """Study 4's view: each input channel beside the explanation, in (channel, map) pairs.
+
+    ``plane`` is the explained frame as (C, H, W).  Layers alternate a grey channel
+    image and the map(s) on it, so napari's grid mode with stride ``1 + K`` puts every
+    channel with its maps in one view box.  All are 2-D on the source's image plane.
+    """
+    from ..core.io.images import guess_layout
+
+    plane = np.asarray(plane)
+    flat = SourceInfo(
+        src.name, tuple(plane.shape[-2:]), False,
+        (src.scale[layout.y_axis], src.scale[layout.x_axis]),
+        (src.translate[layout.y_axis], src.translate[layout.x_axis]),
+    )
+    flat_layout = guess_layout(plane.shape[-2:], "none", name=src.name)
+    maps = np.asarray(result.maps)
+    maps = maps[np.newaxis] if maps.ndim == 2 else maps
+    out: list[LayerDataTuple] = []
+    for c, channel in enumerate(channel_names):
+        img = plane[c]
+        lo, hi = (float(np.min(img)), float(np.max(img))) if img.size else (0.0, 1.0)
+        out.append((img, {
+            "name": channel_layer_name(src.name, channel),
+            "colormap": "gray",
+            "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
+            "scale": flat.scale,
+            "translate": flat.translate,
+            "metadata": {META_KEY: {"source": src.name, "channel": channel}},
+        }, "image"))
+        for m, class_name in zip(maps, result.class_names):
+            name = f"{map_name(src.name, str(result.method), class_name)}{SEP}{channel}"
+            out.append(heatmap_layer(m, name, flat, flat_layout, metadata={"class": class_name, "channel": channel}))
+    return out
+
+
+def prediction_metadata(base: str, shown_name: str, table_part: dict[str, Any], layout: Layout) -> dict[str, Any]:
+    """The ``cellclass`` entry of a classified layer's metadata."""
+    return {
+        "base_name": base,
+        "shown_name": shown_name,
+        "frame_axis": layout.frame_axis,
+        "n_frames": layout.n_frames,
+        "channel_axis": layout.channel_axis,
+        **table_part,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)

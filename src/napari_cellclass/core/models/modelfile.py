@@ -1,0 +1,211 @@
+"""The model file: one ``.safetensors`` file, tensors plus JSON, never pickle.
+
+The network's tensors go in the safetensors body; the header's metadata holds,
+under ``napari_cellclass``, a JSON document with classes, output mode, thresholds,
+channels, preprocessing, architecture and provenance.  Loading parses JSON and raw
+tensors only — nothing is ever unpickled — then rebuilds the network from the
+registry, so a tampered file can at worst fail to load, with a message that says why.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..atomicfile import fsync_folder, publish_mode
+from ..errors import ArchitectureError, ModelFileError
+from ..io.preprocess import Preprocess
+from .bundle import FORMAT, FORMAT_VERSION, ModelBundle
+from .registry import build_network
+from .spec import ArchSpec
+
+META_KEY = "napari_cellclass"
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def now() -> str:
+    """UTC time to the second, as model files record it."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def is_model_file(path: Path) -> bool:
+    """Whether ``path`` is a napari-cellclass model (not just any safetensors file)."""
+    try:
+        return META_KEY in (read_header(path).get("__metadata__") or {})
+    except ModelFileError:
+        return False
+
+
+def save_model(bundle: ModelBundle, path: str | os.PathLike) -> Path:
+    """Write ``bundle`` atomically: a crash or full disk never leaves a half file."""
+    from safetensors.torch import save_model as st_save_model
+
+    target = Path(path)
+    if target.suffix != ".safetensors":
+        target = target.with_suffix(target.suffix + ".safetensors") if target.suffix else target.with_suffix(".safetensors")
+    meta = bundle.metadata()
+    meta["provenance"] = {**meta["provenance"], "saved": now()}
+    tmp: str | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        with bundle.lock:
+            # contiguous CPU copies: a model living on the GPU saves the same bytes
+            st_save_model(bundle.network, tmp, metadata={META_KEY: json.dumps(meta)}, force_contiguous=True)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        publish_mode(tmp, target)
+        os.replace(tmp, target)
+        fsync_folder(target.parent)
+    except OSError as err:
+        raise ModelFileError(
+            f"cannot write the model to {target} ({err.strerror or err})",
+            "choose a writable folder with free space; any previous file there is unchanged",
+        ) from err
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """Parse the safetensors header by hand, so foreign files get a precise message."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else -1
+        looks_safetensors = len(head) == 9 and head[8:9] == b"{" and 8 + n <= size
+        if not looks_safetensors and (head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")):
+            raise ModelFileError(
+                f"{path} is a PyTorch pickle checkpoint, not a napari-cellclass model; it was not opened because "
+                "unpickling a file can run arbitrary code",
+                "to start from its weights, pass it as weights=PATH to build_model / --weights PATH to `cellclass train`",
+            )
+        if len(head) < 9:
+            raise ModelFileError(f"{path} is too short to be a model file ({size} bytes)", "the file is truncated; copy it again")
+        if n > _MAX_HEADER or 8 + n > size or not looks_safetensors:
+            raise ModelFileError(
+                f"{path} is not a valid safetensors model file (header of {n} bytes in a {size}-byte file)",
+                "the file is truncated or of another type; copy it again or re-save the model",
+            )
+        fh.seek(8)
+        try:
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ModelFileError(f"{path} has a corrupt header ({err})", "re-save the model") from err
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path} has a corrupt header", "re-save the model")
+    end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise ModelFileError(
+            f"{path} is truncated: its tensors need {8 + n + end} bytes but the file has {size}",
+            "copy the file again or re-save the model",
+        )
+    return header
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> ModelBundle:
+    """Read a model file written by :func:`save_model`; never executes code from it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"model file {p} does not exist", "check the path")
+    header = read_header(p)
+    raw = (header.get("__metadata__") or {}).get(META_KEY)
+    if raw is None:
+        raise ModelFileError(
+            f"{p} is a safetensors file but not a napari-cellclass model (no '{META_KEY}' metadata)",
+            "to start from these weights, pass the file as weights=PATH to build_model / --weights to `cellclass train`",
+        )
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"{p}: the model metadata is not valid JSON ({err})", "re-save the model") from err
+    bundle = bundle_from_metadata(meta, str(p))
+    try:
+        state = load_file(str(p), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{p}: cannot read the tensors ({err})", "the file is damaged; copy it again") from err
+    _load_state(bundle.network, state, p)
+    bundle.network.eval()
+    if device is not None:
+        from ..device import resolve_device
+
+        bundle.network.to(resolve_device(device))
+    bundle.provenance = {**bundle.provenance, "loaded_from": str(p)}
+    return bundle
+
+
+def bundle_from_metadata(meta: dict[str, Any], where: str = "model file") -> ModelBundle:
+    """Rebuild a bundle (random weights) from the JSON a model file carries."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{where}: metadata does not describe a napari-cellclass model", "re-save the model")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{where} was written by a newer napari-cellclass (format {meta.get('format_version')})",
+            "update napari-cellclass to load it",
+        )
+    try:
+        classes = [str(c) for c in meta["classes"]]
+        output = str(meta["output"])
+        in_chans = int(meta["in_chans"])
+        thresholds = meta.get("thresholds")
+        thresholds = None if thresholds is None else [float(t) for t in thresholds]
+        channel_names = [str(c) for c in meta.get("channel_names") or []]
+        provenance = dict(meta.get("provenance") or {})
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{where}: the model metadata is incomplete or has wrong types ({err!r})", "re-save the model") from err
+    preprocess = Preprocess.from_dict(meta.get("preprocess") or {})
+    arch = ArchSpec.from_dict(meta.get("arch") or {})
+    try:
+        network = build_network(arch, in_chans, len(classes), output)
+        return ModelBundle(network, classes, output, in_chans, preprocess, arch, channel_names, thresholds, provenance)
+    except ArchitectureError as err:
+        raise ModelFileError(f"{where}: the metadata is inconsistent ({err})", "re-save the model") from err
+
+
+def _load_state(network: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state]
+    # safetensors drops tensors that share memory with another; they come back by name
+    shared = _shared_aliases(network)
+    missing = [k for k in missing if k not in shared]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs architecture {tuple(expected[k].shape)}"
+             for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} tensor(s) of the wrong shape (e.g. {wrong[0]})")
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise ModelFileError(
+            f"{where}: the tensors do not fit the architecture in its metadata: " + "; ".join(parts),
+            "the file was altered or assembled by hand; re-save the model from napari-cellclass",
+        )
+    network.load_state_dict(state, strict=False)
+
+
+def _shared_aliases(network: nn.Module) -> set[str]:
+    seen: dict[int, str] = {}
+    aliases: set[str] = set()
+    for name, t in network.state_dict(keep_vars=True).items():
+        ptr = t.data_ptr() if t.numel() else -1
+        if ptr in seen and ptr != -1:
+            aliases.add(name)
+        else:
+            seen[ptr] = name
+    return aliases

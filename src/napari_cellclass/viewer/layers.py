@@ -1,0 +1,64 @@
+"""Putting layer data tuples into a viewer: replace by name, never pile up.
+
+Main thread only.  A layer of the same name and kind is updated in place (keeping
+what the user changed, such as its colormap or visibility); otherwise it is replaced
+at the same position in the layer list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+_KEEP_USER_CHOICES = ("colormap", "opacity", "blending", "visible")
+
+
+def upsert(viewer: Any, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
+    """Add the layer, or update the existing layer of the same name."""
+    from napari.layers import Image, Layer
+
+    data, kwargs, kind = layer_data
+    if kind != "image":
+        raise ValueError(f"only image layers are written here, got {kind!r}")
+    name = kwargs["name"]
+    existing = viewer.layers[name] if name in viewer.layers else None
+    if isinstance(existing, Image) and existing.ndim == np.ndim(data) and not existing.rgb:
+        existing.data = data
+        for key, value in kwargs.items():
+            if key not in _KEEP_USER_CHOICES and key != "name":
+                setattr(existing, key, value)
+        return existing
+    layer = Layer.create(data, kwargs, kind)
+    if existing is not None:
+        index = viewer.layers.index(existing)
+        viewer.layers.remove(existing)
+        viewer.layers.insert(index, layer)
+    else:
+        viewer.layers.append(layer)
+    return layer
+
+
+def upsert_all(viewer: Any, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[Any]:
+    return [upsert(viewer, ld) for ld in layers]
+
+
+def show_in_grid(viewer: Any, layers: Sequence[Any], stride: int) -> None:
+    """Move ``layers`` to the bottom of the layer list, in order, and turn on grid mode
+    with ``stride`` layers per view box (napari groups layers from index 0)."""
+    for target, layer in enumerate(layers):
+        viewer.layers.move(viewer.layers.index(layer), target)
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
+    grid.stride = stride
+    grid.enabled = True
+    viewer.reset_view()
+
+
+def image_layers(viewer: Any) -> list[Any]:
+    """Image layers that can be classified: not the maps and channel views we made."""
+    from napari.layers import Image
+
+    from ..app.layer_data import is_derived
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_derived(layer.metadata)]
