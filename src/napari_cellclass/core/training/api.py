@@ -37,10 +37,12 @@ from ..device import prepare_network, resolve_device
 from .distributed import context, setup
 from ..errors import Cancelled, CellclassError, DataError
 from ..models.heads import n_outputs
+from ..models.registry import arch_entry
 from ..presets.studies import PRESETS, Preset
-from ..presets.recipe import TrainRecipe
+from ..presets.recipe import ARCH_RECIPE, TrainRecipe
 from .events import TrainEvent, TrainResult
 from .prep import head_for, hold_out_test, test_record, val_share_of_rest, with_training_means
+from .intensity import default_preprocess, with_dataset_stats
 from .loop import LoopData, run_loop
 from .optim import Loss, classifiers, recipe_with
 
@@ -77,9 +79,12 @@ def _resolve_model(model: Any, ds: Dataset, opts: dict[str, Any]) -> tuple[Model
         raise CellclassError(f"cannot train a {type(model).__name__}", "pass a preset or architecture name, a ModelBundle or a model file")
     preset = PRESETS.get(model)
     output = _output_for(preset, len(ds.classes), ds.multilabel, opts.get("output"))
+    # an architecture name gets the intensity policy measured on its training split (core.training.intensity);
+    # a preset keeps its paper's preprocessing
+    pre = None if preset else default_preprocess(arch_entry(model).input_size)
     b = build_model(model, classes=ds.classes, in_chans=ds.in_chans, pretrained=opts.get("pretrained"),
                     weights=opts.get("weights"), output=output, head=head_for(model, opts.get("head")),
-                    input_size=None if opts.get("input_size") is None else tuple(opts["input_size"]))
+                    input_size=None if opts.get("input_size") is None else tuple(opts["input_size"]), preprocess=pre)
     return b, preset, f"preset {model}" if preset else f"architecture {model}"
 
 
@@ -157,7 +162,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     balance = opts.get("class_balance") or "none"
     if balance not in ("none", "weights", "sampler"):
         raise CellclassError(f"unknown class_balance {balance!r}", "use 'none', 'weights' or 'sampler'")
-    recipe_with(recipe or TrainRecipe(), overrides)  # bad option names and values fail before any data is read
+    recipe_with(recipe or ARCH_RECIPE, overrides)  # bad option names and values fail before any data is read
     ctx = context()
     dev = setup(ctx, resolve_device(device))  # under torchrun: join the process group, this rank's GPU
     should_stop = _stop_fn(stop)
@@ -168,7 +173,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     bundle, preset_obj, started_from = _resolve_model(model, ds, opts)
     if preset is not None and preset not in PRESETS:
         raise CellclassError(f"unknown preset {preset!r}", f"presets: {', '.join(PRESETS)}")
-    base = recipe or (PRESETS[preset].train if preset else preset_obj.train if preset_obj else TrainRecipe())
+    base = recipe or (PRESETS[preset].train if preset else preset_obj.train if preset_obj else ARCH_RECIPE)
     r = recipe_with(base, overrides)
 
     # a caller passing val_data chose its own evaluation split (the viewer's fine-tuning, k-fold):
@@ -194,6 +199,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
         prepare_network(bundle.network, dev)
         bundle.preprocess = with_training_means(train_ds, bundle.preprocess, bundle.in_chans)  # study 1's meansub
+        bundle.preprocess = with_dataset_stats(train_ds, bundle.preprocess, bundle.in_chans)  # --arch default
         total = len(train_ds) + len(val_ds)
         x, train_rows = yield from _prepare(train_ds, bundle, dev, should_stop, "training", 0, total, r.epochs)
         x_val, val_rows = yield from _prepare(val_ds, bundle, dev, should_stop, "validation", len(train_ds), total, r.epochs)
@@ -240,6 +246,7 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
         **({"metrics": {"test": test_metrics}} if test_metrics is not None else {}),
         "training": {
             "epochs_run": outcome.epochs_run, "steps_run": outcome.steps_run, "best_epoch": outcome.best_epoch,
+            **({"kept": outcome.kept} if outcome.kept else {}),
             "stopped_early": outcome.stopped_early, "cancelled": outcome.cancelled,
             "started_from": started_from, "seed": seed, "device": str(dev),
             **({"distributed": {"world_size": ctx.world_size, "backend": "nccl" if dev.type == "cuda" else "gloo"}}
@@ -261,7 +268,8 @@ def train(model: Any, data: Any, *, classes: list[str] | None = None, val_data: 
     }
     kind = "cancelled" if outcome.cancelled else "done"
     msg = (f"cancelled after {outcome.epochs_run} epoch(s); kept the best model so far" if outcome.cancelled
-           else f"finished {outcome.epochs_run} epoch(s)" + (" (early stopping)" if outcome.stopped_early else ""))
+           else f"finished {outcome.epochs_run} epoch(s)" + (" (early stopping)" if outcome.stopped_early else "")
+           + (f"; {outcome.kept['reason']}" if outcome.kept else ""))
     last = outcome.history[-1] if outcome.history else {}
     yield TrainEvent(kind, outcome.epochs_run, outcome.epochs_run, 0, 0, last.get("loss"), last.get("val_loss"),
                      dict(outcome.best_metrics), 0.0, outcome.best_epoch, msg)

@@ -29,6 +29,7 @@ from ..device import amp_dtype, uses_channels_last
 from ..models.heads import probabilities
 from ..presets.recipe import TrainRecipe
 from ..evaluation.thresholds import dice_per_threshold
+from . import keepbest
 from .events import Eta, TrainEvent
 from .optim import Loss, Schedule, classifiers, make_optimizer, set_trainable, stages_of, train_mode
 
@@ -60,6 +61,7 @@ class LoopOutcome:
     steps_run: int = 0
     cancelled: bool = False
     stopped_early: bool = False
+    kept: dict[str, Any] | None = None  # which epoch's weights the model has, and why (core.training.keepbest)
 
 
 def _steps_per_epoch(n: int, bs: int) -> int:
@@ -94,6 +96,7 @@ class _Trainer:
         self.order_gen = make_generator(seed)
         self.dtype = amp_dtype(device)
         self.fcn = d.masks is not None and getattr(network, "is_fcn", False)
+        self.val_losses: torch.Tensor | None = None  # per-image validation losses of the last validation
 
     # ---------------------------------------------------------------- one step
     def _forward_loss(self, xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor | None) -> torch.Tensor:
@@ -134,12 +137,13 @@ class _Trainer:
     def validate(self) -> tuple[float | None, dict[str, float]]:
         d = self.d
         n = int(d.val_rows.numel())
+        self.val_losses = None
         if n == 0:
             return None, {}
         was = [(m, m.training) for m in self.net.modules()]
         self.net.eval()
         bs = max(1, 2 * self.r.batch_size)
-        losses, probs = [], []
+        losses, probs, per_image = [], [], []
         try:
             for s in range(0, n, bs):
                 rows = d.val_rows[s:s + bs]
@@ -147,21 +151,26 @@ class _Trainer:
                 xb, mb = self._batch(rows, yb, val=True)
                 with _autocast(self.dev, self.dtype):
                     if self.members is not None:
-                        loss = sum(self.loss(m(xb), yb) for m in self.members) / len(self.members)
+                        outs = [m(xb) for m in self.members]
+                        loss = sum(self.loss(o, yb) for o in outs) / len(outs)
+                        per = sum(self.loss(o, yb, per_image=True) for o in outs) / len(outs)
                         logits = self.net(xb)
                     elif self.fcn:
                         maps = self.net.forward_maps(xb)
-                        loss = self.loss(maps, fcn.to_grid(mb, d.grid))  # type: ignore[arg-type]
+                        tgt = fcn.to_grid(mb, d.grid)  # type: ignore[arg-type]
+                        loss, per = self.loss(maps, tgt), self.loss(maps, tgt, per_image=True)
                         logits = maps.amax(dim=(-2, -1))
                     else:
                         logits = self.net(xb)
-                        loss = self.loss(logits, yb)
+                        loss, per = self.loss(logits, yb), self.loss(logits, yb, per_image=True)
                 losses.append(float(loss) * len(rows))
+                per_image.append(per.detach().float().cpu())
                 probs.append(probabilities(logits, self.output).float().cpu())
         finally:
             for m, flag in was:
                 m.training = flag
         p = torch.cat(probs).numpy()
+        self.val_losses = torch.cat(per_image)
         return sum(losses) / n, val_metrics(d.y_val.cpu().numpy(), p, self.output)
 
     # ---------------------------------------------------------------- the run
@@ -178,6 +187,7 @@ class _Trainer:
         eta = Eta(total_steps)
         best_loss = math.inf
         best_state: dict[str, torch.Tensor] | None = None
+        best_losses: torch.Tensor | None = None
         step = epoch = 0
         last_loss: float | None = None
         yield TrainEvent("start", 0, total_epochs, 0, total_steps, None, None, {}, None, None,
@@ -233,7 +243,7 @@ class _Trainer:
                     best_loss = min(best_loss, monitored)
                     out.best_epoch, out.best_metrics = epoch, dict(metrics)
                     if r.keep_best:
-                        best_state = _snapshot(self.net)
+                        best_state, best_losses = _snapshot(self.net), self.val_losses
                 if monitored < stage_best - r.min_delta:
                     stage_best, wait = monitored, 0
                 else:
@@ -249,13 +259,27 @@ class _Trainer:
                     remaining = total_epochs - epoch
                     eta.total = max(step, eta.total - remaining * spe)  # the skipped epochs cost nothing
                     break
-            if r.keep_best and best_state is not None:
-                self.net.load_state_dict(best_state)
+            self._keep(out, best_state, best_losses, metrics if out.history else {})
             if out.cancelled:
                 break
         out.epochs_run = len(out.history)  # completed epochs (a cancelled partial one does not count)
         out.steps_run = step
         return out
+
+    def _keep(self, out: LoopOutcome, best_state: dict[str, torch.Tensor] | None, best_losses: torch.Tensor | None,
+              last_metrics: dict[str, float]) -> None:
+        """End of a stage: keep the last epoch, or restore the best one if it is better beyond the noise."""
+        last = out.history[-1]["epoch"] if out.history else 0
+        if out.cancelled:  # the weights are mid-epoch, never validated: the best completed epoch if there is one
+            kept = keepbest.Kept(out.best_epoch or last, best_state is not None,
+                                 "cancelled: the best completed epoch" if best_state is not None else "cancelled")
+        else:
+            kept = keepbest.choose(out.best_epoch, best_losses, last, self.val_losses, self.r.keep_best)
+            if not kept.restored:
+                out.best_metrics = dict(last_metrics)  # the metrics of the weights the model has
+        if kept.restored and best_state is not None:
+            self.net.load_state_dict(best_state)
+        out.kept = kept.to_dict()
 
     def _order(self, n: int) -> torch.Tensor:
         w = self.d.sample_weights
