@@ -80,3 +80,42 @@ def test_a_tiny_run_learns_12bit_and_large_range_float(kind):
     probs = predict(bundle, [img for img, _, _ in test_items], device="cpu")
     accuracy = float((probs.argmax(1) == np.array([lab[0] for _, lab, _ in test_items])).mean())
     assert accuracy >= 0.85, f"{kind}: accuracy {accuracy:.2f} on unseen images"
+
+
+def test_keep_best_restores_an_earlier_epoch_only_beyond_the_noise():
+    from napari_cellclass.core.training.keepbest import choose
+
+    noisy_best = torch.tensor([0.5, 0.9, 0.2, 0.7])
+    noisy_last = torch.tensor([0.6, 0.7, 0.5, 0.6])  # a little worse on average, as much better as worse per image
+    kept = choose(3, noisy_best, 8, noisy_last, keep_best=True)
+    assert (kept.epoch, kept.restored) == (8, False) and "within the noise" in kept.reason
+    clear_best = torch.linspace(0.1, 0.3, 60)
+    kept = choose(3, clear_best, 8, clear_best + 0.2 + 0.01 * torch.randn(60, generator=torch.Generator().manual_seed(0)),
+                  keep_best=True)
+    assert (kept.epoch, kept.restored) == (3, True) and "restored epoch 3" in kept.reason
+    assert choose(3, None, 8, None, keep_best=True).epoch == 8  # no validation split: the last epoch
+    assert choose(3, clear_best, 8, clear_best + 1, keep_best=False).epoch == 8
+
+
+def test_a_12bit_model_predicts_the_same_from_its_tiffs_arrays_and_the_tiled_map(tmp_path):
+    import tifffile
+
+    from napari_cellclass.core.inference.tiling import predict_map
+    from napari_cellclass.core.models.modelfile import load_model, save_model
+
+    bundle = fit("resnet18", _items("uint16-12bit", 8, seed=4), classes=["coarse", "fine"], epochs=1,
+                 input_size=(32, 32), device="cpu")
+    path = save_model(bundle, tmp_path / "m.safetensors")
+    loaded = load_model(path)
+    assert loaded.preprocess == bundle.preprocess and loaded.preprocess.normalization.method == "dataset"
+    images = [img for img, _, _ in _items("uint16-12bit", 3, seed=5)]
+    files = []
+    for i, img in enumerate(images):
+        files.append(tmp_path / f"img{i}.tif")
+        tifffile.imwrite(files[-1], img)
+    from_arrays = predict(bundle, images, device="cpu")
+    from_files = predict(loaded, [str(f) for f in files], device="cpu")
+    assert np.allclose(from_arrays, from_files, atol=1e-6)
+    # the tiled map of one model-sized tile is the image's prediction: same constants, no per-tile statistics
+    maps = np.stack([predict_map(loaded, str(f), tile=32, device="cpu")[:, 0, 0] for f in files])
+    assert np.allclose(maps, from_files, atol=1e-5)
