@@ -111,8 +111,8 @@ def _plain_f1(model_file: Path, arch: str, size: int, test_dir: Path) -> float:
 
 
 def _ours_f1(model_file: Path, test_dir: Path) -> float:
-    from napari_cellclass.core.bundle import load_model
-    from napari_cellclass.core.evaluate import evaluate
+    from napari_cellclass.core.models.modelfile import load_model
+    from napari_cellclass.core.evaluation.evaluate import evaluate
 
     return float(evaluate(load_model(model_file), str(test_dir), device="cpu")["macro_f1"])
 
