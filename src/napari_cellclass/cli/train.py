@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     teardown(ctx)
     tr = result.bundle.provenance["training"]
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in tr["metrics"].items())
-    summary = f"best epoch {tr['best_epoch']}" + (f" ({metrics})" if metrics else "")
+    kept = tr.get("kept") or {}
+    summary = (f"kept epoch {kept['epoch']}" if kept else f"best epoch {tr['best_epoch']}") + (f" ({metrics})" if metrics else "")
     if result.cancelled:
         print(f"cellclass train: interrupted after {tr['epochs_run']} epoch(s); saved the best model so far to {path} "
               f"[{summary}]", file=sys.stderr)
@@ -87,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     early = " (early stopping)" if result.stopped_early else ""
     print(f"cellclass train: {tr['epochs_run']} epoch(s){early} in {tr['time_s']:.0f} s; saved {path} [{summary}]",
           file=sys.stderr)
+    if kept:  # which weights were saved, and why: an earlier epoch is restored only on clear evidence
+        print(f"cellclass train: kept epoch {kept['epoch']}: {kept['reason']}", file=sys.stderr)
     return 0
 
 

@@ -34,6 +34,9 @@ NORMALIZATION_METHODS: dict[str, str] = {
     "meansub": "subtract the per-channel mean of the training set from raw values (study 1); "
     "without stored means, the image's own channel means",
     "image_std": "per image and channel: subtract the mean, divide by the standard deviation (study 2)",
+    "dataset": "per channel: subtract the training set's mean and divide by its standard deviation, both measured "
+    "in the images' own units when training starts, so every dtype and range (8/12/16-bit, float of any range, "
+    "negative values) reaches the network near mean 0, std 1; without stored statistics, the image's own",
     "none": "raw values",
 }
 
@@ -46,6 +49,8 @@ class Normalization:
     divisor: float = 255.0
     p_low: float = 1.0
     p_high: float = 99.8
+    #: what the stored statistics were measured on ("dataset": the training split), for the model card
+    fitted_on: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in NORMALIZATION_METHODS:
@@ -77,7 +82,7 @@ class Normalization:
 
     # -- per-image statistics (percentile, image_std, meansub without means) --------
     def needs_image_stats(self) -> bool:
-        return self.method in ("percentile", "image_std") or (self.method == "meansub" and self.mean is None)
+        return self.method in ("percentile", "image_std") or (self.method in ("meansub", "dataset") and self.mean is None)
 
     def image_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Statistics of (N, C, H, W) images, each (N, C, 1, 1); None if not needed."""
@@ -86,7 +91,7 @@ class Normalization:
         flat = x.flatten(2).float()
         if self.method == "percentile":
             return _percentile(flat, self.p_low), _percentile(flat, self.p_high)
-        if self.method == "image_std":
+        if self.method in ("image_std", "dataset"):  # dataset without stored statistics: the image's own
             return flat.mean(-1)[..., None, None], flat.std(-1, unbiased=False)[..., None, None]
         mu = flat.mean(-1)[..., None, None]
         return mu, torch.ones_like(mu)
@@ -107,6 +112,10 @@ class Normalization:
             stats = self.image_stats(x)
         if m == "meanstd":
             return _scale_shift(x, value_max, self.mean, self.std)
+        if m == "dataset" and self.mean is not None:
+            # the training set's statistics in raw units: no dtype scaling, the same constants for every
+            # image and tile, so a 12-bit image in a uint16 file and its float copy give the same input
+            return _scale_shift(x, None, self.mean, self.std)
         if m == "percentile":
             lo, hi = stats  # type: ignore[misc]
             x = ((x - lo) / (hi - lo).clamp_min(_EPS)).clamp_(0.0, 1.0)
@@ -117,7 +126,7 @@ class Normalization:
                 x = x - stats[0]  # type: ignore[index]
             else:
                 return x - _vec(self.mean, x)
-        elif m == "image_std":
+        elif m in ("image_std", "dataset"):
             mu, sd = stats  # type: ignore[misc]
             return (x - mu) / sd.clamp_min(_EPS)
         if self.mean is not None and m != "meansub":
@@ -177,6 +186,8 @@ class Preprocess:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
+        if d["normalization"].get("fitted_on") is None:
+            del d["normalization"]["fitted_on"]  # files without fitted statistics stay as they were written
         return d
 
     @classmethod

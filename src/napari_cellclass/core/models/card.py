@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..io.preprocess import NORMALIZATION_METHODS
+
 if TYPE_CHECKING:
     from .bundle import ModelBundle
 
@@ -19,7 +21,11 @@ def model_card(bundle: ModelBundle) -> str:
         f"architecture: {bundle.arch.describe()}",
         f"input: {bundle.in_chans} channel(s) [{', '.join(bundle.channel_names)}], {pre.input_size[0]}x{pre.input_size[1]} px, "
         f"resize '{pre.resize}' ({pre.interpolation})",
-        f"normalisation: {norm.method}" + (f" mean={list(norm.mean)}" if norm.mean else "") + (f" std={list(norm.std)}" if norm.std else ""),
+        f"normalisation: {norm.method}" + (f" mean={_short(norm.mean, norm.method)}" if norm.mean else "")
+        + (f" std={_short(norm.std, norm.method)}" if norm.std else ""),
+        # the intensity policy in words, so a reader sees what the statistics are and where they came from
+        *([f"intensity policy: {NORMALIZATION_METHODS[norm.method]}"] if norm.method == "dataset" else []),
+        *([f"intensity statistics from the {norm.fitted_on}"] if norm.fitted_on else []),
         f"output: {bundle.output}" + (f", thresholds {bundle.thresholds}" if bundle.thresholds else ""),
     ]
     data = (prov.get("training") or {}).get("data") or {}
@@ -55,6 +61,9 @@ def _training_lines(training: dict[str, Any]) -> list[str]:
            f"on {t['device']}" if t.get("device") else "", f"{t['time_s']} s" if t.get("time_s") is not None else "",
            f"from {t['started_from']}" if t.get("started_from") else "", f"seed {t['seed']}" if "seed" in t else ""]
     lines = ["training: " + ", ".join(r for r in run if r)]
+    kept = t.get("kept")
+    if isinstance(kept, dict) and kept.get("reason"):
+        lines.append(f"kept weights: epoch {kept.get('epoch')} ({kept['reason']})")
     recipe = t.get("recipe")
     if isinstance(recipe, dict):
         aug = recipe.get("augment") or {}
@@ -72,3 +81,8 @@ def _training_lines(training: dict[str, Any]) -> list[str]:
         lines.append("training metrics: " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
     return lines
+
+
+def _short(vals: tuple[float, ...], method: str) -> list[float]:
+    """Measured statistics to 5 significant digits (they have no more meaning); given ones as given."""
+    return [float(f"{v:.5g}") for v in vals] if method == "dataset" else list(vals)

@@ -42,3 +42,12 @@ class TrainRecipe:
     separate_member_augmentation: bool = False  # ensembles: each member its own stream
     threshold_step: float = 0.01  # multi-label: per-class thresholds maximising Dice
     fcn_target: dict[str, float] | None = None  # protein FCN: channel, sigma, threshold, dilate
+
+
+#: The recipe of a model trained from an architecture name (`cellclass train --arch`, ``fit("resnet18", …)``),
+#: the presets keep their papers' own.  From scratch in a few epochs, the optimiser steps are what learn:
+#: batch 16 gives twice the steps of 32 for the same images, random flips are free label-preserving data
+#: for microscopy (no up or down), and keep-best only restores an earlier epoch that is better beyond the
+#: noise of the validation split (core.training.keepbest).  Measured: benchmarks/bench_train_vs_plain.py.
+ARCH_RECIPE = TrainRecipe(batch_size=16, augment=Augment(hflip=True, vflip=True))
+

@@ -18,6 +18,7 @@ from .events import TrainEvent
 from .loop import LoopData, LoopOutcome, run_loop
 from .optim import Loss
 from .plan import TrainPlan, targets
+from .intensity import with_dataset_stats
 from .prep import with_training_means
 
 _PREPARE_CHUNK = 64
@@ -35,6 +36,7 @@ def fit_network(
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
         prepare_network(bundle.network, dev)
         bundle.preprocess = with_training_means(plan.train, bundle.preprocess, bundle.in_chans)  # study 1's meansub
+        bundle.preprocess = with_dataset_stats(plan.train, bundle.preprocess, bundle.in_chans)  # --arch default
         data_t = yield from _loop_data(plan, dev, stop)
         loss = Loss(bundle.output, r, _class_weight(plan))
         outcome = yield from run_loop(bundle.network, bundle.output, r, data_t, dev, loss, seed, stop, ctx)

@@ -29,6 +29,7 @@ from ..device import amp_dtype, uses_channels_last
 from ..models.heads import probabilities
 from ..presets.recipe import Stage, TrainRecipe
 from ..evaluation.thresholds import dice_per_threshold
+from . import keepbest
 from .events import Eta, TrainEvent
 from .optim import Loss, Schedule, classifiers, make_optimizer, set_trainable, stages_of, train_mode
 
@@ -60,6 +61,7 @@ class LoopOutcome:
     steps_run: int = 0
     cancelled: bool = False
     stopped_early: bool = False
+    kept: dict[str, Any] | None = None  # which epoch's weights the model has, and why (core.training.keepbest)
 
 
 @dataclass
@@ -77,6 +79,8 @@ class _RunState:
     last_loss: float | None = None
     best_loss: float = math.inf
     best_state: dict[str, torch.Tensor] | None = None
+    best_losses: torch.Tensor | None = None  # the best epoch's per-image validation losses (keepbest's evidence)
+    last_metrics: dict[str, float] = field(default_factory=dict)
     wait: int = 0  # epochs since the stage's loss last improved by min_delta
     stage_best: float = math.inf
 
@@ -113,6 +117,7 @@ class _Trainer:
         self.order_gen = make_generator(seed)
         self.dtype = amp_dtype(device)
         self.fcn = d.masks is not None and getattr(network, "is_fcn", False)
+        self.val_losses: torch.Tensor | None = None  # per-image validation losses of the last validation
 
     # ---------------------------------------------------------------- one step
     def _forward_loss(self, xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor | None) -> torch.Tensor:
@@ -153,12 +158,13 @@ class _Trainer:
     def validate(self) -> tuple[float | None, dict[str, float]]:
         d = self.d
         n = int(d.val_rows.numel())
+        self.val_losses = None
         if n == 0:
             return None, {}
         was = [(m, m.training) for m in self.net.modules()]
         self.net.eval()
         bs = max(1, 2 * self.r.batch_size)
-        losses, probs = [], []
+        losses, probs, per_image = [], [], []
         try:
             for s in range(0, n, bs):
                 rows = d.val_rows[s:s + bs]
@@ -166,21 +172,26 @@ class _Trainer:
                 xb, mb = self._batch(rows, yb, val=True)
                 with _autocast(self.dev, self.dtype):
                     if self.members is not None:
-                        loss = sum(self.loss(m(xb), yb) for m in self.members) / len(self.members)
+                        outs = [m(xb) for m in self.members]
+                        loss = sum(self.loss(o, yb) for o in outs) / len(outs)
+                        per = sum(self.loss(o, yb, per_image=True) for o in outs) / len(outs)
                         logits = self.net(xb)
                     elif self.fcn:
                         maps = self.net.forward_maps(xb)
-                        loss = self.loss(maps, fcn.to_grid(mb, d.grid))  # type: ignore[arg-type]
+                        tgt = fcn.to_grid(mb, d.grid)  # type: ignore[arg-type]
+                        loss, per = self.loss(maps, tgt), self.loss(maps, tgt, per_image=True)
                         logits = maps.amax(dim=(-2, -1))
                     else:
                         logits = self.net(xb)
-                        loss = self.loss(logits, yb)
+                        loss, per = self.loss(logits, yb), self.loss(logits, yb, per_image=True)
                 losses.append(float(loss) * len(rows))
+                per_image.append(per.detach().float().cpu())
                 probs.append(probabilities(logits, self.output).float().cpu())
         finally:
             for m, flag in was:
                 m.training = flag
         p = torch.cat(probs).numpy()
+        self.val_losses = torch.cat(per_image)
         return sum(losses) / n, val_metrics(d.y_val.cpu().numpy(), p, self.output)
 
     # ---------------------------------------------------------------- the run
@@ -203,16 +214,8 @@ class _Trainer:
         return st.out
 
     def _event(self, st: _RunState, kind: str, **kw: Any) -> TrainEvent:
-        return TrainEvent(
-            kind=kind,
-            epoch=st.epoch,
-            epochs=st.total_epochs,
-            done=st.step,
-            total=st.total_steps,
-            eta_s=st.eta.update(st.step),
-            best_epoch=st.out.best_epoch,
-            **kw,
-        )
+        return TrainEvent(kind=kind, epoch=st.epoch, epochs=st.total_epochs, done=st.step, total=st.total_steps,
+                          eta_s=st.eta.update(st.step), best_epoch=st.out.best_epoch, **kw)
 
     def _run_stage(
         self, si: int, stages: list[Stage], st: _RunState, stop: Callable[[], bool]
@@ -241,6 +244,7 @@ class _Trainer:
                 break
             val_loss, metrics = self.validate()
             monitored = self._keep_best(st, val_loss if val_loss is not None else train_loss, metrics)
+            st.last_metrics = dict(metrics)
             sched.epoch_end(monitored)
             st.out.history.append(
                 {
@@ -260,8 +264,7 @@ class _Trainer:
                 remaining = st.total_epochs - st.epoch
                 st.eta.total = max(st.step, st.eta.total - remaining * st.spe)  # the skipped epochs cost nothing
                 break
-        if r.keep_best and st.best_state is not None:
-            self.net.load_state_dict(st.best_state)
+        self._keep(st.out, st.best_state, st.best_losses, st.last_metrics if st.out.history else {})
 
     def _train_epoch(
         self,
@@ -305,12 +308,27 @@ class _Trainer:
             st.best_loss = min(st.best_loss, monitored)
             st.out.best_epoch, st.out.best_metrics = st.epoch, dict(metrics)
             if self.r.keep_best:
-                st.best_state = _snapshot(self.net)
+                st.best_state, st.best_losses = _snapshot(self.net), self.val_losses
         if monitored < st.stage_best - self.r.min_delta:
             st.stage_best, st.wait = monitored, 0
         else:
             st.wait += 1
         return monitored
+
+    def _keep(self, out: LoopOutcome, best_state: dict[str, torch.Tensor] | None, best_losses: torch.Tensor | None,
+              last_metrics: dict[str, float]) -> None:
+        """End of a stage: keep the last epoch, or restore the best one if it is better beyond the noise."""
+        last = out.history[-1]["epoch"] if out.history else 0
+        if out.cancelled:  # the weights are mid-epoch, never validated: the best completed epoch if there is one
+            kept = keepbest.Kept(out.best_epoch or last, best_state is not None,
+                                 "cancelled: the best completed epoch" if best_state is not None else "cancelled")
+        else:
+            kept = keepbest.choose(out.best_epoch, best_losses, last, self.val_losses, self.r.keep_best)
+            if not kept.restored:
+                out.best_metrics = dict(last_metrics)  # the metrics of the weights the model has
+        if kept.restored and best_state is not None:
+            self.net.load_state_dict(best_state)
+        out.kept = kept.to_dict()
 
     def _order(self, n: int) -> torch.Tensor:
         w = self.d.sample_weights

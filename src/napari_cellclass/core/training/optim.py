@@ -182,12 +182,15 @@ class Loss:
         self.weight = class_weight
         self.l1l2 = r.head_l1l2
 
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``y`` is (N, K) one-/multi-hot; logits (N, n_outputs) or maps (N, K, h, w)."""
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, per_image: bool = False) -> torch.Tensor:
+        """``y`` is (N, K) one-/multi-hot; logits (N, n_outputs) or maps (N, K, h, w).
+
+        ``per_image``: the (N,) loss of each image (keep-best compares epochs image by image)."""
         logits = logits.float()
         w = None if self.weight is None else self.weight.to(logits.device)
+        reduction = "none" if per_image else "mean"
         if self.output == "softmax":
-            return F.cross_entropy(logits, y.argmax(1), weight=w, label_smoothing=self.smooth)
+            return F.cross_entropy(logits, y.argmax(1), weight=w, label_smoothing=self.smooth, reduction=reduction)
         if self.output == "binary":
             t = y[:, 1:2]
             pos = None if w is None else w[1:2] / w[0:1]  # weight of the positive class relative to the negative
@@ -198,7 +201,8 @@ class Loss:
             t = t * (1.0 - self.smooth) + 0.5 * self.smooth
         if pos is not None and logits.ndim == 4:
             pos = pos.view(1, -1, 1, 1)
-        return F.binary_cross_entropy_with_logits(logits, t.to(logits.dtype), pos_weight=pos)
+        out = F.binary_cross_entropy_with_logits(logits, t.to(logits.dtype), pos_weight=pos, reduction=reduction)
+        return out.flatten(1).mean(1) if per_image else out
 
     def penalty(self, network: nn.Module) -> torch.Tensor | float:
         """L1 + L2 on the hidden head layers (Keras ``l1_l2(0.01)`` of study 4)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import CellclassError
 from ..models.heads import HeadSpec
-from ..presets.recipe import TrainRecipe
+from ..presets.recipe import ARCH_RECIPE, TrainRecipe
 from ..presets.studies import PRESETS, Preset
 from .optim import recipe_with
 
@@ -65,7 +65,7 @@ def base_recipe(
         return recipe
     if preset is not None:
         return PRESETS[preset].train
-    return model_preset.train if model_preset is not None else TrainRecipe()
+    return model_preset.train if model_preset is not None else ARCH_RECIPE
 
 
 def preset_of(bundle: Any) -> Preset | None:

@@ -18,6 +18,8 @@ from ..models.modelfile import load_model
 from ..presets.factory import build_model
 from ..presets.recipe import TrainRecipe
 from ..presets.studies import PRESETS, Preset
+from ..models.registry import arch_entry
+from .intensity import default_preprocess
 from .optim import classifiers, recipe_with
 from .options import BuildOptions, base_recipe, preset_of
 from .prep import head_for, hold_out_test, val_share_of_rest
@@ -126,16 +128,12 @@ def _resolve_model(model: Any, ds: Dataset, build: BuildOptions) -> tuple[ModelB
         )
     preset = PRESETS.get(model)
     output = _output_for(preset, len(ds.classes), ds.multilabel, build.output)
-    b = build_model(
-        model,
-        classes=ds.classes,
-        in_chans=ds.in_chans,
-        pretrained=build.pretrained,
-        weights=build.weights,
-        output=output,
-        head=head_for(model, build.head),
-        input_size=build.input_size,
-    )
+    # an architecture name gets the intensity policy measured on its training split (training.intensity);
+    # a preset keeps its paper's preprocessing
+    pre = None if preset else default_preprocess(arch_entry(model).input_size)
+    b = build_model(model, classes=ds.classes, in_chans=ds.in_chans, pretrained=build.pretrained,
+                    weights=build.weights, output=output, head=head_for(model, build.head), input_size=build.input_size,
+                    preprocess=pre)
     return b, preset, f"preset {model}" if preset else f"architecture {model}"
 
 

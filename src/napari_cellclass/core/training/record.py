@@ -52,6 +52,7 @@ def provenance(
             "epochs_run": outcome.epochs_run,
             "steps_run": outcome.steps_run,
             "best_epoch": outcome.best_epoch,
+            **({"kept": outcome.kept} if outcome.kept else {}),
             "stopped_early": outcome.stopped_early,
             "cancelled": outcome.cancelled,
             "started_from": plan.started_from,
@@ -100,6 +101,7 @@ def final_event(outcome: LoopOutcome) -> TrainEvent:
         f"cancelled after {outcome.epochs_run} epoch(s); kept the best model so far"
         if outcome.cancelled
         else f"finished {outcome.epochs_run} epoch(s)" + (" (early stopping)" if outcome.stopped_early else "")
+        + (f"; {outcome.kept['reason']}" if outcome.kept else "")
     )
     last = outcome.history[-1] if outcome.history else {}
     return TrainEvent(
