@@ -64,44 +64,21 @@ def train(
     hybrid preset (``…:hybrid-svm``) is fitted, not trained: it goes to
     ``training.hybrid.train_hybrid``, which has this signature and these events.
     """
+    common = dict(classes=classes, val_data=val_data, recipe=recipe, preset=preset, channel_axis=channel_axis)
     if isinstance(model, str) and model.endswith(":hybrid-svm"):
         from .hybrid import is_hybrid_preset, train_hybrid
 
         if is_hybrid_preset(model):
             given = {} if build is None else {k: v for k, v in asdict(build).items() if v not in (None, "none")}
-            return (
-                yield from train_hybrid(
-                    model,
-                    data,
-                    classes=classes,
-                    val_data=val_data,
-                    recipe=recipe,
-                    preset=preset,
-                    device=device,
-                    stop=stop,
-                    seed=seed,
-                    channel_axis=channel_axis,
-                    **{**given, **overrides},
-                )
-            )
+            return (yield from train_hybrid(model, data, device=device, stop=stop, seed=seed, **common,
+                                            **{**given, **overrides}))
     t_start = time.perf_counter()
     build, overrides = split_options(build, overrides)
     ctx = context()
     dev = setup(ctx, resolve_device(device))  # under torchrun: join the process group, this rank's GPU
     should_stop = _stop_fn(stop)
     torch.manual_seed(seed)  # the random initialisation of new layers is part of the seed
-    plan = make_plan(
-        model,
-        data,
-        classes=classes,
-        val_data=val_data,
-        recipe=recipe,
-        preset=preset,
-        build=build,
-        overrides=overrides,
-        seed=seed,
-        channel_axis=channel_axis,
-    )
+    plan = make_plan(model, data, build=build, overrides=overrides, seed=seed, **common)
     outcome, data_t = yield from fit_network(plan, dev, should_stop, seed, ctx)
     test = finish(plan, outcome, data_t, dev)
     plan.bundle.provenance = provenance(
