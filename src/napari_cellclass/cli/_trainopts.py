@@ -33,7 +33,7 @@ def hidden_widths(text: str) -> tuple[int, ...]:
 
 def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--preset", help="a study preset (`cellclass presets`): architecture, preprocessing and recipe")
+    what.add_argument("--preset", help="a study preset (`cellclass archs` lists them): architecture, preprocessing and recipe")
     what.add_argument("--arch", help="an architecture name (`cellclass archs`; any timm model name works)")
     if resume:
         what.add_argument("--resume", metavar="MODEL", help="continue training a saved model (.safetensors)")
