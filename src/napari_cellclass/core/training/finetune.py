@@ -56,8 +56,9 @@ class FineTuneOptions:
             raise DataError(f"epochs must be at least 1, got {self.epochs}", "train for 1 epoch or more")
         if not self.lr > 0:
             raise DataError(f"learning rate must be positive, got {self.lr}", "e.g. 1e-3 from scratch, 1e-4 to fine-tune")
-        if not 0.0 <= self.freeze_fraction < 1.0:
-            raise DataError(f"frozen fraction must lie in [0, 1), got {self.freeze_fraction}", "0 trains every layer")
+        if not 0.0 <= self.freeze_fraction <= 1.0:
+            raise DataError(f"frozen fraction must lie in [0, 1], got {self.freeze_fraction}",
+                            "0 trains every layer, 1 the head only")
         if self.folds == 1 or self.folds < 0:
             raise DataError(f"k-fold needs at least 2 folds, got {self.folds}", "use 0 for one validation split")
         if self.folds == 0 and not 0.0 < self.val_fraction < 1.0:
