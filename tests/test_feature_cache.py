@@ -177,11 +177,11 @@ def test_store_is_bounded_by_bytes_least_recently_used_first():
     store = fc.FeatureStore(budget_bytes=3 * 40)
     for i in range(3):
         store.put((i,), torch.zeros(10))
-    assert store.get((0,)) is not None  # 0 is now the most recent
+    assert store.peek((0,)) is not None  # 0 is now the most recent
     store.put((3,), torch.zeros(10))
-    assert store.get((1,)) is None and store.get((0,)) is not None and len(store) == 3 and store.nbytes == 120
+    assert store.peek((1,)) is None and store.peek((0,)) is not None and len(store) == 3 and store.nbytes == 120
     store.put((4,), torch.zeros(100))  # larger than the whole budget: not kept
-    assert store.get((4,)) is None
+    assert store.peek((4,)) is None
 
 
 def test_finetune_head_only_events_and_cancellation():
@@ -205,3 +205,16 @@ def test_finetune_head_only_events_and_cancellation():
     except StopIteration as done:
         result = done.value
     assert result.cancelled and any("backbone features cached" in m for m in messages)
+
+
+def test_evaluation_after_a_head_only_run_reads_the_cache_and_agrees_with_predict(base):
+    from napari_cellclass.core.inference.predict import predict
+
+    items = _items()
+    tuned = _tune(base, items)
+    pairs = [(it[0], it[1]) for it in items]
+    cached = fc.cached_probabilities(tuned, pairs, torch.device("cpu"))
+    assert cached is not None
+    full = predict(tuned, [it[0] for it in items], device="cpu", channel_axis=0)
+    np.testing.assert_allclose(cached, full, atol=1e-4)
+    assert fc.cached_probabilities(tuned, [(_items(1, seed=9)[0][0], [0])], torch.device("cpu")) is None  # unseen

@@ -26,77 +26,19 @@ reuses them (labels are never cached), and a changed model or input size misses.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data.augment import Augment, draw_turns, make_generator
 from ..presets.recipe import TrainRecipe
 from .distributed import DistContext
+from .feature_store import FEATURES, FeatureStore, row_hashes, weights_hash
 from .loop import LoopData
 from .optim import classifiers, set_trainable, stages_of
-
-DEFAULT_BUDGET = 512 * 2**20  # bytes of features kept across runs (a 1280-wide view of 50 000 images)
-_HASH_ROWS = 64  # rows hashed per device→CPU copy
-
-
-class FeatureStore:
-    """A thread-safe LRU of feature vectors, bounded by their bytes."""
-
-    def __init__(self, budget_bytes: int = DEFAULT_BUDGET) -> None:
-        self.budget = int(budget_bytes)
-        self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple) -> torch.Tensor | None:
-        with self._lock:
-            t = self._items.get(key)
-            if t is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return t
-
-    def put(self, key: tuple, value: torch.Tensor) -> None:
-        t = value.detach().to("cpu", torch.float32).contiguous()
-        size = t.numel() * 4
-        if size > self.budget:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old.numel() * 4
-            self._items[key] = t
-            self._bytes += size
-            while self._bytes > self.budget and self._items:
-                _, gone = self._items.popitem(last=False)
-                self._bytes -= gone.numel() * 4
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-            self.hits = self.misses = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-#: the store every run shares (live mode retrains from it after each label)
-FEATURES = FeatureStore()
 
 
 # ------------------------------------------------------------------ views
@@ -141,34 +83,6 @@ def reachable_views(aug: Augment, h: int, w: int) -> tuple[list[View], dict[tupl
     return views, index
 
 
-# ------------------------------------------------------------------ keys
-def weights_hash(net: nn.Module, skip: str = "head.") -> str:
-    """Hash of every parameter and buffer outside the head (what the cached features depend on)."""
-    h = hashlib.blake2b(type(net).__name__.encode(), digest_size=16)
-    for name, t in net.state_dict().items():
-        if name.startswith(skip):
-            continue
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                 if t.numel() else b"")
-    return h.hexdigest()
-
-
-def row_hashes(x: torch.Tensor, rows: Sequence[int]) -> dict[int, str]:
-    """Hash of each network-ready input ``x[row]``: its content, shape and dtype (so the input size)."""
-    out: dict[int, str] = {}
-    rows = [int(r) for r in rows]
-    for s in range(0, len(rows), _HASH_ROWS):
-        chunk = rows[s:s + _HASH_ROWS]
-        block = x[torch.tensor(chunk, device=x.device)].detach().to("cpu").contiguous()
-        for r, t in zip(chunk, block):
-            h = hashlib.blake2b(f"{tuple(t.shape)}{t.dtype}".encode(), digest_size=16)
-            h.update(t.numpy().tobytes())
-            out[r] = h.hexdigest()
-    return out
-
-
 # ------------------------------------------------------------------ the head on cached features
 class CachedHead(nn.Module):
     """``net``'s head fed by store row ids: the features of each row's drawn view are looked
@@ -183,29 +97,32 @@ class CachedHead(nn.Module):
         self.segments = segments  # (first id, store tensor) of the training and validation stores
         self.aug, self.dev = aug, device
         h, w = segments[0][1].shape[-2:]
-        self.views, index = reachable_views(aug, int(h), int(w))
+        self.h, self.w = int(h), int(w)
+        self.views, index = reachable_views(aug, self.h, self.w)
         self.capped = 0 < n_views < len(self.views)
         if self.capped:
             self.views = self.views[:n_views]
         self.table = torch.zeros(16, dtype=torch.long)  # (hflip + 2 vflip + 4 turns) → view
         for (hf, vf, k), v in index.items():
             self.table[int(hf) + 2 * int(vf) + 4 * k] = v
-        self.h, self.w = int(h), int(w)
         total = sum(len(x) for _, x in segments)
         self.compact = torch.full((total,), -1, dtype=torch.long)
         self.compact[used] = torch.arange(len(used))
         self.ids = used  # compact index → store id
-        width = int(net.head.in_features)
-        self.feats = torch.zeros((len(used), len(self.views), width), dtype=torch.float32, device=device)
+        self.feats = torch.zeros((len(used), len(self.views), int(net.head.in_features)), dtype=torch.float32,
+                                 device=device)
         self.done = torch.zeros((len(used), len(self.views)), dtype=torch.bool)
-        self.hashes: dict[int, str] = {}
+        self.hashes: list[str] = [""] * len(used)
         for off, x in segments:
-            mine = [int(i) - off for i in used.tolist() if off <= int(i) < off + len(x)]
-            self.hashes.update({r + off: hsh for r, hsh in row_hashes(x, mine).items()})
+            mine = [(c, int(i) - off) for c, i in enumerate(used.tolist()) if off <= int(i) < off + len(x)]
+            got = row_hashes(x, [r for _, r in mine])
+            for c, r in mine:
+                self.hashes[c] = got[r]
         self.weights = weights_hash(net)
         self.gen = make_generator(seed * 1009 + 17 + 7919 * rank)  # the loop's augmentation stream
-        self.computed = 0
-        self.reused = 0
+        self.chunk = 64  # rows per forward when computing features
+        self.computed = self.reused = 0
+        self._from_store()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.compact[ids.reshape(-1).long().cpu()]
@@ -226,40 +143,63 @@ class CachedHead(nn.Module):
             code += 4 * k.long()
         return self.table[code]
 
+    def _from_store(self) -> None:
+        """Every (row, view) feature an earlier run left in :data:`FEATURES`."""
+        for r in range(len(self.hashes)):
+            for v in range(len(self.views)):
+                hit = FEATURES.peek(self._key(r, v))
+                if hit is not None:
+                    self.feats[r, v] = hit.to(self.dev)
+                    self.done[r, v] = True
+                    self.reused += 1
+        FEATURES.count(hits=self.reused)
+
     def _ensure(self, rows: torch.Tensor, views: torch.Tensor) -> None:
-        """Fill the features of the (row, view) pairs not yet there: from the store, else computed."""
-        todo = sorted({(int(r), int(v)) for r, v in zip(rows.tolist(), views.tolist()) if not self.done[r, v]})
-        missing: dict[int, list[int]] = {}
-        for r, v in todo:
-            hit = FEATURES.get(self._key(r, v))
-            if hit is not None:
-                self.feats[r, v] = hit.to(self.dev)
-                self.done[r, v] = True
-                self.reused += 1
-            else:
-                missing.setdefault(v, []).append(r)
-        for v, rs in missing.items():
-            out = self._compute(rs, self.views[v])
-            for r, f in zip(rs, out):
-                self.feats[r, v] = f
-                self.done[r, v] = True
-                FEATURES.put(self._key(r, v), f)
-            self.computed += len(rs)
+        """Compute the (row, view) features this batch needs and does not have yet.
+
+        The forward is padded to a power of two with other pairs still missing (features are
+        deterministic, so computing one early changes nothing): few distinct batch shapes, so
+        oneDNN / cuDNN set their kernels up a few times, not once per step."""
+        need = ~self.done[rows, views]
+        if not bool(need.any()):
+            return
+        n_v = len(self.views)
+        codes = torch.unique(rows[need] * n_v + views[need])
+        size = min(self.chunk, 1 << (len(codes) - 1).bit_length())
+        if size > len(codes):
+            spare = (~self.done).flatten().nonzero().flatten()
+            spare = spare[~torch.isin(spare, codes)][: size - len(codes)]
+            codes = torch.cat([codes, spare])
+        r_all, v_all = codes // n_v, codes % n_v
+        for s in range(0, len(codes), self.chunk):
+            r, v = r_all[s:s + self.chunk], v_all[s:s + self.chunk]
+            f = self._compute(r, v)
+            self.feats[r.to(self.dev), v.to(self.dev)] = f
+            self.done[r, v] = True
+            for ri, vi, fi in zip(r.tolist(), v.tolist(), f):
+                FEATURES.put(self._key(ri, vi), fi)
+        self.computed += len(codes)
+        FEATURES.count(misses=len(codes))
 
     def _key(self, r: int, v: int) -> tuple:
         view = self.views[v]
-        return self.hashes[int(self.ids[r])], self.weights, (view.hflip, view.vflip, view.turns)
+        return self.hashes[r], self.weights, (view.hflip, view.vflip, view.turns)
 
     @torch.no_grad()
-    def _compute(self, rows: list[int], view: View) -> torch.Tensor:
+    def _compute(self, rows: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         net = self._net[0]
-        ids = self.ids[torch.tensor(rows)].tolist()
-        parts = []
+        ids = self.ids[rows]
+        xb = None
         for off, x in self.segments:
-            local = [i - off for i in ids if off <= i < off + len(x)]
-            if local:
-                parts.append(x[torch.tensor(local, device=x.device)])
-        xb = view.apply(torch.cat(parts).to(self.dev))
+            sel = (ids >= off) & (ids < off + len(x))
+            if bool(sel.any()):
+                part = x[(ids[sel] - off).to(x.device)].to(self.dev)
+                xb = torch.empty((len(ids), *part.shape[1:]), dtype=part.dtype, device=self.dev) if xb is None else xb
+                xb[sel.to(self.dev)] = part
+        assert xb is not None
+        for v in torch.unique(views).tolist():
+            m = (views == v).to(self.dev)
+            xb[m] = self.views[v].apply(xb[m])
         was = [(m, m.training) for m in net.modules()]
         net.eval()  # frozen batch norms run in inference mode in training too; nothing else differs (checked)
         try:
@@ -337,11 +277,42 @@ def loop_inputs(net: nn.Module, r: TrainRecipe, data: LoopData, dev: torch.devic
     return head_net, plain, cached, f"cached: {len(head_net.views)} view(s) of {len(used)} images"
 
 
+def cached_probabilities(bundle, items: Sequence[tuple], device: torch.device) -> np.ndarray | None:
+    """``bundle``'s probabilities on ``(image, labels)`` items from the identity features a
+    head-only run left in :data:`FEATURES` (so the before/after comparison of a live retrain
+    costs no backbone pass), or None when the network or any item's feature is not there."""
+    from ..data import load_dataset
+    from ..data.tensors import cached_inputs
+    from ..models.heads import probabilities
+
+    net = bundle.network
+    if len(classifiers(net)) != 1 or getattr(net, "is_fcn", False) or not items or not hasattr(net, "pool_features") \
+            or not hasattr(getattr(net, "head", None), "in_features"):
+        return None
+    ds = load_dataset([(it[0], list(it[1]), f"item {i}") for i, it in enumerate(items)], list(bundle.classes),
+                      channel_axis=0, multi_label=bundle.multilabel)
+    x, rows = cached_inputs(ds, bundle.preprocess, bundle.in_chans, device)
+    hashes, weights = row_hashes(x, rows), weights_hash(net)
+    feats = [FEATURES.peek((hashes[int(r)], weights, (False, False, 0))) for r in rows]
+    if any(f is None for f in feats):
+        return None
+    head_dev = next(net.head.parameters()).device
+    was = net.head.training
+    net.head.eval()
+    try:
+        with torch.no_grad():
+            logits = net.head(torch.stack(feats).to(head_dev))  # type: ignore[arg-type]
+    finally:
+        net.head.train(was)
+    return probabilities(logits, bundle.output).float().cpu().numpy()
+
+
 __all__ = [
     "FEATURES",
     "CachedHead",
     "FeatureStore",
     "View",
+    "cached_probabilities",
     "loop_inputs",
     "reachable_views",
     "row_hashes",
