@@ -42,6 +42,11 @@ class TrainRecipe:
     separate_member_augmentation: bool = False  # ensembles: each member its own stream
     threshold_step: float = 0.01  # multi-label: per-class thresholds maximising Dice
     fcn_target: dict[str, float] | None = None  # protein FCN: channel, sigma, threshold, dilate
+    # head-only training reads the frozen backbone's features from a cache (core.training.feature_cache);
+    # cache_views 0: every flip/turn view the augmentation reaches (the same model as without the
+    # cache), n > 0: only the first n views, drawn uniformly (fewer forward passes, other draws)
+    feature_cache: bool = True
+    cache_views: int = 0
 
 
 #: The recipe of a model trained from an architecture name (`cellclass train --arch`, ``fit("resnet18", …)``),
