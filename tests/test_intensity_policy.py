@@ -138,3 +138,15 @@ def test_the_policy_is_chosen_for_new_models_only(tmp_path):
         fit("scaffoldnet-brightfield", items, classes=["coarse", "fine"], epochs=0, device="cpu", normalization="dataset")
     with pytest.raises(CellclassError, match="unknown normalisation"):
         fit("resnet18", items, classes=["coarse", "fine"], epochs=0, device="cpu", normalization="zscore")
+
+
+def test_the_model_card_names_the_policy():
+    from napari_cellclass.core.models.card import model_card
+
+    items = _items("uint16-12bit", 8, seed=7)
+    default = fit("resnet18", items, classes=["coarse", "fine"], epochs=0, input_size=(32, 32), device="cpu")
+    assert "intensity policy: per image and channel" in model_card(default)
+    measured = fit("resnet18", items, classes=["coarse", "fine"], epochs=0, input_size=(32, 32), device="cpu",
+                   normalization="dataset")
+    card = model_card(measured)
+    assert "the training set's mean" in card and "intensity statistics from the training split: 8 image(s)" in card
