@@ -106,3 +106,14 @@ def test_train_an_fcn_on_an_exported_folder_with_painted_masks(tmp_path, capsys)
     data_rec = b.provenance["training"]["data"]
     assert data_rec["n_train"] == 4 and data_rec["painted_targets"] == 3
     assert predict(b, [rng.integers(0, 255, (4, 64, 64)).astype(np.uint8)], channel_axis=0).shape == (1, 2)
+
+
+def test_normalization_flag_reaches_the_build_options():
+    from napari_cellclass.cli import build_parser
+    from napari_cellclass.cli._trainopts import train_request
+
+    args = build_parser().parse_args(["train", "data", "--arch", "resnet18", "--normalization", "dataset", "--out", "m"])
+    build, _ = train_request(args)
+    assert build.normalization == "dataset"
+    default, _ = train_request(build_parser().parse_args(["train", "data", "--arch", "resnet18", "--out", "m"]))
+    assert default.normalization is None  # the architecture's default: per-image standardisation
