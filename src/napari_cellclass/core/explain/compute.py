@@ -72,6 +72,42 @@ def network_maps(
     if method not in GRADIENT_METHODS:
         raise CellclassError(f"unknown explanation method {method!r}")
     impl = GRADIENT_METHODS[method]()
+    names = [n for n, _ in (resolve(network, l) for l in layers)]
+    logits, rounds, per_layer = _gradient_rounds(network, output, x, choose, layers, impl.cam)
+    return logits, rounds, list(zip(names, per_layer))
+
+
+#: methods whose map is relu(sum_c w_c A_c) with one weight per channel: a tiled map can use
+#: the whole image's weights for every tile, so tiles share one scale and leave no seams
+CHANNEL_WEIGHT_METHODS = ("gradcam", "gradcam++")
+
+
+def channel_weights(
+    network: nn.Module, output: str, x: torch.Tensor, choose: ChooseTargets, method: str,
+    layers: Sequence[str | None] = (None,),
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """(logits, rounds, per layer the channel weights (R, N, C)) of ``method`` on ``x``."""
+    if method not in CHANNEL_WEIGHT_METHODS:
+        raise CellclassError(f"{method!r} has no per-channel weights", f"use one of {', '.join(CHANNEL_WEIGHT_METHODS)}")
+    impl = GRADIENT_METHODS[method]()
+    return _gradient_rounds(network, output, x, choose, layers, impl.weights)
+
+
+def weighted_maps(network: nn.Module, x: torch.Tensor, weights: Sequence[torch.Tensor],
+                  layers: Sequence[str | None] = (None,)) -> list[View]:
+    """relu(sum_c w_c A_c) for every image of ``x`` with fixed weights (R, C) per layer: one
+    forward pass, no gradients (the weights came from :func:`channel_weights`)."""
+    targets = [resolve(network, l) for l in layers]
+    with torch.no_grad(), Capture(targets) as cap:
+        network(x)
+        return [(n, torch.relu(torch.einsum("rc,nchw->rnhw", w.to(a.device, torch.float32), a.float())))
+                for (n, _), a, w in zip(targets, cap.acts, weights)]
+
+
+def _gradient_rounds(network: nn.Module, output: str, x: torch.Tensor, choose: ChooseTargets,
+                     layers: Sequence[str | None], per_round: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """One forward pass, one backward pass per round; ``per_round(A, dY/dA)`` per layer, stacked (R, N, ...)."""
     targets = [resolve(network, l) for l in layers]
     # a caller inside torch.inference_mode / no_grad still gets gradients here
     with torch.inference_mode(False), torch.enable_grad(), Capture(targets) as cap:
@@ -86,10 +122,11 @@ def network_maps(
         for r in range(rounds.shape[0]):
             score = class_scores(logits, output, rounds[r])
             grads = torch.autograd.grad(score, acts, retain_graph=r < rounds.shape[0] - 1, allow_unused=True)
-            valid = (rounds[r] >= 0).to(logits.dtype)[:, None, None]
+            valid = (rounds[r] >= 0).to(logits.dtype)
             for j, (a, g) in enumerate(zip(acts, grads)):
                 if g is None:
                     g = torch.zeros_like(a)
-                per_layer[j].append(impl.cam(a.detach().float(), g.float()) * valid)
+                out = per_round(a.detach().float(), g.float())
+                per_layer[j].append(out * valid.view(-1, *([1] * (out.ndim - 1))))
         del acts
-    return logits.detach(), rounds, [(n, torch.stack(m)) for (n, _), m in zip(targets, per_layer)]
+    return logits.detach(), rounds, [torch.stack(m) for m in per_layer]
