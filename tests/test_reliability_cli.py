@@ -268,7 +268,39 @@ def help_names_no_missing_command(model: Path, tmp_path: Path, capsys) -> None:
     assert "cellclass presets" not in out and "cellclass archs" in out
 
 
+def empty_class_folder_warns(tiny_data: Path, tmp_path: Path) -> None:
+    """Item 12: a class folder without images is a warning, not a silent 0-sample class."""
+    import shutil
+
+    from napari_cellclass.core.data.sources import DataWarning, load_dataset
+
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data, data)
+    (data / "empty_class").mkdir()
+    (data / "classes.txt").write_text("\n".join([*sorted(d.name for d in tiny_data.iterdir() if d.is_dir()), "empty_class"]))
+    with pytest.warns(DataWarning, match=r"\['empty_class'\] have no images"):
+        load_dataset(data)
+
+
+def one_empty_label_is_refused(tiny_data: Path, tmp_path: Path) -> None:
+    """Item 12: one CSV row with an empty label does not switch training to multi-label."""
+    from napari_cellclass.core.data.sources import load_dataset
+    from napari_cellclass.core.errors import DataError
+
+    files = sorted(p for p in tiny_data.rglob("*.png"))
+    rows = [[str(f), f.parent.name] for f in files]
+    rows[-1][1] = ""
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "labels"], *rows])
+    with pytest.raises(DataError, match="1 item\\(s\\) have no label"):
+        load_dataset(manifest)
+    assert load_dataset(manifest, multi_label=True).multilabel  # an explicit choice still works
+
+
 CELLS = {
+    "data: empty class folder warns": empty_class_folder_warns,
+    "data: one empty label refused": one_empty_label_is_refused,
     "predict CSV: formulas neutralised": predict_csv_neutralises_formulas,
     "dock Export CSV: formulas neutralised": dock_export_neutralises_formulas,
     "info: escape codes stripped": info_strips_escape_codes,
