@@ -119,6 +119,16 @@ def info_strips_escape_codes(model: Path, tmp_path: Path, capsys) -> None:
     assert "a" in out
 
 
+def notification_strips_escape_codes(model: Path, tmp_path: Path, capsys) -> None:
+    """Item 8: the docks' notifications show file strings without control characters."""
+    from napari_cellclass.core.errors import ImageError
+    from napari_cellclass.viewer.notify import error_message
+
+    for err in (ImageError("/d/\x1b[2Jx.png: cannot be read", "fix \x07it"), RuntimeError("\x1b]8;;http://e\x07")):
+        text = error_message(err)
+        assert "\x1b" not in text and "\x07" not in text, text
+
+
 # ------------------------------------------------------- one file aborts nothing
 def non_utf8_file_name(model: Path, tmp_path: Path, capsys) -> None:
     """Item 9: a file name that is not UTF-8 is predicted and written (as \\xNN)."""
@@ -304,6 +314,7 @@ CELLS = {
     "predict CSV: formulas neutralised": predict_csv_neutralises_formulas,
     "dock Export CSV: formulas neutralised": dock_export_neutralises_formulas,
     "info: escape codes stripped": info_strips_escape_codes,
+    "notifications: escape codes stripped": notification_strips_escape_codes,
     "predict: non-UTF-8 file name": non_utf8_file_name,
     "predict: PNG over the pixel budget": _budget_cell(lambda f: _png(f / "big.png", (64, 64, 3)),
                                                        {"CELLCLASS_MAX_PIXELS": "5000"}),
