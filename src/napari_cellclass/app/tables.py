@@ -20,6 +20,21 @@ import numpy as np
 FIXED_COLUMNS = ("layer", "frame", "predicted_class", "confidence")
 
 
+#: first characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """A text cell every CSV writer here passes names through: a leading ``'`` keeps a
+    spreadsheet from running ``=HYPERLINK(…)`` from a class, folder or file name (as
+    OWASP recommends; ``csv`` and pandas read the text back with the quote), and
+    undecodable bytes of a file name become ``\\xNN`` instead of aborting the write."""
+    text = str(text)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):  # os.fsdecode's surrogateescape
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def probability_column(class_name: str) -> str:
     return f"p_{class_name}"
 
@@ -79,10 +94,10 @@ class PredictionTable:
             target = target.with_name(target.name + ".csv")
         text = io.StringIO(newline="")
         writer = csv.writer(text)
-        writer.writerow(self.columns)
+        writer.writerow([safe_cell(c) for c in self.columns])
         for row in self.rows:
-            writer.writerow([row.layer, row.frame, row.predicted_class, f"{row.confidence:.6f}",
-                             *[f"{p:.6f}" for p in row.probs], row.model])
+            writer.writerow([safe_cell(row.layer), row.frame, safe_cell(row.predicted_class), f"{row.confidence:.6f}",
+                             *[f"{p:.6f}" for p in row.probs], safe_cell(row.model)])
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, text.getvalue().encode("utf-8"))

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except CellclassError as err:
         if args.debug:
             raise
-        print(f"cellclass {args.command}: error: {err}", file=sys.stderr)
+        from ..core.io.text import printable
+
+        print(f"cellclass {args.command}: error: {printable(err, keep='')}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         return EXIT_OK
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - one readable line instead of a traceback
         if args.debug:
             raise
-        print(f"cellclass {args.command}: internal error: {err.__class__.__name__}: {err} (rerun with --debug for details)", file=sys.stderr)
+        from ..core.io.text import printable
+
+        print(f"cellclass {args.command}: internal error: {err.__class__.__name__}: {printable(err, keep='')} (rerun with --debug for details)", file=sys.stderr)
         return EXIT_INTERNAL
 
 

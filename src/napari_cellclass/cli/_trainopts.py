@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from ._common import channel_axis
@@ -16,8 +17,12 @@ def set_option(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # a bare word such as adamw or plateau
+    except (json.JSONDecodeError, RecursionError):
+        # a bare word such as adamw or plateau; anything else was meant as JSON and is broken
+        if not re.fullmatch(r"[A-Za-z_][\w.-]*", raw.strip()):
+            raise argparse.ArgumentTypeError(f"--set {key.strip()}: {raw!r} is not valid JSON "
+                                             "(quote strings inside objects, e.g. 'augment={\"hflip\": true}')") from None
+        value = raw
     return key.strip(), value
 
 

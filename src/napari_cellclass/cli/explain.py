@@ -82,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise CellclassError(f"no image files (TIFF, PNG, JPEG) found in {' '.join(args.paths)}", "check the paths")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CellclassError(f"--out {out} is a file, not a folder", "give a folder (new or existing) for the maps")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CellclassError(f"cannot create the folder {out} ({err.strerror or err})", "choose a writable --out folder") from err
     target = _target(args.target)
     stems: dict[str, int] = {}
     for start in range(0, len(files), args.batch_size):

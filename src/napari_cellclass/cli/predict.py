@@ -14,6 +14,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..app.tables import safe_cell
+from ..core.io.text import printable
+from . import _resume
 from ._common import add_input_options, positive
 
 
@@ -39,7 +42,7 @@ def _read_done(path: Path, header: list[str]) -> tuple[list[list[str]], set[str]
     """Complete rows of an earlier run with the same columns; a torn last line is dropped."""
     from ..core.errors import CellclassError
 
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
         rows = list(csv.reader(fh))
     if not rows:
         return [], set()
@@ -61,7 +64,7 @@ def _rewrite_atomically(path: Path, header: list[str], rows: list[list[str]]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as out:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
             w = csv.writer(out)
             w.writerow(header)
             w.writerows(rows)
@@ -124,16 +127,20 @@ def run(args: argparse.Namespace) -> int:
     out_path = Path(args.csv_path) if args.csv_path else None
     done_rows: list[list[str]] = []
     done: set[str] = set()
+    if out_path is not None and out_path.is_dir():
+        raise CellclassError(f"--csv {out_path} is a folder", "give a file name for the CSV, e.g. predictions.csv")
     if out_path is not None and out_path.exists() and not args.no_resume:
         done_rows, done = _read_done(out_path, header)
-    todo = [f for f in files if str(f) not in done]
+    written = {(r[0], r[1]) for r in done_rows}  # resume per (path, frame): a cut stack is finished
+    done = _resume.complete_files(files, _resume.frames_by_file(done_rows), bundle.in_chans, args) if done else set()
+    todo = [f for f in files if safe_cell(str(f)) not in done]
     if done:
         print(f"cellclass predict: {len(files) - len(todo)} of {len(files)} images already in {out_path}; continuing", file=sys.stderr)
 
     if out_path is not None:
         try:
             _rewrite_atomically(out_path, header, done_rows)  # keeps complete rows, drops a torn line
-            fh = open(out_path, "a", newline="")
+            fh = open(out_path, "a", newline="", encoding="utf-8")
         except OSError as err:
             raise CellclassError(f"cannot write {out_path} ({describe_os_error(err)})",
                                  "choose a writable folder with free space for --csv; nothing was predicted") from err
@@ -150,12 +157,14 @@ def run(args: argparse.Namespace) -> int:
                 next(tick)
             if rec.error is not None:
                 failures.append(rec.error)
-                print(f"cellclass predict: skipped: {rec.error}", file=sys.stderr)
+                print(f"cellclass predict: skipped: {printable(rec.error, keep='')}", file=sys.stderr)
                 continue
             conf = float(rec.probs.max())
+            if (safe_cell(rec.name), str(rec.frame)) in written:
+                continue
             try:
-                writer.writerow([rec.name, rec.frame, label_of(rec.probs, bundle), f"{conf:.6f}",
-                                 *[f"{float(p):.6f}" for p in rec.probs], model_id])
+                writer.writerow([safe_cell(rec.name), rec.frame, safe_cell(label_of(rec.probs, bundle)), f"{conf:.6f}",
+                                 *[f"{float(p):.6f}" for p in rec.probs], safe_cell(model_id)])
                 fh.flush()
             except OSError as err:  # e.g. the disk filled up: the complete rows stay, a rerun resumes
                 raise CellclassError(f"writing {out_path or 'the output'} failed ({describe_os_error(err)})",

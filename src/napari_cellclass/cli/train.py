@@ -12,6 +12,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.progress import drain
@@ -66,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
     from ..core.training.distributed import barrier, context, teardown
 
     ctx = context()
-    if result.cancelled and not result.bundle.provenance["training"].get("steps_run"):
+    if result.cancelled and not result.bundle.provenance["training"].get("epochs_run"):
+        # weights that never finished an epoch are not a model: an existing --out stays byte-identical
         teardown(ctx)
-        print("cellclass train: interrupted before the first training step; no model written", file=sys.stderr)
+        kept = f"; {args.out} was left unchanged" if Path(args.out).exists() else ""
+        print(f"cellclass train: interrupted before the first completed epoch; no model written{kept}", file=sys.stderr)
         return 130
     if not ctx.is_main:  # under torchrun the processes hold the same model: rank 0 writes it
         barrier(ctx)

@@ -12,10 +12,11 @@ logger = logging.getLogger("napari_cellclass")
 def error_message(err: BaseException) -> str:
     """The text a user sees for ``err``."""
     from ..core.errors import CellclassError
+    from ..core.io.text import printable  # messages quote file names and model metadata
 
     if isinstance(err, CellclassError):
-        return str(err)
-    return f"napari-cellclass: unexpected {err.__class__.__name__}: {err} (details in the log)"
+        return printable(err, keep="\n")
+    return f"napari-cellclass: unexpected {err.__class__.__name__}: {printable(err, keep='')} (details in the log)"
 
 
 def notify_error(err: BaseException) -> None:

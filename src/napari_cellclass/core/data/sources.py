@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,32 @@ def _check_classes(classes: Sequence[str], where: str) -> list[str]:
     return classes
 
 
+class DataWarning(UserWarning):
+    """A data set that loads but is probably not what was meant (a class without images)."""
+
+
+def _warn_empty_classes(labels: list[list[int]], order: list[str], where: str) -> None:
+    counts = [0] * len(order)
+    for lab in labels:
+        for k in lab:
+            counts[k] += 1
+    empty = [c for c, n in zip(order, counts) if n == 0]
+    if empty:
+        warnings.warn(f"{where}: class(es) {empty} have no images (0 samples); the model still gets an output for "
+                      "them, which it can never learn — add images or remove the class", DataWarning, stacklevel=3)
+
+
 def _decide_multilabel(labels: list[list[int]], multi_label: bool | None, where: str, names: list[str]) -> bool:
     if multi_label is None:
-        return any(len(lab) != 1 for lab in labels)
+        if any(len(lab) > 1 for lab in labels) or all(not lab for lab in labels):
+            return True
+        unlabelled = [n for n, lab in zip(names, labels) if not lab]
+        if unlabelled:  # one empty cell must not silently switch the whole set to multi-label
+            raise DataError(f"{where}: {len(unlabelled)} item(s) have no label (e.g. {unlabelled[0]}) while the "
+                            "others have exactly one",
+                            "give every image its label (or remove the rows); for multi-label training, where an "
+                            "image may have no label, pass multi_label=True / --multi-label")
+        return False
     if not multi_label:
         bad = [n for n, lab in zip(names, labels) if len(lab) != 1]
         if bad:
@@ -116,6 +140,7 @@ def _from_folder(root: Path, classes: Sequence[str] | None, channel_axis: Channe
         raise DataError(f"no images found in {root}",
                         "put images (TIFF, PNG, JPEG) into one sub-folder per class, or point to a CSV manifest")
     names = [str(p) for p in sources]
+    _warn_empty_classes(labels, order, str(root))
     ml = _decide_multilabel(labels, multi_label, str(root), names)
     return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache))
 
@@ -169,6 +194,7 @@ def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAx
             where = f"{path}, line {line}"
             labels[-1] = _painted_classes(np.asarray(_read_tiff(mask_paths[-1], where)), len(order), where)
     names = [str(p) for p in sources]
+    _warn_empty_classes(labels, order, str(path))
     ml = _decide_multilabel(labels, multi_label, str(path), names)
     masks = mask_paths if any(m is not None for m in mask_paths) else None
     # only masks named in a mask column are training targets: masks/<stem>.tif alone is

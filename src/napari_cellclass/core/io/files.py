@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError
+from .budget import check_pixels, max_pixels
 from .images import ChannelAxis
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -63,6 +64,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
 
             with tifffile.TiffFile(p) as tif:
                 series = tif.series[0]
+                check_pixels(series.shape, str(p))  # before decoding: the header may lie hugely
                 data = series.asarray()
                 axis, rgb = tiff_axes_hint(series.axes, data.ndim)
             return ImageFile(p, data, axis, rgb)
@@ -70,10 +72,15 @@ def read_image(path: str | os.PathLike) -> ImageFile:
 
         try:
             with Image.open(p) as im:
+                check_pixels((*im.size[::-1], len(im.getbands())), str(p))
                 im.load()
                 if im.mode in ("P", "PA", "LA", "CMYK", "YCbCr", "HSV"):
                     im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
                 data = np.asarray(im)
+        except Image.DecompressionBombError:
+            # Pillow's own limit (2x Image.MAX_IMAGE_PIXELS) hit while opening the header
+            raise ImageError(f"{p}: declares more pixels than Pillow opens (a possible decompression bomb)",
+                             f"crop or tile it; files over the pixel budget ({max_pixels():,}, CELLCLASS_MAX_PIXELS) are never decoded") from None
         except UnidentifiedImageError as err:
             raise ImageError(f"{p}: not a readable {suffix[1:].upper()} image ({err.__class__.__name__})", "the file is probably of another type or damaged; re-export it") from err
         rgb = data.ndim == 3 and data.shape[-1] in (3, 4)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError
+from .budget import check_pixels
 from .files import TIFF_SUFFIXES, IMAGE_SUFFIXES, tiff_axes_hint
 from .images import ChannelAxis
 
@@ -50,6 +51,7 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
             with tifffile.TiffFile(p) as tif:
                 series = tif.series[0]
                 shape = tuple(int(s) for s in series.shape)
+                check_pixels(shape, str(p))
                 axis, rgb = tiff_axes_hint(series.axes, len(shape))
                 return ImageHeader(p, shape, np.dtype(series.dtype), axis, rgb)
         from PIL import Image
@@ -62,6 +64,7 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
                 raise ImageError(f"{p}: unsupported {suffix[1:].upper()} pixel mode {im.mode!r}", "re-export it as greyscale or RGB")
             chans, dtype = _PIL_MODES[mode]
             w, h = im.size
+            check_pixels((h, w, chans), str(p))
     except ImageError:
         raise
     except Exception as err:  # tifffile / Pillow raise a zoo of types for damaged files

@@ -92,6 +92,7 @@ class ModelBundle:
 
     def card(self) -> str:
         """Human-readable summary: what `cellclass info` prints and the viewer's model card shows."""
+        from ..io.text import printable
         from .card import model_card
 
-        return model_card(self)
+        return printable(model_card(self))  # every string in it came from a file

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import fcn_targets as fcn
+from .divergence import check_loss
 from .distributed import DistContext, mean_across, wrap
 from ..data.augment import augment_batch, make_generator
 from ..device import amp_dtype, uses_channels_last
@@ -243,6 +244,7 @@ class _Trainer:
             if st.out.cancelled:
                 break
             val_loss, metrics = self.validate()
+            check_loss(train_loss, "training loss", st.epoch, sched.lr, validation=val_loss)
             monitored = self._keep_best(st, val_loss if val_loss is not None else train_loss, metrics)
             st.last_metrics = dict(metrics)
             sched.epoch_end(monitored)
@@ -299,6 +301,8 @@ class _Trainer:
             st.step += 1
             if seen % SYNC_EVERY == 0 or b == st.spe - 1 or self.dev.type == "cpu":
                 st.last_loss = float(running) / seen
+                if not self.ctx.active:  # under DDP every process checks the shared epoch mean instead
+                    check_loss(st.last_loss, "training loss", st.epoch, opt.param_groups[0]["lr"])
             yield self._event(st, "step", loss=st.last_loss)
         return mean_across(float(running) / max(1, seen), self.ctx) if not st.out.cancelled else math.nan
 
