@@ -281,8 +281,9 @@ class FineTunePanel(QWidget):
         self.undo_button.setEnabled(bool(self._previous))
 
     # ------------------------------------------------------------------ re-classify
-    def classify_open_layers(self) -> Any:
-        """Classify every open image layer with the session's model (the Classify dock's job)."""
+    def classify_open_layers(self, session: Session | None = None, on_end: Callable[[], None] | None = None) -> Any:
+        """Classify every open image layer with the session's model (the Classify dock's job),
+        or with ``session``'s (live mode previews a model not kept yet)."""
         from ..app.jobs import classify_job, make_request
         from ..viewer.layers import image_layers
 
@@ -295,8 +296,8 @@ class FineTunePanel(QWidget):
             req = make_request(self.viewer, layer)
             self._sources[req.info.name] = layer
             requests.append(req)
-        return self.controls.start(classify_job, self.session, requests, 16, desc="re-classify",
-                                   on_item=self._predictions)
+        return self.controls.start(classify_job, session or self.session, requests, 16, desc="re-classify",
+                                   on_item=self._predictions, on_end=on_end)
 
     def _predictions(self, item: Any) -> None:
         from ..app.tables import PredictionTable, layer_predictions
