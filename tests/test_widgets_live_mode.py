@@ -5,13 +5,23 @@ images; nothing changed, nothing retrains; the live model stays pending until Ke
 from __future__ import annotations
 
 import pytest
+from test_widgets_annotate import press
+from test_widgets_finetune import CLASSES, annotate
 
 import napari_cellclass.widgets.runner  # noqa: F401  (as napari would: docks before torch)
 
-from test_widgets_annotate import press  # noqa: E402  (tests/ is on sys.path)
-from test_widgets_finetune import CLASSES, annotate, dock  # noqa: E402, F401  (the fixture, reused)
-
 pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    from napari_cellclass.app.session import Session
+    from napari_cellclass.widgets.annotate import AnnotateDock
+
+    viewer = make_napari_viewer()
+    widget = AnnotateDock(viewer, Session())
+    viewer.window.add_dock_widget(widget, name="Annotate")
+    return widget
 
 
 def _wait_idle(qtbot, live, retrains, timeout=240_000):
@@ -53,8 +63,12 @@ def test_live_mode_retrains_after_a_label_and_not_while_nothing_changed(dock, qt
     assert all(t > 0 for t in live.latencies)
 
     pending = panel.outcome.bundle
+    qtbot.waitUntil(lambda: not panel.controls.running and not dock.next.controls.running, timeout=240_000)
+    assert dock.next.ranking is not None  # "what to label next" was re-ranked by the live model
     assert panel.keep() and dock.session.fine_tuned is pending
+    qtbot.waitUntil(lambda: not panel.controls.running, timeout=240_000)  # keeping re-classifies
     assert panel.undo() and dock.session.fine_tuned is None
+    qtbot.waitUntil(lambda: not panel.controls.running, timeout=240_000)
 
 
 def test_turning_live_mode_off_stops_watching(dock, qtbot, tmp_path):

@@ -15,7 +15,7 @@ import hashlib
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, replace
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.progress import Progress
 from .finetune_jobs import StartChoice, finetune_job
