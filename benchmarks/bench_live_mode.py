@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["NAPARI_CELLCLASS_CONFIG_DIR"] = str(Path(tmp) / "config")  # the built-in model, not the user's
         for n in (int(s) for s in args.labels.split(",")):
             rows.append(_one(n, args.size, Path(tmp)))
             print(f"[live_mode] {json.dumps(rows[-1])}", file=sys.stderr, flush=True)

@@ -108,7 +108,8 @@ class FineTunePanel(QWidget):
         self.lr.setValue(float(s.get("lr", 1e-3)))
         self.batch = _spin(1, 1024, s.get("batch_size", 16))
         self.freeze = QDoubleSpinBox()
-        self.freeze.setRange(0.0, 0.95)
+        self.freeze.setRange(0.0, 1.0)  # 1: the head only, trained on cached backbone features
+        self.freeze.setToolTip("1 trains the head only, on backbone features computed once per image")
         self.freeze.setSingleStep(0.1)
         self.freeze.setValue(float(s.get("freeze_fraction", 0.0)))
         self.two_stage = QCheckBox("two stages: head first, then all layers at lr/10")
