@@ -41,16 +41,17 @@ def _one(n_per_class: int, size: int, root: Path) -> dict:
     from napari_cellclass.widgets.annotate import AnnotateDock
 
     images, labels, classes = indep_data.make("u12-texture", 2 * n_per_class + 10, size, seed=11)
-    stack = np.stack(images)
+    grey = np.stack([(255 * (im - im.min()) / max(1, np.ptp(im))).astype(np.uint8) for im in images])
+    stack = np.repeat(grey[..., None], 3, axis=-1)  # (T, H, W, 3) RGB frames: the layer's layout is unambiguous
     viewer = napari.Viewer(show=False)
     app = QApplication.instance()
-    viewer.add_image(stack, name="stack")
+    viewer.add_image(stack, name="stack", rgb=True)
     dock = AnnotateDock(viewer, Session())
     dock.open_annotations(root / f"ann{n_per_class}.json")
     for c in classes:
         dock.add_class(c)
     store = dock.store
-    key = store.add_image(stack, name="stack", channel_axis="none")
+    key = store.add_image(stack, name="stack", channel_axis=-1, rgb=True)
     for t in range(2 * n_per_class):
         store.label_image(key, t, classes[labels[t]])
     live = dock.live
