@@ -78,6 +78,7 @@ def _one(n_per_class: int, size: int, root: Path) -> dict:
            "latency_s": live.latencies[-1], "max_ui_gap_ms": 1000 * max(gaps) if gaps else None,
            "before_after": [dock.finetune.outcome.before.get("accuracy"), dock.finetune.outcome.after.get("accuracy")]}
     dock.live.toggle.setChecked(False)
+    _wait(app, lambda: not dock.finetune.controls.running and not dock.next.controls.running)  # the re-rank
     viewer.close()
     return out
 
