@@ -28,8 +28,8 @@ import numpy as np
 from . import indep_data
 
 DATASET = "u12-texture"
-QUICK = dict(labels=(5, 10, 20, 40), epochs=20, size=160, n_test=40, cache_views=2)
-FULL = dict(labels=(5, 10, 20, 40, 200), epochs=20, size=160, n_test=200, cache_views=2)
+QUICK = {"labels": (5, 10, 20, 40), "epochs": 20, "size": 160, "n_test": 40, "cache_views": 2}
+FULL = {"labels": (5, 10, 20, 40, 200), "epochs": 20, "size": 160, "n_test": 200, "cache_views": 2}
 VARIANTS = ("cached", "cached_2views", "uncached", "full")
 
 
@@ -48,7 +48,7 @@ def _accuracy(bundle, test: list[tuple]) -> float:
 def _options(variant: str, cfg: dict):
     from napari_cellclass.core.training.finetune import FineTuneOptions
 
-    common = dict(epochs=cfg["epochs"], batch_size=16, lr=1e-3, seed=0)
+    common = {"epochs": cfg["epochs"], "batch_size": 16, "lr": 1e-3, "seed": 0}
     if variant == "full":
         return FineTuneOptions(freeze_fraction=0.0, lr=1e-4, **{k: v for k, v in common.items() if k != "lr"})
     return FineTuneOptions(freeze_fraction=1.0, feature_cache=variant != "uncached",
@@ -121,10 +121,10 @@ def _warm_up(start, classes: list[str], cfg: dict) -> None:
 
 def to_markdown(rows: list[dict], cfg: dict) -> str:
     lines = [f"# Fine-tune time vs labels (built-in model, {DATASET}, {cfg['size']} px, {cfg['epochs']} epochs, CPU)", "",
-             "seconds (ratio to one predict() pass over the labels) and test accuracy on "
-             f"{cfg['n_test']} unseen images", "",
-             "| labels/class | predict | head cached | head cached, 2 views | head uncached | full | "
-             "full epoch | plain-loop epoch |", "|---|---|---|---|---|---|---|---|"]
+             ("seconds (ratio to one predict() pass over the labels) and test accuracy on "
+             f"{cfg['n_test']} unseen images"), "",
+             ("| labels/class | predict | head cached | head cached, 2 views | head uncached | full | "
+             "full epoch | plain-loop epoch |"), "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[f'{v}_s']:.1f} s ({r[f'{v}_ratio']:.1f}x) acc {r[f'{v}_test_acc']:.2f}" for v in VARIANTS]
         lines.append(f"| {r['labels_per_class']} | {r['predict_s']:.2f} s | " + " | ".join(cells)

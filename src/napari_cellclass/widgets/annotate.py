@@ -34,6 +34,7 @@ from ..viewer.annotation_layers import image_name
 from .annotation_next import NextToLabel
 from .annotation_table import AnnotationTable
 from .finetune import FineTunePanel
+from .live_mode import LiveMode
 from .runner import notify_error
 from ..app.session import Session, session_for
 
@@ -89,6 +90,8 @@ class AnnotateDock(QWidget):
         self.next = NextToLabel(napari_viewer, self.session, self.labelled_planes, self.go_to)
         self.finetune = FineTunePanel(napari_viewer, self.session, lambda: self.store)
         self._build()
+        self.live = LiveMode(self.finetune, self.next, lambda: self.store)
+        self.finetune.layout().insertWidget(1, self.live)  # under the options, above Fine-tune / Cancel
 
         self.open_button.clicked.connect(self._open_clicked)
         self.save_as_button.clicked.connect(self._save_as_clicked)

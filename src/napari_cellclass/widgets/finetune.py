@@ -108,7 +108,8 @@ class FineTunePanel(QWidget):
         self.lr.setValue(float(s.get("lr", 1e-3)))
         self.batch = _spin(1, 1024, s.get("batch_size", 16))
         self.freeze = QDoubleSpinBox()
-        self.freeze.setRange(0.0, 0.95)
+        self.freeze.setRange(0.0, 1.0)  # 1: the head only, trained on cached backbone features
+        self.freeze.setToolTip("1 trains the head only, on backbone features computed once per image")
         self.freeze.setSingleStep(0.1)
         self.freeze.setValue(float(s.get("freeze_fraction", 0.0)))
         self.two_stage = QCheckBox("two stages: head first, then all layers at lr/10")
@@ -281,8 +282,9 @@ class FineTunePanel(QWidget):
         self.undo_button.setEnabled(bool(self._previous))
 
     # ------------------------------------------------------------------ re-classify
-    def classify_open_layers(self) -> Any:
-        """Classify every open image layer with the session's model (the Classify dock's job)."""
+    def classify_open_layers(self, session: Session | None = None, on_end: Callable[[], None] | None = None) -> Any:
+        """Classify every open image layer with the session's model (the Classify dock's job),
+        or with ``session``'s (live mode previews a model not kept yet)."""
         from ..app.jobs import classify_job, make_request
         from ..viewer.layers import image_layers
 
@@ -295,8 +297,8 @@ class FineTunePanel(QWidget):
             req = make_request(self.viewer, layer)
             self._sources[req.info.name] = layer
             requests.append(req)
-        return self.controls.start(classify_job, self.session, requests, 16, desc="re-classify",
-                                   on_item=self._predictions)
+        return self.controls.start(classify_job, session or self.session, requests, 16, desc="re-classify",
+                                   on_item=self._predictions, on_end=on_end)
 
     def _predictions(self, item: Any) -> None:
         from ..app.tables import PredictionTable, layer_predictions

@@ -157,16 +157,16 @@ class CachedHead(nn.Module):
     def _ensure(self, rows: torch.Tensor, views: torch.Tensor) -> None:
         """Compute the (row, view) features this batch needs and does not have yet.
 
-        The forward is padded to a power of two with other pairs still missing (features are
-        deterministic, so computing one early changes nothing): few distinct batch shapes, so
-        oneDNN / cuDNN set their kernels up a few times, not once per step."""
+        On a GPU the forward is padded to a power of two with other pairs still missing (features
+        are deterministic, so computing one early changes nothing): few distinct batch shapes, so
+        cuDNN's benchmark mode tunes its kernels a few times, not once per step."""
         need = ~self.done[rows, views]
         if not bool(need.any()):
             return
         n_v = len(self.views)
         codes = torch.unique(rows[need] * n_v + views[need])
         size = min(self.chunk, 1 << (len(codes) - 1).bit_length())
-        if size > len(codes):
+        if size > len(codes) and self.dev.type == "cuda":  # cuDNN re-tunes per shape; a CPU forward costs per image
             spare = (~self.done).flatten().nonzero().flatten()
             spare = spare[~torch.isin(spare, codes)][: size - len(codes)]
             codes = torch.cat([codes, spare])

@@ -51,7 +51,7 @@ class FineTuneOptions:
     seed: int = 0
     input_size: tuple[int, int] | None = None  # None: the model's own
     feature_cache: bool = True  # head-only runs train on cached backbone features (training.feature_cache)
-    cache_views: int = 0  # 0: every flip view the augmentation reaches; n: the first n only (faster)
+    cache_views: int = 2  # identity + flip (at most 2 forwards per label); 0: every view the augmentation reaches
 
     def check(self) -> None:
         if self.epochs < 1:

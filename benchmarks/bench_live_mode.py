@@ -1,0 +1,105 @@
+"""Live mode's label-to-updated-prediction latency and the UI heartbeat, in a real napari
+viewer (run under ``xvfb-run -a``): the built-in model, an open stack of ``benchmarks.indep_data``
+textures, N labelled frames; live mode on; then one more frame labelled, and the time from
+that label until the open stack shows the live model's predictions (debounce included).
+A 10 ms Qt timer measures the longest gap of the UI thread meanwhile.
+
+``xvfb-run -a python -m benchmarks.bench_live_mode [--labels 20,100] [--size 160] [--out DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import indep_data
+
+
+def _wait(app, cond, timeout: float = 900.0) -> None:
+    t0 = time.perf_counter()
+    while not cond():
+        app.processEvents()
+        time.sleep(0.005)
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("live mode did not finish")
+
+
+def _one(n_per_class: int, size: int, root: Path) -> dict:
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    import napari_cellclass.widgets.runner  # noqa: F401  (docks before torch, as napari does)
+    from napari_cellclass.app.session import Session
+    from napari_cellclass.widgets.annotate import AnnotateDock
+
+    images, labels, classes = indep_data.make("u12-texture", 2 * n_per_class + 10, size, seed=11)
+    grey = np.stack([(255 * (im - im.min()) / max(1, np.ptp(im))).astype(np.uint8) for im in images])
+    stack = np.repeat(grey[..., None], 3, axis=-1)  # (T, H, W, 3) RGB frames: the layer's layout is unambiguous
+    viewer = napari.Viewer(show=False)
+    app = QApplication.instance()
+    viewer.add_image(stack, name="stack", rgb=True)
+    dock = AnnotateDock(viewer, Session())
+    dock.open_annotations(root / f"ann{n_per_class}.json")
+    for c in classes:
+        dock.add_class(c)
+    store = dock.store
+    key = store.add_image(stack, name="stack", channel_axis=-1, rgb=True)
+    for t in range(2 * n_per_class):
+        store.label_image(key, t, classes[labels[t]])
+    live = dock.live
+    live.toggle.setChecked(True)
+    _wait(app, lambda: live.retrains == 1 and not live.busy and not dock.finetune.controls.running)
+    first = live.latencies[-1] if live.latencies else None
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(beat)
+    timer.start(10)
+    t = 2 * n_per_class
+    store.label_image(key, t, classes[labels[t]])  # one more label
+    _wait(app, lambda: live.retrains == 2 and not live.busy and not dock.finetune.controls.running
+          and len(live.latencies) >= 2)
+    timer.stop()
+    out = {"labels": 2 * n_per_class + 1, "open_frames": len(stack), "first_retrain_s": first,
+           "latency_s": live.latencies[-1], "max_ui_gap_ms": 1000 * max(gaps) if gaps else None,
+           "before_after": [dock.finetune.outcome.before.get("accuracy"), dock.finetune.outcome.after.get("accuracy")]}
+    dock.live.toggle.setChecked(False)
+    _wait(app, lambda: not dock.finetune.controls.running and not dock.next.controls.running)  # the re-rank
+    viewer.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_live_mode", description=__doc__.splitlines()[0])
+    p.add_argument("--labels", default="10,50", help="labels per class before the measured one")
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--out", default="benchmark-results")
+    args = p.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["NAPARI_CELLCLASS_CONFIG_DIR"] = str(Path(tmp) / "config")  # the built-in model, not the user's
+        for n in (int(s) for s in args.labels.split(",")):
+            rows.append(_one(n, args.size, Path(tmp)))
+            print(f"[live_mode] {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "live_mode.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
