@@ -491,7 +491,7 @@ def hybrid(tmp_path_factory):
 
 def test_gradcam_flows_through_the_svm_head(hybrid):
     """Grad-CAM of a hybrid member = the definition, with gradients of the SVM's decision function."""
-    from napari_cellclass.core.explain.engine import _open, _plane
+    from napari_cellclass.core.explain.passes import open_source as _open, read_plane as _plane
 
     one = _member(hybrid, 0)
     img = rgb(16, (64, 64, 3))

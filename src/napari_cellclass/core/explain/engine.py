@@ -14,287 +14,22 @@ device are restored afterwards and hooks never outlive a batch.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Generator, Iterable, Sequence
 
-import numpy as np
 import torch
 
 from ..models.bundle import ModelBundle
-from ..device import eval_mode, resolve_device
 from ..errors import CellclassError
-from ..io.geometry import Geometry
-from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
-from ..models.heads import probabilities
+from ..io.images import ChannelAxis
 from ..inference.options import RunOptions, run_options
-from ..inference.predict import ImageLike, resolve_source, as_sources
-from ..inference.tiling import whole_image_stats, tile_grid
-from .compute import CHANNEL_WEIGHT_METHODS, channel_weights, network_maps, weighted_maps
+from ..inference.predict import ImageLike, as_sources
+from ..inference.tiling import tile_grid
 from .result import ExplainResult, Progress
-from .target_layers import members
-from .targets import Target, layer_list, method_name, resolve_targets
+from .targets import Target, layer_list, method_name
 from ..progress import drain
 
-# --------------------------------------------------------------------------- sources
-@dataclass
-class _Source:
-    index: int
-    name: str
-    data: Any
-    layout: Layout
-    vmax: float | None
-    channels: list[int]
-
-
-def _open(src: ImageLike, i: int, bundle: ModelBundle, channel_axis: ChannelAxis, channels: list[int] | None,
-          frame: int) -> _Source:
-    data, axis, rgb, name = resolve_source(src, i, channel_axis)
-    layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
-    if not 0 <= frame < layout.n_frames:
-        raise CellclassError(f"{name}: frame {frame} does not exist (it has {layout.n_frames})", "choose an existing frame")
-    c = layout.n_channels
-    if channels is not None:
-        used = [int(k) % c if -c <= int(k) < c else int(k) for k in channels]
-    elif c == 4 and bundle.in_chans == 3:
-        used = [0, 1, 2]
-    else:
-        used = list(range(c))
-    return _Source(i, name, data, layout, vmax, used)
-
-
-def _plane(s: _Source, bundle: ModelBundle, channels: list[int] | None, frame: int,
-           region: tuple[slice, slice] | None = None) -> np.ndarray:
-    plane = get_plane(s.data, s.layout, frame, s.name, region, native=True)
-    return match_channels(plane, bundle.in_chans, channels, s.name)
-
-
-# --------------------------------------------------------------------------- model use
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
-
-
-@contextlib.contextmanager
-def using_model(bundle: ModelBundle, device: str | torch.device | None) -> Iterator[torch.device]:
-    """Lock, eval mode, optional move to ``device``; everything restored afterwards."""
-    with bundle.lock:
-        home = bundle.device
-        dev = home if device is None else resolve_device(device)
-        moved = not _same_device(dev, home)
-        with eval_mode(bundle.network):
-            try:
-                if moved:
-                    bundle.network.to(dev)
-                yield dev
-            finally:
-                if moved:
-                    bundle.network.to(home)
-                if dev.type == "cuda" or moved:
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-
-
-def _rounds(target_lists: list[list[int]], device: torch.device) -> torch.Tensor:
-    r = max(len(t) for t in target_lists)
-    out = torch.full((r, len(target_lists)), -1, dtype=torch.long, device=device)
-    for i, t in enumerate(target_lists):
-        out[: len(t), i] = torch.tensor(t, dtype=torch.long, device=device)
-    return out
-
-
-def _views(bundle: ModelBundle, x: torch.Tensor, specs: list[Target], method: str, layers: list[str | None],
-           fixed: list[list[int]] | None = None) -> tuple[np.ndarray, list[list[int]], list[tuple[str, torch.Tensor]]]:
-    """Probabilities (N, K), targets per image, and (layer, maps (R, N, h, w)) per member x layer."""
-    nets = members(bundle.network)
-    state: dict[str, Any] = {}
-    if len(nets) > 1 or fixed is not None:
-        if len(nets) > 1:
-            with torch.no_grad():
-                state["probs"] = probabilities(bundle.network(x), bundle.output).cpu().numpy()
-        state["targets"] = fixed if fixed is not None else [
-            resolve_targets(bundle, s, p) for s, p in zip(specs, state["probs"])]
-
-    def choose(logits: torch.Tensor) -> torch.Tensor:
-        if "targets" not in state:
-            state["probs"] = probabilities(logits, bundle.output).cpu().numpy()
-            state["targets"] = [resolve_targets(bundle, s, p) for s, p in zip(specs, state["probs"])]
-        return _rounds(state["targets"], x.device)
-
-    views: list[tuple[str, torch.Tensor]] = []
-    for net in nets:
-        logits, _, vs = network_maps(net, bundle.output, x, choose, method, layers)
-        if "probs" not in state:
-            state["probs"] = probabilities(logits, bundle.output).cpu().numpy()
-        views.extend(vs)
-    return state["probs"], state["targets"], views
-
-
-def _resolution(geom: Geometry, grid: tuple[int, int]) -> tuple[float, float]:
-    """Source pixels per feature-map cell."""
-    sy0, sx0, sy1, sx1 = geom.src_box
-    dy0, dx0, dy1, dx1 = geom.dst_box
-    oh, ow = geom.out_hw
-    return ((sy1 - sy0) / max((dy1 - dy0) * grid[0] / oh, 1e-9), (sx1 - sx0) / max((dx1 - dx0) * grid[1] / ow, 1e-9))
-
-
-def _finish(views: list[np.ndarray], method: str) -> np.ndarray:
-    """Each view (T, H, W) divided by its max over the whole image (FCN: as is); mean of views."""
-    out = []
-    for v in views:
-        if method != "fcn":
-            peak = v.reshape(v.shape[0], -1).max(axis=1)
-            v = v / np.where(peak > 0, peak, 1.0)[:, None, None]
-        out.append(v)
-    return np.clip(np.mean(out, axis=0), 0.0, 1.0).astype(np.float32)
-
-
-def _normalisation(method: str, n_views: int) -> str:
-    if method == "fcn":
-        return "none (the model's per-class probabilities)" + (", mean over members" if n_views > 1 else "")
-    text = "each map divided by its maximum over the whole image"
-    return text + (f"; mean of {n_views} views (ensemble members x layers), each normalised so" if n_views > 1 else "")
-
-
-def _result(bundle, s, frame, method, targets, views_src, layer_names, probs, grid, res, tiles=None) -> ExplainResult:
-    return ExplainResult(
-        maps=_finish(views_src, method), class_names=[bundle.classes[k] for k in targets], method=method,
-        layer=None if method == "fcn" else layer_names[0], effective_resolution=res, channels=list(s.channels),
-        probabilities=np.asarray(probs, np.float32), layers=[] if method == "fcn" else list(dict.fromkeys(layer_names)),
-        feature_grid=grid, tiles=tiles, members=len(members(bundle.network)),
-        normalisation=_normalisation(method, len(views_src)), name=s.name, frame=frame,
-    )
-
-
-# --------------------------------------------------------------------------- whole images
-def _explain_whole(bundle, batch: list[_Source], specs, method, layers, channels, frame, dev, fixed=None) -> list[ExplainResult]:
-    xs, geoms = [], []
-    for s in batch:
-        t = torch.from_numpy(_plane(s, bundle, channels, frame)).to(dev)
-        x, g = bundle.preprocess.prepare(t, s.vmax)
-        xs.append(x)
-        geoms.append(g)
-    probs, targets, views = _views(bundle, torch.stack(xs), specs, method, layers, fixed)
-    out = []
-    for i, s in enumerate(batch):
-        n = len(targets[i])
-        src = [geoms[i].to_source(m[:n, i]).cpu().numpy() for _, m in views]
-        grid = tuple(int(v) for v in views[0][1].shape[-2:])
-        finest = min((tuple(int(v) for v in m.shape[-2:]) for _, m in views), key=lambda g: -g[0] * g[1])
-        out.append(_result(bundle, s, frame, method, targets[i], src, [n_ for n_, _ in views], probs[i], grid,
-                           _resolution(geoms[i], finest)))
-    return out
-
-
-# --------------------------------------------------------------------------- tiled
-def _hann(n: int) -> np.ndarray:
-    """A Hann window sampled at pixel centres, never exactly 0 (an image edge covered by one tile keeps it)."""
-    i = np.arange(n, dtype=np.float32)
-    return (np.sin(np.pi * (i + 0.5) / n) ** 2 + 1e-3).astype(np.float32)
-
-
-def _whole_pass(bundle, s: _Source, spec, method, layers, channels, frame, dev):
-    """The whole image as Classify sees it: (probabilities, targets, per member the channel
-    weights of each layer or None).  Tiles are explained for the whole image's prediction and,
-    for the channel-weight methods, with the whole image's weights, so every tile is on one
-    scale and the map has no seams at the tile step."""
-    x, _ = bundle.preprocess.prepare(torch.from_numpy(_plane(s, bundle, channels, frame)).to(dev), s.vmax)
-    x = x[None]
-    with torch.no_grad():
-        probs = probabilities(bundle.network(x), bundle.output).cpu().numpy()[0]
-    targets = resolve_targets(bundle, spec, probs)
-    if method not in CHANNEL_WEIGHT_METHODS:
-        return probs, targets, None
-    rounds = _rounds([targets], dev)
-    weights = [channel_weights(net, bundle.output, x, lambda _logits: rounds, method, layers)[2] for net in members(bundle.network)]
-    return probs, targets, [[w[:, 0] for w in per_layer] for per_layer in weights]
-
-
-def _tile_views(bundle, x, method, layers, targets, weights) -> list[tuple[str, torch.Tensor]]:
-    if weights is None:
-        return _views(bundle, x, [None] * x.shape[0], method, layers, [targets] * x.shape[0])[2]
-    return [v for net, w in zip(members(bundle.network), weights) for v in weighted_maps(net, x, w, layers)]
-
-
-#: tiles sampled to measure where in its input the network puts evidence, whatever the content
-BIAS_SAMPLE = 32
-
-
-def _tiled_work(n_tiles: int, method: str) -> int:
-    """Tile passes of one tiled explanation: the bias sample, then every tile."""
-    return n_tiles + (min(BIAS_SAMPLE, n_tiles) if n_tiles >= 8 and method != "fcn" else 0)
-
-
-def _position_bias(origins, batch_size, tile_maps) -> Generator[int, None, list[torch.Tensor] | None]:
-    """Per view, the mean map over up to BIAS_SAMPLE evenly spread tiles, scaled to mean 1 and
-    floored at 0.2, or None with fewer than 8 tiles.  A CNN's maps are brighter at the centre of
-    its input than at its zero-padded edges whatever the content; every tile carries that same
-    profile, which the blend turns into a lattice at the tile step.  Dividing each tile's map by
-    the profile leaves the content (measured on the built-in model, tile 160, overlap 0.5: share of the
-    map's variance explained by its phase at the tile step 0.148 -> 0.010 on skimage's cell, 0.078 -> 0.015 on noise)."""
-    if len(origins) < 8:
-        return None
-    pick = [origins[i] for i in np.linspace(0, len(origins) - 1, min(BIAS_SAMPLE, len(origins))).round().astype(int)]
-    sums: list[torch.Tensor] = []
-    for b0 in range(0, len(pick), batch_size):
-        _, _, maps = tile_maps(pick[b0:b0 + batch_size])
-        part = [m.sum(dim=(0, 1)) for m in maps]  # over tiles and targets: one (th, tw) profile per view
-        sums = part if not sums else [a + b for a, b in zip(sums, part)]
-        yield len(pick[b0:b0 + batch_size])
-    out = []
-    for p in sums:
-        p = p / p.mean().clamp_min(1e-12)
-        out.append(p.clamp_min(0.2))
-    return out
-
-
-def _explain_tiled(bundle, s: _Source, spec, method, layers, channels, frame, dev, tile, overlap,
-                   batch_size) -> Generator[int, None, ExplainResult]:
-    """Yields the number of tiles just processed; returns the result."""
-    grid = tile_grid((s.layout.height, s.layout.width), tile, overlap)
-    probs, targets, weights = _whole_pass(bundle, s, spec, method, layers, channels, frame, dev)
-    stats = whole_image_stats(bundle, s.data, s.layout, frame, s.name, channels)
-    if stats is not None:
-        stats = (stats[0].to(dev), stats[1].to(dev))
-    th, tw = grid.tile_hw
-    origins = [(y, x) for y in grid.ys for x in grid.xs]
-    window = torch.from_numpy(np.outer(_hann(th), _hann(tw)))
-
-    def tile_maps(batch):
-        tiles = np.stack([_plane(s, bundle, channels, frame, (slice(y, y + th), slice(x, x + tw))) for y, x in batch])
-        vm = torch.full((len(batch),), np.nan if s.vmax is None else s.vmax, dtype=torch.float32, device=dev)
-        x, geom = bundle.preprocess.prepare_batch(torch.from_numpy(tiles).to(dev), vm, stats)
-        views = _tile_views(bundle, x, method, layers, targets, weights)
-        return geom, views, [torch.stack([geom.to_source(m[:len(targets), j]).cpu() for j in range(len(batch))])
-                             for _, m in views]
-
-    # FCN maps are the model's probabilities: they stay as they are
-    profile = None if method == "fcn" else (yield from _position_bias(origins, batch_size, tile_maps))
-    canvases: list[torch.Tensor] = []
-    weight = torch.zeros(s.layout.height, s.layout.width)
-    names: list[str] = []
-    res, feat = (1.0, 1.0), None
-    for b0 in range(0, len(origins), batch_size):
-        batch = origins[b0:b0 + batch_size]
-        geom, views, src_maps = tile_maps(batch)
-        if not canvases:
-            names = [n for n, _ in views]
-            canvases = [torch.zeros(len(targets), s.layout.height, s.layout.width) for _ in views]
-            feat = tuple(int(v) for v in views[0][1].shape[-2:])
-            finest = min((tuple(int(v) for v in m.shape[-2:]) for _, m in views), key=lambda g: -g[0] * g[1])
-            res = _resolution(geom, finest)
-        for j, (y, x0) in enumerate(batch):
-            for v, (c, maps) in enumerate(zip(canvases, src_maps)):
-                m = maps[j] if profile is None else maps[j] / profile[v]
-                c[:, y:y + th, x0:x0 + tw] += m * window
-            weight[y:y + th, x0:x0 + tw] += window
-        yield len(batch)
-    src = [(c / weight.clamp_min(1e-12)).numpy() for c in canvases]
-    info = {"tile_hw": list(grid.tile_hw), "stride_hw": list(grid.stride_hw), "n_tiles": grid.n_tiles,
-            "overlap": overlap, "probabilities": "the whole image's (as Classify)",
-            "target": "the whole image's prediction" if spec is None else "as requested",
-            "weights": "the whole image's channel weights for every tile" if weights is not None else "per tile",
-            "blend": "Hann-weighted mean of overlapping tiles, normalised once over the whole map"}
-    return _result(bundle, s, frame, method, targets, src, names, probs, feat, res, info)
+from .passes import explain_whole, open_source, using_model
+from .tiled import explain_tiled, tiled_work
 
 
 # --------------------------------------------------------------------------- public API
@@ -327,7 +62,7 @@ def explain_steps(
     layers = layer_list(layer)
     if batch_size < 1:
         raise CellclassError(f"batch size must be at least 1, got {batch_size}")
-    srcs = [_open(src, i, bundle, channel_axis, channels, frame) for i, src in enumerate(as_sources(sources))]
+    srcs = [open_source(src, i, bundle, channel_axis, channels, frame) for i, src in enumerate(as_sources(sources))]
     if not srcs:
         raise CellclassError("no images to explain", "pass at least one image")
     specs = list(targets) if targets is not None else [target] * len(srcs)
@@ -340,15 +75,15 @@ def explain_steps(
             yield Progress(0, total)
             for b0 in range(0, total, batch_size):
                 batch = srcs[b0:b0 + batch_size]
-                results.extend(_explain_whole(bundle, batch, specs[b0:b0 + batch_size], method, layers, channels, frame, dev))
+                results.extend(explain_whole(bundle, batch, specs[b0:b0 + batch_size], method, layers, channels, frame, dev))
                 yield Progress(len(results), total)
             return results
         grids = [tile_grid((s.layout.height, s.layout.width), tile, overlap).n_tiles for s in srcs]
-        total = sum(_tiled_work(n, method) for n in grids)
+        total = sum(tiled_work(n, method) for n in grids)
         done = 0
         yield Progress(0, total)
         for s, sp in zip(srcs, specs):
-            steps = _explain_tiled(bundle, s, sp, method, layers, channels, frame, dev, tile, overlap, batch_size)
+            steps = explain_tiled(bundle, s, sp, method, layers, channels, frame, dev, tile, overlap, batch_size)
             with contextlib.closing(steps):
                 while True:
                     try:
