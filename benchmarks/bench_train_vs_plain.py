@@ -126,7 +126,7 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return wall, done.stderr
 
 
-def _one_row(root: Path, row: tuple, cfg: dict, seed: int, ours_first: bool) -> dict:
+def _one_row(root: Path, row: tuple, cfg: dict, seed: int, ours_first: bool, extra: list[str]) -> dict:
     name, dataset, how, plain_arch, size = row
     size = cfg.get("size", size)
     train_dir, test_dir = root / f"{dataset}-train-{seed}", root / f"{dataset}-test-{seed}"
@@ -138,7 +138,7 @@ def _one_row(root: Path, row: tuple, cfg: dict, seed: int, ours_first: bool) -> 
     size_args = [] if how[0] == "--preset" else ["--input-size", str(size), "--no-pretrained"]
     ours_cmd = [sys.executable, "-m", "napari_cellclass.cli", "train", str(train_dir), *how, *size_args,
                 "--epochs", str(cfg["epochs"]), "--seed", str(seed), "--device", "cpu", "--no-progress",
-                "--out", str(ours_file)]
+                "--out", str(ours_file), *extra]
     plain_cmd = [sys.executable, "-c", PLAIN_SCRIPT, str(train_dir), plain_arch, str(size), str(cfg["epochs"]),
                  str(seed), str(plain_file)]
     runs = {}
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmark-results")
     p.add_argument("--rows", default=None, help="comma-separated row names (default: all, or the quick ones)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0)")
+    p.add_argument("--ours-args", default="", help="extra `cellclass train` flags, e.g. '--val-fraction 0'")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     wanted = args.rows.split(",") if args.rows else cfg.get("rows")
@@ -180,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (seed, row) in enumerate((s, r) for s in cfg["seeds"] for r in rows):
-            res = _one_row(Path(tmp), row, cfg, seed, ours_first=i % 2 == 0)
+            res = _one_row(Path(tmp), row, cfg, seed, ours_first=i % 2 == 0, extra=args.ours_args.split())
             results.append(res)
             print(f"[train_vs_plain] {res['row']} seed {seed}: F1 ours {res['f1_ours']:.3f} plain {res['f1_plain']:.3f}, "
                   f"wall ratio {res['ratio']:.3f} ({res['ours_said']})", file=sys.stderr, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    cfg["ours_args"] = args.ours_args
     (out / "train_vs_plain.json").write_text(json.dumps({"config": {k: v for k, v in cfg.items()}, "rows": results}, indent=2))
     table = to_markdown(results, cfg)
     (out / "train_vs_plain.md").write_text(table)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 import warnings
 
 import numpy as np
@@ -206,6 +208,12 @@ def test_masks_no_longer_referenced_are_deleted_on_reopen(store, img):
     for v in (1, 2, 3):
         store.set_pixel_labels(k, 0, np.full(img.shape, v, np.uint8))
     assert len(list(store.masks_folder.glob("*.tif"))) == 3  # undo may still need them
+    reopen(store)
+    # another viewer may still need a fresh one: only masks older than a day are collected
+    assert len(list(store.masks_folder.glob("*.tif"))) == 3
+    day_ago = time.time() - 25 * 3600
+    for f in store.masks_folder.glob("*.tif"):
+        os.utime(f, (day_ago, day_ago))
     reopen(store)
     assert len(list(store.masks_folder.glob("*.tif"))) == 1
 

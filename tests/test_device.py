@@ -43,8 +43,11 @@ def test_an_absent_accelerator_is_an_error_naming_the_fix(monkeypatch, name):
 
 def test_explicit_cuda_is_accepted_when_available(monkeypatch):
     _simulate(monkeypatch, True, False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("cuda") == torch.device("cuda")
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(CellclassError, match=r"'cuda:99'.*2 CUDA GPU\(s\)"):  # issue 18: not reported as 'cuda'
+        resolve_device("cuda:99")
 
 
 @pytest.mark.parametrize("name", ["tpu", "gpu", "cuda:x", "meta", "xla"])

@@ -230,6 +230,20 @@ def test_batched_equals_one_by_one():
     assert [r.class_names for r in per_image] == [["x"], ["y"], ["x", "y"]]
 
 
+def test_run_options_replace_the_separate_keywords():
+    from napari_cellclass import RunOptions
+
+    b = build_model("senescence_cnn", classes=["x", "y"], in_chans=2, input_size=(32, 32))
+    img = np.random.default_rng(3).random((4, 40, 36)).astype(np.float32)  # channel-first, 4 channels
+    by_keywords = explain(b, img, device="cpu", channel_axis=0, channels=[1, 3])
+    opts = RunOptions(device="cpu", batch_size=2, channel_axis=0, channels=(1, 3))
+    by_options = explain(b, img, options=opts)
+    np.testing.assert_allclose(by_options.maps, by_keywords.maps, atol=1e-6)
+    assert explain_batch(b, [img, img], options=opts)[1].maps.shape == by_keywords.maps.shape
+    with pytest.raises(CellclassError, match="RunOptions"):
+        explain(b, img, options={"device": "cpu"})
+
+
 # ------------------------------------------------------------------ ensembles
 def test_ensemble_map_is_the_mean_of_normalised_member_maps():
     b = build_model(["scaffoldnet", "senescence_cnn"], classes=["x", "y"], input_size=(32, 32))

@@ -85,7 +85,7 @@ def test_cancel_before_training_and_bad_options(store):
     with pytest.raises(DataError, match="cancelled"):
         finetune(start, items, store.class_names, FineTuneOptions(epochs=1), stop=stop, device="cpu")
     for bad in (FineTuneOptions(epochs=0), FineTuneOptions(lr=0), FineTuneOptions(folds=1),
-                FineTuneOptions(val_fraction=1.0), FineTuneOptions(freeze_fraction=1.0)):
+                FineTuneOptions(val_fraction=1.0), FineTuneOptions(freeze_fraction=1.5)):
         with pytest.raises(DataError):
             finetune(start, items, store.class_names, bad, device="cpu")
     with pytest.raises(DataError, match="2 classes"):

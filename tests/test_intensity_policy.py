@@ -53,11 +53,13 @@ def _items(kind: str, n: int, seed: int, size: int = 32) -> list[tuple[np.ndarra
 KINDS = ("uint8-rgb", "uint16-12bit", "uint16-full", "float-unit", "float-3e4", "float-negative", "constant-plane")
 
 
+@pytest.mark.parametrize("policy", [None, "dataset"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_dtype_reaches_the_network_in_a_sane_range(kind):
+def test_every_dtype_reaches_the_network_in_a_sane_range(kind, policy):
     items = _items(kind, 8, seed=0)
     bundle = fit("resnet18", items, classes=["coarse", "fine"], epochs=0, input_size=(32, 32), val_fraction=0.0,
-                 device="cpu")
+                 device="cpu", normalization=policy)
+    assert bundle.preprocess.normalization.method == (policy or "image_std")
     unseen = _items(kind, 4, seed=1)
     x = torch.stack([preprocess(bundle, img) for img, _, _ in unseen])
     assert torch.isfinite(x).all()
@@ -107,7 +109,7 @@ def test_a_12bit_model_predicts_the_same_from_its_tiffs_arrays_and_the_tiled_map
                  input_size=(32, 32), device="cpu")
     path = save_model(bundle, tmp_path / "m.safetensors")
     loaded = load_model(path)
-    assert loaded.preprocess == bundle.preprocess and loaded.preprocess.normalization.method == "dataset"
+    assert loaded.preprocess == bundle.preprocess and loaded.preprocess.normalization.method == "image_std"
     images = [img for img, _, _ in _items("uint16-12bit", 3, seed=5)]
     files = []
     for i, img in enumerate(images):
@@ -119,3 +121,20 @@ def test_a_12bit_model_predicts_the_same_from_its_tiffs_arrays_and_the_tiled_map
     # the tiled map of one model-sized tile is the image's prediction: same constants, no per-tile statistics
     maps = np.stack([predict_map(loaded, str(f), tile=32, device="cpu")[:, 0, 0] for f in files])
     assert np.allclose(maps, from_files, atol=1e-5)
+
+
+def test_the_policy_is_chosen_for_new_models_only(tmp_path):
+    from napari_cellclass.core.errors import CellclassError
+
+    items = _items("float-3e4", 8, seed=6)
+    bundle = fit("resnet18", items, classes=["coarse", "fine"], epochs=0, input_size=(32, 32), val_fraction=0.0,
+                 device="cpu", normalization="dataset")
+    norm = bundle.preprocess.normalization
+    assert norm.mean is not None and norm.fitted_on.startswith("training split: 8 image(s)")
+    assert 5000 < norm.mean[1] < 15000  # measured in the images' own units
+    with pytest.raises(CellclassError, match="intensity policy"):
+        fit(bundle, items, classes=["coarse", "fine"], epochs=0, val_fraction=0.0, device="cpu", normalization="image_std")
+    with pytest.raises(CellclassError, match="preset keeps its paper"):
+        fit("scaffoldnet-brightfield", items, classes=["coarse", "fine"], epochs=0, device="cpu", normalization="dataset")
+    with pytest.raises(CellclassError, match="unknown normalisation"):
+        fit("resnet18", items, classes=["coarse", "fine"], epochs=0, device="cpu", normalization="zscore")

@@ -120,6 +120,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     from ..core.annotations.active import ENSEMBLE_METHODS, methods_for, rank
     from ..core.errors import DataError
     from ..core.io.images import get_plane, inspect
+    from ..core.inference.options import RunOptions
     from ..core.inference.predict import ensemble_size, predict, predict_members, predict_records
     from ..core.inference.tiling import tile_grid
 
@@ -138,9 +139,11 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     total = sum(lay.n_frames for lay in layouts)
     yield Progress(0, total, message="scoring the open images" + (f" in {tile} px tiles" if tile else ""))
     done = 0
+    run, crops_run = RunOptions(device=session.device, batch_size=batch_size), RunOptions(
+        device=session.device, batch_size=batch_size, channel_axis=0)  # crops are cut channel-first
     for req, layout in zip(requests, layouts):
         if not tile:
-            records = predict_records(bundle, req.source, batch_size, session.device, members=members)
+            records = predict_records(bundle, req.source, members=members, options=run)
             with closing(records):
                 for rec in records:
                     keys.append((req.info.name, int(rec.frame), None))
@@ -156,10 +159,10 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
                                region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
                      for b in boxes]
             if members:  # (M, tiles, K) -> one (M, K) row per tile, as the records give them
-                p = predict_members(bundle, crops, batch_size=batch_size, device=session.device, channel_axis=0)
+                p = predict_members(bundle, crops, options=crops_run)
                 p = p.transpose(1, 0, 2)
             else:
-                p = predict(bundle, crops, batch_size=batch_size, device=session.device, channel_axis=0)
+                p = predict(bundle, crops, options=crops_run)
             keys += [(req.info.name, frame, b) for b in boxes]
             probs += list(p)
             done += 1

@@ -23,6 +23,7 @@ from .tables import PredictionRow, PredictionTable
 from .session import ModelChoice, Session
 
 if TYPE_CHECKING:
+    from ..core.inference.options import RunOptions
     from ..core.models.bundle import ModelBundle
     from napari.layers import Layer
     from napari import Viewer
@@ -34,6 +35,13 @@ class InputOptions:
 
     channel_axis: Any = "auto"  # "auto" | "none" | int
     channels: list[int] | None = None
+
+    def run(self, session: Session, batch_size: int = 32) -> RunOptions:
+        """These choices with the session's device: what the engine's entry points take."""
+        from ..core.inference.options import RunOptions
+
+        return RunOptions(device=session.device, batch_size=batch_size, channel_axis=self.channel_axis,
+                          channels=None if self.channels is None else tuple(self.channels))
 
 
 @dataclass
@@ -157,8 +165,7 @@ def classify_job(
         try:
             # "skip": a plane that cannot be read (a broken file in a folder stack) becomes
             # a notification for that frame, and the layer's other frames are still classified
-            records = predict_records(bundle, req.source, batch_size, session.device, options.channel_axis, options.channels,
-                                      on_error="skip")
+            records = predict_records(bundle, req.source, on_error="skip", options=options.run(session, batch_size))
             unreadable = []
             with closing(records):
                 for rec in records:
@@ -205,8 +212,7 @@ def tiled_map_job(
     total, done, maps = sum(batches), 0, []
     for i, ((req, layout), n) in enumerate(zip(todo, batches)):
         frame = frame_of(layout, req.data_point)
-        steps = predict_map_steps(bundle, req.source, size, overlap, batch_size, session.device,
-                                  options.channel_axis, options.channels, frame)
+        steps = predict_map_steps(bundle, req.source, size, overlap, frame=frame, options=options.run(session, batch_size))
         try:
             start = done
             # the bar counts batches across all layers; each report says the tiles done in this one
@@ -243,8 +249,8 @@ def explain_job(
     layout = todo[0][1]
     frame = frame_of(layout, request.data_point)
     yield Progress(0, 0, message=f"explaining '{request.info.name}'" + (f", frame {frame}" if layout.is_stack else ""))
-    steps = explain_steps(bundle, [request.source], method, target, cam_layer or None, tile, device=session.device,
-                          channel_axis=options.channel_axis, channels=options.channels, frame=frame)
+    steps = explain_steps(bundle, [request.source], method, target, cam_layer or None, tile, frame=frame,
+                          options=options.run(session, batch_size=16))
     with closing(steps):
         result = (yield from steps)[0]
     plane = get_plane(request.source.data, layout, frame, request.info.name)

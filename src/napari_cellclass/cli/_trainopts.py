@@ -33,7 +33,7 @@ def hidden_widths(text: str) -> tuple[int, ...]:
 
 def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--preset", help="a study preset (`cellclass presets`): architecture, preprocessing and recipe")
+    what.add_argument("--preset", help="a study preset (`cellclass archs` lists them): architecture, preprocessing and recipe")
     what.add_argument("--arch", help="an architecture name (`cellclass archs`; any timm model name works)")
     if resume:
         what.add_argument("--resume", metavar="MODEL", help="continue training a saved model (.safetensors)")
@@ -41,6 +41,10 @@ def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="learning rate")
     p.add_argument("--input-size", type=int, nargs="+", default=None, metavar="PX", help="network input: S or H W")
+    p.add_argument("--normalization", choices=("image_std", "dataset", "percentile", "meanstd"), default=None,
+                   help="intensity policy of a new --arch model: image_std (default: per image and channel, any "
+                   "dtype or range), dataset (the training set's per-channel statistics: keeps absolute "
+                   "brightness), percentile, meanstd (ImageNet after the pixel type's range)")
     p.add_argument("--val-fraction", type=float, default=None,
                    help="share of each training part held out for validation (early stopping, keep-best)")
     p.add_argument("--test-fraction", type=float, default=None,
@@ -86,6 +90,6 @@ def train_request(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             raise CellclassError(f"--input-size takes 1 or 2 numbers, got {len(args.input_size)}")
         size = tuple(args.input_size * 2 if len(args.input_size) == 1 else args.input_size)
     build = BuildOptions(input_size=size, pretrained=args.pretrained, weights=args.weights, multi_label=args.multi_label,
-                         class_balance=args.class_balance or "none",
+                         class_balance=args.class_balance or "none", normalization=args.normalization,
                          head=head or None)  # laid over the architecture's or preset's own head
     return build, recipe

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.errors import CellclassError
     from ..core.explain import explain_batch
     from ..core.explain.overlay import overlay
+    from ..core.inference.options import RunOptions
     from ..core.io.files import find_images, read_image
     from ..core.io.images import get_plane, inspect
 
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tile is not None:
         positive(args.tile, "--tile")
     bundle = load_model(args.model, device=args.device)  # lives on the device for the whole run
+    opts = RunOptions(device=None, batch_size=args.batch_size, channel_axis=args.channel_axis,  # None: stays there
+                      channels=args.channels)
     files = find_images(args.paths)
     if not files:
         raise CellclassError(f"no image files (TIFF, PNG, JPEG) found in {' '.join(args.paths)}", "check the paths")
@@ -85,9 +88,8 @@ def run(args: argparse.Namespace) -> int:
     for start in range(0, len(files), args.batch_size):
         chunk = files[start:start + args.batch_size]
         images = [read_image(f) for f in chunk]
-        results = explain_batch(bundle, images, args.method, target, args.layer, args.tile, batch_size=args.batch_size,
-                                device=None, channel_axis=args.channel_axis, channels=args.channels, frame=args.frame,
-                                overlap=args.overlap)
+        results = explain_batch(bundle, images, args.method, target, args.layer, args.tile, frame=args.frame,
+                                overlap=args.overlap, options=opts)
         for path, img, res in zip(chunk, images, results):
             axis = img.channel_axis if args.channel_axis == "auto" else args.channel_axis
             layout, _ = inspect(img.data, axis, None if args.channels else bundle.in_chans, img.rgb, str(path))

@@ -26,7 +26,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CellclassError("device 'cuda' was requested but no CUDA GPU is available", "use device='auto' or 'cpu'")
+        raise CellclassError(f"device {name!r} was requested but no CUDA GPU is available", "use device='auto' or 'cpu'")
+    if name.startswith("cuda:"):
+        _check_cuda_index(name)
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise CellclassError("device 'mps' was requested but Apple's MPS is not available", "use device='auto' or 'cpu'")
     try:
@@ -37,6 +39,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type not in DEVICES:
         raise CellclassError(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
     return dev
+
+
+def _check_cuda_index(name: str) -> None:
+    index = name.partition(":")[2]
+    if not index.isdigit():
+        return  # not an index at all: torch.device names it an unknown device
+    count = torch.cuda.device_count()
+    if int(index) >= count:
+        raise CellclassError(f"device {name!r} was requested but this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})",
+                             "use device='cuda' (the first GPU) or an index that exists")
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:

@@ -150,6 +150,16 @@ def _tiff_bytes(arr: np.ndarray, rgb: bool) -> bytes:
     return buf.getvalue()
 
 
+def _inside(root: Path, rel: str) -> Path:
+    """``root / rel``, refused unless it resolves to a file directly below a folder of
+    ``root`` — names come from a file a user can edit by hand."""
+    path = (root / rel).resolve()
+    if path.parent.parent != root.resolve() and path.parent != root.resolve():
+        raise DataError(f"the export path {rel!r} would lie outside the export folder",
+                        "rename the class or image so that it holds no path separators or '..'")
+    return path
+
+
 @dataclass(frozen=True)
 class ExportReport:
     folder: Path
@@ -189,13 +199,13 @@ def export_dataset(store: Any, out: str | os.PathLike, kinds: Sequence[str] = KI
         for s in samples:
             sub = "images" if use_csv else classes[s.labels[0]]  # folders: no pixel labels, so no mask
             rel = f"{sub}/{s.name}.tif"
-            (tmp / sub).mkdir(exist_ok=True)
-            (tmp / rel).write_bytes(_tiff_bytes(s.image, s.rgb))
+            _inside(tmp, rel).parent.mkdir(exist_ok=True)
+            _inside(tmp, rel).write_bytes(_tiff_bytes(s.image, s.rgb))
             mask_rel = ""
             if s.mask is not None and use_csv:
                 mask_rel = f"masks/{s.name}.tif"
                 (tmp / "masks").mkdir(exist_ok=True)
-                (tmp / mask_rel).write_bytes(_tiff_bytes(s.target_masks(len(classes)).astype(np.uint8), False))
+                _inside(tmp, mask_rel).write_bytes(_tiff_bytes(s.target_masks(len(classes)).astype(np.uint8), False))
                 n_masks += 1
             rows.append((rel, ";".join(classes[i] for i in s.labels), mask_rel))
         manifest = None

@@ -19,20 +19,10 @@ from ..io import crops
 from . import masks
 from .palette import check_color, default_color
 from .schema import AnnotationSaveError, ClassInfo, Item, now
+from .schema import check_class_name as _check_name
 
 IMAGE_MODES = ("set", "toggle", "add", "remove")
 SHAPE_TYPES = ("rectangle", "polygon")
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise DataError(f"class name {name!r} is empty", "type a name for the class")
-    name = name.strip()
-    bad = [ch for ch in ';/\\:*?"<>|' if ch in name] + (["control characters"] if any(ord(c) < 32 for c in name) else [])
-    if bad or name in (".", ".."):
-        raise DataError(f"class name {name!r} contains {', '.join(map(repr, bad)) or 'only dots'}",
-                        "class names become folder names and ';'-joined CSV labels: use letters, digits, spaces, - and _")
-    return name
 
 
 class LabellingMixin:

@@ -5,7 +5,9 @@ maps each value to a class *name* (``values``), so renaming, reordering or
 removing classes never requires rewriting masks.  Each change writes a new file
 (``<annotation stem>.masks/<image>-f<frame>-<item id>.tif``), so the annotation
 file never points at a half-written mask, and undo can go back to the old file.
-Files no longer referenced are deleted later (:func:`collect_garbage`).
+Files no longer referenced are deleted later (:func:`collect_garbage`), and only
+once they are a day old: another viewer on the same file may have painted a mask
+its file does not list yet, or may hold it in its undo history.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import numpy as np
 
 from ..atomicfile import write_atomic
 from ..errors import DataError
+
+#: masks nothing refers to are deleted only when older than this (seconds)
+GARBAGE_AGE_S = 24 * 3600
 
 
 def mask_dtype(n_classes: int) -> np.dtype:
@@ -70,17 +75,28 @@ def remap(stored: np.ndarray, values: Sequence[tuple[int, str]], class_names: Se
     return lut[stored].astype(mask_dtype(len(class_names)))
 
 
-def collect_garbage(folder: Path, referenced: Iterable[str], root: Path) -> list[Path]:
-    """Delete mask files in ``folder`` that nothing refers to; return what was deleted."""
+def collect_garbage(folder: Path, referenced: Iterable[str], root: Path, *, min_age_s: float = 0.0) -> list[Path]:
+    """Delete mask files in ``folder`` that nothing refers to and that were last
+    modified more than ``min_age_s`` seconds ago; return what was deleted."""
+    import time
+
     if not folder.is_dir():
         return []
     keep = {(root / r).resolve() for r in referenced}
+    cutoff = time.time() - min_age_s
     gone = []
     for f in folder.glob("*.tif"):
-        if f.resolve() not in keep:
+        if f.resolve() not in keep and _mtime(f) < cutoff:
             try:
                 f.unlink()
                 gone.append(f)
             except OSError:
                 pass  # read-only or in use: harmless, tried again next time
     return gone
+
+
+def _mtime(f: Path) -> float:
+    try:
+        return f.stat().st_mtime
+    except OSError:
+        return float("inf")  # vanished or unreadable: nothing to delete

@@ -30,6 +30,20 @@ class AnnotationSaveError(DataError):
     """A change could not be written; it is kept in memory and the old file is intact."""
 
 
+def check_class_name(name: Any) -> str:
+    """A usable class name, stripped; :class:`DataError` otherwise.  Names become
+    export folder names, so path separators, ``..`` and control characters are refused
+    — also when they come from a hand-edited file."""
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"class name {name!r} is empty", "type a name for the class")
+    name = name.strip()
+    bad = [ch for ch in ';/\\:*?"<>|' if ch in name] + (["control characters"] if any(ord(c) < 32 or ord(c) == 127 for c in name) else [])
+    if bad or name in (".", ".."):
+        raise DataError(f"class name {name!r} contains {', '.join(map(repr, bad)) or 'only dots'}",
+                        "class names become folder names and ';'-joined CSV labels: use letters, digits, spaces, - and _")
+    return name
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -220,7 +234,7 @@ def decode(raw: bytes, path: str) -> tuple[dict[str, Any], list[ClassInfo], dict
     """Parse and validate an annotation file; :class:`AnnotationFileError` names it."""
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise AnnotationFileError(
             f"{path}: is not a readable annotation file (not valid JSON: {err})",
             "it may be damaged or another program's file; it was left untouched — "
@@ -243,6 +257,7 @@ def decode(raw: bytes, path: str) -> tuple[dict[str, Any], list[ClassInfo], dict
         for n, c in enumerate(data["classes"]):
             _need(isinstance(c, dict) and isinstance(c.get("name"), str) and c["name"].strip(), f"classes[{n}] needs a name")
             try:
+                _need(check_class_name(c["name"]) == c["name"], f"classes[{n}]: the name {c['name']!r} has surrounding spaces")
                 classes.append(ClassInfo(c["name"], check_color(c.get("color", ""))))
             except ValueError as err:
                 raise _Bad(f"classes[{n}]: {err}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomicfile import describe_os_error, write_atomic
-from . import imagerefs, masks
+from . import filelock, imagerefs, masks
 from .imageregistry import AnnotationWarning, ImagesMixin
 from .labelling import LabellingMixin
 from .schema import (AnnotationFileError, AnnotationSaveError, ClassInfo, ImageRecord, Item, decode, encode, item_line, now)
@@ -50,7 +50,8 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
         self._live: dict[str, Any] = {}
         self._file_cache: dict[str, Any] = {}
         self._lines: dict[int, tuple[Item, str]] = {}
-        self._stat: tuple[int, int, int] | None = None
+        #: sha256 of the file's content as this store last loaded or wrote it
+        self._sha: str | None = None
         self._listeners: list[Callable[[str], None]] = []
         #: True while a change is only in memory (the last write failed)
         self.unsaved = False
@@ -76,7 +77,9 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
             raise AnnotationFileError(f"{p}: is a folder", "give a file name for the annotations, e.g. annotations.json")
         if p.exists():
             try:
-                raw = p.read_bytes()
+                with filelock.locked(p):
+                    filelock.remove_orphan_temporaries(p)
+                    raw = p.read_bytes()
                 store = cls(p, *decode(raw, str(p)))
             except (AnnotationFileError, OSError) as err:
                 if isinstance(err, OSError):
@@ -91,8 +94,7 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
                 warnings.warn(store.notice, AnnotationWarning, stacklevel=2)
                 store._write()
                 return store
-            st = p.stat()
-            store._stat = (st.st_ino, st.st_size, st.st_mtime_ns)
+            store._sha = filelock.sha256(raw)
             store._collect_mask_garbage()
             store.check_images()
             return store
@@ -134,19 +136,16 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
         t0 = time.perf_counter()
         data = self._document()
         try:
-            st = self.path.stat()
-            on_disk: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
-            on_disk = None
-        if on_disk is not None and on_disk != self._stat:
-            self.unsaved = True
-            raise AnnotationSaveError(
-                f"{self.path}: was changed by another program since it was opened here; not overwritten",
-                "your changes are kept in memory: save them to another file (Save as…), or reopen the file",
-            )
-        try:
-            write_atomic(self.path, data)
-            st = self.path.stat()
+            with filelock.locked(self.path):
+                # compare-and-swap under the lock: the content must still be what we last saw
+                on_disk = filelock.current_sha(self.path)
+                if on_disk is not None and on_disk != self._sha:
+                    self.unsaved = True
+                    raise AnnotationSaveError(
+                        f"{self.path}: was changed by another program since it was opened here; not overwritten",
+                        "your changes are kept in memory: save them to another file (Save as…), or reopen the file",
+                    )
+                write_atomic(self.path, data)
         except OSError as err:
             self.unsaved = True
             raise AnnotationSaveError(
@@ -154,7 +153,7 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
                 "your changes are kept in memory: free disk space or fix the permissions (the next change "
                 "saves again), or save them to another file (Save as…)",
             ) from err
-        self._stat = (st.st_ino, st.st_size, st.st_mtime_ns)
+        self._sha = filelock.sha256(data)
         self.unsaved = False
         self.last_write_s = time.perf_counter() - t0
 
@@ -196,7 +195,7 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
                 items.append(it)
             self.path, self._images, self._items = new, images, items
             self._undo.clear()  # old snapshots point at the old folder's masks
-            self._stat = None
+            self._sha = None
             self._write()
 
     @contextlib.contextmanager
@@ -216,8 +215,9 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
     def _committed(self, what: str) -> None:
         try:
             self._write()
-        finally:
+            # only after a successful write: a refused store's view of the masks is stale
             self._collect_mask_garbage()
+        finally:
             for cb in list(self._listeners):
                 cb(what)
 
@@ -251,7 +251,7 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
             return
         refs = [it.mask for it in self._items if it.mask]
         refs += [it.mask for _, (_, items, _) in self._undo for it in items if it.mask]
-        masks.collect_garbage(self.masks_folder, refs, self.folder)
+        masks.collect_garbage(self.masks_folder, refs, self.folder, min_age_s=masks.GARBAGE_AGE_S)
 
 def _free_name(p: Path) -> Path:
     n = 1

@@ -77,6 +77,20 @@ def _affine_thetas(aug: Augment, n: int, h: int, w: int, gen: torch.Generator) -
     return theta
 
 
+def draw_turns(aug: Augment, n: int, h: int, w: int, gen: torch.Generator
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The flip / quarter-turn draws of one batch, in the order :func:`augment_batch` makes them:
+    (horizontal flip mask, vertical flip mask, quarter turns), None where the option is off.
+    Public so a feature cache (``training.feature_cache``) can replay the same draws."""
+    hm = _coin(n, gen) if aug.hflip else None
+    vm = _coin(n, gen) if aug.vflip else None
+    k = None
+    if aug.rot90:
+        # quarter turns keep the shape only on square images; otherwise half turns only
+        k = torch.randint(0, 4, (n,), generator=gen) if h == w else 2 * torch.randint(0, 2, (n,), generator=gen)
+    return hm, vm, k
+
+
 def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator,
                   aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Randomly transform each image of ``x`` (N, C, H, W); shape, dtype, device kept.
@@ -92,15 +106,12 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator,
     n, c, h, w = x.shape
     dev = x.device
     both = x if aux is None else torch.cat([x, aux.to(x.dtype)], dim=1)
-    if aug.hflip:
-        m = _coin(n, gen).to(dev)
-        both = torch.where(m.view(-1, 1, 1, 1), both.flip(-1), both)
-    if aug.vflip:
-        m = _coin(n, gen).to(dev)
-        both = torch.where(m.view(-1, 1, 1, 1), both.flip(-2), both)
-    if aug.rot90:
-        # quarter turns keep the shape only on square images; otherwise half turns only
-        k = torch.randint(0, 4, (n,), generator=gen) if h == w else 2 * torch.randint(0, 2, (n,), generator=gen)
+    hm, vm, k = draw_turns(aug, n, h, w, gen)
+    if hm is not None:
+        both = torch.where(hm.to(dev).view(-1, 1, 1, 1), both.flip(-1), both)
+    if vm is not None:
+        both = torch.where(vm.to(dev).view(-1, 1, 1, 1), both.flip(-2), both)
+    if k is not None:
         out = both.clone()
         for q in (1, 2, 3):
             sel = (k == q).nonzero().flatten()
@@ -131,4 +142,4 @@ def make_generator(seed: int) -> torch.Generator:
     return g
 
 
-__all__ = ["augment_batch", "make_generator", "is_identity"]
+__all__ = ["augment_batch", "draw_turns", "is_identity", "make_generator"]

@@ -27,6 +27,7 @@ from ..errors import CellclassError
 from ..io.geometry import Geometry
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from ..models.heads import probabilities
+from ..inference.options import RunOptions, run_options
 from ..inference.predict import ImageLike, resolve_source, as_sources
 from ..inference.tiling import whole_image_stats, tile_grid
 from .compute import network_maps
@@ -263,10 +264,16 @@ def explain_steps(
     overlap: float = 0.5,
     batch_size: int = 16,
     targets: Sequence[Target] | None = None,
+    options: RunOptions | None = None,
 ) -> Generator[Progress, None, list[ExplainResult]]:
     """Generator form of :func:`explain_batch`: yields :class:`Progress` after every
     batch (units: images, or tiles in tiled mode) and returns one result per source.
-    Closing it stops between batches; the lock, hooks and model state are released."""
+    Closing it stops between batches; the lock, hooks and model state are released.
+    ``options`` replaces ``device``, ``batch_size``, ``channel_axis`` and ``channels``
+    (maps are computed in float32: ``amp`` does not apply)."""
+    if options is not None:
+        o = run_options(options)
+        device, batch_size, channel_axis, channels = o.device, o.batch_size, o.channel_axis, o.channel_list
     method = method_name(method)
     layers = layer_list(layer)
     if batch_size < 1:
@@ -322,6 +329,7 @@ def explain(
     channels: list[int] | None = None,
     frame: int = 0,
     overlap: float = 0.5,
+    options: RunOptions | None = None,
 ) -> ExplainResult:
     """Explanation maps of one image (frame ``frame`` of a stack) on its own pixel grid.
 
@@ -331,10 +339,11 @@ def explain(
     ``target_layers.layer_names``), several (a list or 'a,b': maps fused), or None
     for the automatic last spatial stage.  ``tile``: explain in tiles of that many
     source pixels (sliding window, ``overlap``) for a high-resolution map.
-    ``device``: None keeps the model where it is.
+    ``device``: None keeps the model where it is.  ``options``: a RunOptions in place of
+    ``device``, ``channel_axis`` and ``channels``.
     """
     return _run(explain_steps(bundle, [image], method, target, layer, tile, device=device, channel_axis=channel_axis,
-                              channels=channels, frame=frame, overlap=overlap))[0]
+                              channels=channels, frame=frame, overlap=overlap, options=options))[0]
 
 
 def explain_batch(
@@ -352,6 +361,7 @@ def explain_batch(
     channels: list[int] | None = None,
     frame: int = 0,
     overlap: float = 0.5,
+    options: RunOptions | None = None,
 ) -> list[ExplainResult]:
     """:func:`explain` for many images, ``batch_size`` per forward/backward pass.
 
@@ -359,4 +369,5 @@ def explain_batch(
     of the one ``target`` for all.
     """
     return _run(explain_steps(bundle, images, method, target, layer, tile, device=device, channel_axis=channel_axis,
-                              channels=channels, frame=frame, overlap=overlap, batch_size=batch_size, targets=targets))
+                              channels=channels, frame=frame, overlap=overlap, batch_size=batch_size, targets=targets,
+                              options=options))

@@ -12,6 +12,8 @@ neutral value after normalisation.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -59,8 +61,13 @@ class Normalization:
             )
         if not 0 <= self.p_low < self.p_high <= 100:
             raise ArchitectureError(f"percentiles must satisfy 0 <= p_low < p_high <= 100, got {self.p_low}, {self.p_high}")
-        if self.divisor == 0:
-            raise ArchitectureError("normalisation divisor must not be 0")
+        if self.divisor == 0 or not math.isfinite(self.divisor):
+            raise ArchitectureError("normalisation divisor must be a finite number other than 0")
+        # a std of 0 (or NaN anywhere) turns every prediction into NaN, silently
+        if self.std is not None and not all(math.isfinite(v) and v > 0 for v in self.std):
+            raise ArchitectureError(f"normalisation std must be finite and positive, got {list(self.std)}")
+        if self.mean is not None and not all(math.isfinite(v) for v in self.mean):
+            raise ArchitectureError(f"normalisation mean must be finite, got {list(self.mean)}")
 
     def for_channels(self, in_chans: int) -> Normalization:
         """Fill in defaults that depend on the channel count (ImageNet stats for meanstd)."""
@@ -203,7 +210,7 @@ class Preprocess:
                 interpolation=str(d.get("interpolation", "bilinear")),
                 normalization=Normalization(**norm),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as err:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
             raise ModelFileError(f"the preprocessing recipe in the model file is invalid ({err})") from err
 
     # -------------------------------------------------------------------- the pipeline

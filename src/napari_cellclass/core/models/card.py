@@ -24,7 +24,7 @@ def model_card(bundle: ModelBundle) -> str:
         f"normalisation: {norm.method}" + (f" mean={_short(norm.mean, norm.method)}" if norm.mean else "")
         + (f" std={_short(norm.std, norm.method)}" if norm.std else ""),
         # the intensity policy in words, so a reader sees what the statistics are and where they came from
-        *([f"intensity policy: {NORMALIZATION_METHODS[norm.method]}"] if norm.method == "dataset" else []),
+        *([f"intensity policy: {NORMALIZATION_METHODS[norm.method]}"] if norm.method in ("dataset", "image_std") else []),
         *([f"intensity statistics from the {norm.fitted_on}"] if norm.fitted_on else []),
         f"output: {bundle.output}" + (f", thresholds {bundle.thresholds}" if bundle.thresholds else ""),
     ]

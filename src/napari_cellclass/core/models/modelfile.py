@@ -23,6 +23,7 @@ from torch import nn
 from ..atomicfile import fsync_folder, publish_mode
 from ..errors import ArchitectureError, ModelFileError
 from ..io.preprocess import Preprocess
+from . import limits
 from .bundle import FORMAT, FORMAT_VERSION, ModelBundle
 from .registry import build_network
 from .spec import ArchSpec
@@ -46,6 +47,7 @@ def is_model_file(path: Path) -> bool:
 
 def save_model(bundle: ModelBundle, path: str | os.PathLike) -> Path:
     """Write ``bundle`` atomically: a crash or full disk never leaves a half file."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_model as st_save_model
 
     target = Path(path)
@@ -66,9 +68,12 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> Path:
         publish_mode(tmp, target)
         os.replace(tmp, target)
         fsync_folder(target.parent)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:  # safetensors reports a full disk as SafetensorError
+        text = str(err)
+        full = "No space left" in text or "code: 28" in text or "StorageFull" in text
+        reason = (err.strerror or text) if isinstance(err, OSError) else "No space left on device" if full else text[:200]
         raise ModelFileError(
-            f"cannot write the model to {target} ({err.strerror or err})",
+            f"cannot write the model to {target} ({reason})",
             "choose a writable folder with free space; any previous file there is unchanged",
         ) from err
     finally:
@@ -100,10 +105,11 @@ def read_header(path: Path) -> dict[str, Any]:
         fh.seek(8)
         try:
             header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelFileError(f"{path} has a corrupt header ({err})", "re-save the model") from err
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise ModelFileError(f"{path} has a corrupt header ({str(err)[:200]})", "re-save the model") from err
     if not isinstance(header, dict):
         raise ModelFileError(f"{path} has a corrupt header", "re-save the model")
+    limits.check_header_entries(header, str(path))
     end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
     if 8 + n + end > size:
         raise ModelFileError(
@@ -119,6 +125,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     from safetensors.torch import load_file
 
     p = Path(path)
+    if p.is_dir():
+        raise ModelFileError(f"{p} is a folder, not a model file", "give the path of a .safetensors model file")
     if not p.is_file():
         raise ModelFileError(f"model file {p} does not exist", "check the path")
     header = read_header(p)
@@ -130,9 +138,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         )
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"{p}: the model metadata is not valid JSON ({err})", "re-save the model") from err
-    bundle = bundle_from_metadata(meta, str(p))
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ModelFileError(f"{p}: the model metadata is not valid JSON ({str(err)[:200]})", "re-save the model") from err
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{p}: the model metadata is not a JSON object", "re-save the model")
+    limits.check_sizes(meta, str(p))
+    bundle = bundle_from_metadata(meta, str(p), available=limits.file_numel(header))
     try:
         state = load_file(str(p), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
@@ -147,11 +158,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     return bundle
 
 
-def bundle_from_metadata(meta: dict[str, Any], where: str = "model file") -> ModelBundle:
-    """Rebuild a bundle (random weights) from the JSON a model file carries."""
+def bundle_from_metadata(meta: dict[str, Any], where: str = "model file", available: int | None = None) -> ModelBundle:
+    """Rebuild a bundle (random weights) from the JSON a model file carries; with
+    ``available`` (the file's tensor elements) a network needing more is refused
+    before it is built."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{where}: metadata does not describe a napari-cellclass model", "re-save the model")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{where}: format_version {version!r} is not a number", "re-save the model")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{where} was written by a newer napari-cellclass (format {meta.get('format_version')})",
             "update napari-cellclass to load it",
@@ -169,6 +185,8 @@ def bundle_from_metadata(meta: dict[str, Any], where: str = "model file") -> Mod
     preprocess = Preprocess.from_dict(meta.get("preprocess") or {})
     arch = ArchSpec.from_dict(meta.get("arch") or {})
     try:
+        if available is not None:
+            limits.check_parameter_count(arch, in_chans, len(classes), output, available, where)
         network = build_network(arch, in_chans, len(classes), output)
         return ModelBundle(network, classes, output, in_chans, preprocess, arch, channel_names, thresholds, provenance)
     except ArchitectureError as err:
@@ -176,6 +194,7 @@ def bundle_from_metadata(meta: dict[str, Any], where: str = "model file") -> Mod
 
 
 def _load_state(network: nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    limits.check_finite(state, str(where))
     expected = network.state_dict()
     missing = [k for k in expected if k not in state]
     # safetensors drops tensors that share memory with another; they come back by name

@@ -63,7 +63,7 @@ class ArchSpec:
             )
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError, ArchitectureError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, ArchitectureError) as err:
             raise ModelFileError(f"the architecture description in the model file is invalid ({err})") from err
 
     def canonical(self) -> ArchSpec:

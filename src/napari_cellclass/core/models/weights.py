@@ -55,7 +55,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             sd = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any parser failure means "not usable weights"
         raise WeightsError(
-            f"cannot read weights from {p} ({err.__class__.__name__}: {str(err)[:200]})",
+            f"cannot read weights from {p} ({_reason(err)})",
             "use a .safetensors file or a plain PyTorch state dict saved with torch.save(model.state_dict())",
         ) from err
     for key in ("state_dict", "model", "model_state_dict", "network"):
@@ -64,6 +64,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsError(f"{p} holds no state dict of tensors", "save weights with torch.save(model.state_dict(), path)")
     return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _reason(err: Exception) -> str:
+    """The parser's complaint without torch's advice to pass ``weights_only=False``:
+    that would unpickle the file, which can run any code in it."""
+    text = str(err)
+    if "weights_only" in text or "Unpickl" in err.__class__.__name__:
+        return ("it holds Python objects besides tensors, which are never loaded because "
+                "unpickling them could run code")
+    return f"{err.__class__.__name__}: {text[:200]}"
 
 
 def _candidates(module: nn.Module) -> list[tuple[str, nn.Module]]:

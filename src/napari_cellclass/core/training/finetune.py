@@ -50,14 +50,17 @@ class FineTuneOptions:
     folds: int = 0  # k-fold instead of one split (k models; the best fold's model is kept)
     seed: int = 0
     input_size: tuple[int, int] | None = None  # None: the model's own
+    feature_cache: bool = True  # head-only runs train on cached backbone features (training.feature_cache)
+    cache_views: int = 0  # 0: every flip view the augmentation reaches; n: the first n only (faster)
 
     def check(self) -> None:
         if self.epochs < 1:
             raise DataError(f"epochs must be at least 1, got {self.epochs}", "train for 1 epoch or more")
         if not self.lr > 0:
             raise DataError(f"learning rate must be positive, got {self.lr}", "e.g. 1e-3 from scratch, 1e-4 to fine-tune")
-        if not 0.0 <= self.freeze_fraction < 1.0:
-            raise DataError(f"frozen fraction must lie in [0, 1), got {self.freeze_fraction}", "0 trains every layer")
+        if not 0.0 <= self.freeze_fraction <= 1.0:
+            raise DataError(f"frozen fraction must lie in [0, 1], got {self.freeze_fraction}",
+                            "0 trains every layer, 1 the head only")
         if self.folds == 1 or self.folds < 0:
             raise DataError(f"k-fold needs at least 2 folds, got {self.folds}", "use 0 for one validation split")
         if self.folds == 0 and not 0.0 < self.val_fraction < 1.0:
@@ -78,6 +81,7 @@ class FineTuneOptions:
         return recipe_with(base or TrainRecipe(), {
             "epochs": int(self.epochs), "lr": float(self.lr), "batch_size": int(self.batch_size),
             "freeze_fraction": float(self.freeze_fraction), "keep_best": True,
+            "feature_cache": bool(self.feature_cache), "cache_views": int(self.cache_views),
             "augment": Augment(hflip=True, vflip=True, rot90=True) if self.augment else Augment(),
             **({"stages": stages} if stages else {})})
 
@@ -185,11 +189,15 @@ def evaluate_items(bundle: Any, items: Sequence[tuple[Any, ...]], device: str = 
     numbers ``cellclass evaluate`` reports: accuracy, macro F1, confusion …), plus
     the ``probabilities`` (dropped before they go into provenance)."""
     from ..evaluation.metrics import classification_metrics, multilabel_metrics
+    from ..device import resolve_device
     from ..inference.predict import predict
+    from .feature_cache import cached_probabilities
 
     if not items:
         return {"n_images": 0, "accuracy": None, "macro_f1": None}
-    probs = predict(bundle, [it[0] for it in items], batch_size=batch_size, device=device, channel_axis=0)
+    probs = cached_probabilities(bundle, items, resolve_device(device))  # head-only runs: no backbone pass
+    if probs is None:
+        probs = predict(bundle, [it[0] for it in items], batch_size=batch_size, device=device, channel_axis=0)
     if bundle.multilabel:
         out = multilabel_metrics([list(it[1]) for it in items], probs, bundle.classes, bundle.class_thresholds())
     else:

@@ -13,6 +13,7 @@ from ..data.tensors import cached_inputs
 from ..device import prepare_network
 from ..errors import Cancelled
 from ..models.bundle import ModelBundle
+from . import feature_cache
 from .distributed import DistContext
 from .events import TrainEvent
 from .loop import LoopData, LoopOutcome, run_loop
@@ -39,7 +40,10 @@ def fit_network(
         bundle.preprocess = with_dataset_stats(plan.train, bundle.preprocess, bundle.in_chans)  # --arch default
         data_t = yield from _loop_data(plan, dev, stop)
         loss = Loss(bundle.output, r, _class_weight(plan))
-        outcome = yield from run_loop(bundle.network, bundle.output, r, data_t, dev, loss, seed, stop, ctx)
+        # head-only runs train on cached backbone features (training.feature_cache)
+        net, r_loop, d_loop, note = feature_cache.loop_inputs(bundle.network, r, data_t, dev, seed, ctx)
+        yield TrainEvent(kind="start", epoch=0, epochs=r.epochs, total=0, message=f"backbone features {note}")
+        outcome = yield from run_loop(net, bundle.output, r_loop, d_loop, dev, loss, seed, stop, ctx)
     except Cancelled:
         outcome = LoopOutcome(cancelled=True)
     finally:

@@ -64,6 +64,9 @@ def check_recipe(r: TrainRecipe) -> None:
         raise CellclassError(f"freeze_fraction must be in [0, 1], got {r.freeze_fraction}")
     if r.freeze_blocks is not None and (not isinstance(r.freeze_blocks, int) or r.freeze_blocks < 0):
         raise CellclassError(f"freeze_blocks must be a whole number >= 0, got {r.freeze_blocks!r}")
+    if not isinstance(r.cache_views, int) or r.cache_views < 0:
+        raise CellclassError(f"cache_views must be a whole number >= 0, got {r.cache_views!r}",
+                             "0 caches every view the augmentation reaches")
     if not 0.0 <= r.label_smoothing < 1.0:
         raise CellclassError(f"label_smoothing must be in [0, 1), got {r.label_smoothing}")
     for s in r.stages:

@@ -32,6 +32,8 @@ class BuildOptions:
     output: str | None = None
     class_balance: str = "none"
     head: HeadSpec | dict[str, Any] | None = None
+    #: intensity policy of a new architecture-name model (core.training.intensity); None: per-image standardisation
+    normalization: str | None = None
 
     def __post_init__(self) -> None:
         if self.class_balance not in CLASS_BALANCE:

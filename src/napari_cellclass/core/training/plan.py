@@ -128,9 +128,12 @@ def _resolve_model(model: Any, ds: Dataset, build: BuildOptions) -> tuple[ModelB
         )
     preset = PRESETS.get(model)
     output = _output_for(preset, len(ds.classes), ds.multilabel, build.output)
-    # an architecture name gets the intensity policy measured on its training split (training.intensity);
+    # an architecture name gets a dtype- and range-free intensity policy (training.intensity);
     # a preset keeps its paper's preprocessing
-    pre = None if preset else default_preprocess(arch_entry(model).input_size)
+    if preset and build.normalization is not None:
+        raise CellclassError("normalization= applies to an architecture name; a preset keeps its paper's",
+                             "leave normalization out, or train from the preset's architecture name")
+    pre = None if preset else default_preprocess(arch_entry(model).input_size, build.normalization)
     b = build_model(model, classes=ds.classes, in_chans=ds.in_chans, pretrained=build.pretrained,
                     weights=build.weights, output=output, head=head_for(model, build.head), input_size=build.input_size,
                     preprocess=pre)
@@ -146,6 +149,11 @@ def _adapt(b: ModelBundle, ds: Dataset, build: BuildOptions) -> ModelBundle:
         )
     if build.weights is not None:
         raise CellclassError("weights= applies to a new model, not to one being fine-tuned")
+    if build.normalization is not None and build.normalization != b.preprocess.normalization.method:
+        raise CellclassError(
+            f"normalization={build.normalization!r} differs from the model's {b.preprocess.normalization.method!r}",
+            "a model continues with its own intensity policy; leave normalization out",
+        )
     if build.head is not None:
         raise CellclassError(
             "head options apply to a new model, not to one being fine-tuned",
