@@ -38,7 +38,7 @@ Explainer = Callable[["ModelBundle", np.ndarray, "float | None"], np.ndarray]
 
 def require_spec() -> Any:
     try:
-        import bioimageio.spec as spec
+        from bioimageio import spec
     except ImportError as err:
         raise CellclassError("exporting a bioimage.io package needs the bioimageio.spec library, which is not installed",
                              INSTALL_HINT) from err

@@ -204,7 +204,7 @@ def _own(pkg: Package, meta: dict[str, Any], sd: dict[str, Any], from_metadata: 
     data = pkg.file(sd, "pytorch_state_dict weights")
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - the restricted unpickler refuses anything but tensors
+    except Exception as err:
         raise ModelFileError(f"{pkg.path}: the state-dict weights cannot be read as plain tensors ({err})",
                              "the package is damaged or not from napari-cellclass") from err
     prefix = "net."
