@@ -89,14 +89,14 @@ def documentation(bundle: ModelBundle, *, sample: str, spec_ops: list[dict[str, 
         lines += [about, ""]
     lines += ["## Classes", "", "| output channel | class |", "| --- | --- |"]
     lines += [f"| {i} | {c} |" for i, c in enumerate(bundle.classes)]
-    lines += ["", f"Output `probabilities`: axes (batch, channel), one {bundle.output} probability per class "
-              f"({'multi-label' if bundle.multilabel else 'single-label'})."]
+    lines += ["", (f"Output `probabilities`: axes (batch, channel), one {bundle.output} probability per class "
+              f"({'multi-label' if bundle.multilabel else 'single-label'}).")]
     if bundle.thresholds:
         lines.append(f"Decision thresholds per class: {bundle.thresholds}.")
     lines += ["", "## Input", "",
-              f"`image`: axes (batch, channel, y, x), {bundle.in_chans} channel(s) [{', '.join(bundle.channel_names)}], "
+              (f"`image`: axes (batch, channel, y, x), {bundle.in_chans} channel(s) [{', '.join(bundle.channel_names)}], "
               f"{pre.input_size[0]}x{pre.input_size[1]} px. Crops of another size are resized to it "
-              f"('{pre.resize}', {pre.interpolation}) before the preprocessing below.",
+              f"('{pre.resize}', {pre.interpolation}) before the preprocessing below."),
               f"Normalisation of the model: `{pre.normalization.method}`."]
     if pre.normalization.method == "meanstd":
         lines.append(f"Raw input values are expected in [0, {value_range:g}] (8-bit images); rescale other pixel types to that range.")
@@ -117,7 +117,7 @@ def documentation(bundle: ModelBundle, *, sample: str, spec_ops: list[dict[str, 
             lines.append(f"- {split} metrics: " + ", ".join(f"{k} {_fmt(m[k])}" for k in keys))
     lines += ["", "## Test tensors and cover", "", f"Test input: a crop of {sample}.", cover_note, "",
               "## Model card", "", "```", *card, "```", "",
-              "## Use", "", "In napari-cellclass: `cellclass predict THIS.zip IMAGES...` or pick the package in the "
+              "## Use", "", ("In napari-cellclass: `cellclass predict THIS.zip IMAGES...` or pick the package in the "
               "docks' model menu. Elsewhere: any bioimage.io consumer that runs TorchScript weights "
-              "(the pytorch_state_dict weights need napari-cellclass installed).", ""]
+              "(the pytorch_state_dict weights need napari-cellclass installed)."), ""]
     return "\n".join(lines)
