@@ -38,7 +38,7 @@ ARCH_MODULE = "napari_cellclass.core.models.bioimageio_net"
 def is_package(path: Path) -> bool:
     """Whether ``path`` should be read as a bioimage.io package (by name; the contents are checked on load)."""
     name = path.name.lower()
-    return name.endswith(".zip") or name in RDF_NAMES or name.endswith(".bioimageio.yaml") or (
+    return name.endswith((".zip", ".bioimageio.yaml")) or name in RDF_NAMES or (
         path.is_dir() and any((path / n).is_file() for n in RDF_NAMES))
 
 
