@@ -212,3 +212,28 @@ def test_cli_export_and_predict(exported, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "mitotic cell" in out.splitlines()[0]
     assert main(["export-bioimageio", str(tmp_path / "none.safetensors"), str(tmp_path / "x.zip")]) == 2
+
+
+def test_missing_extra_names_the_install(monkeypatch, tiny_bundle, tmp_path):
+    from napari_cellclass.core.models import bioimageio_export
+
+    # as if the optional extra were not installed
+    monkeypatch.setattr(bioimageio_export, "SPEC_MODULE", "bioimageio_spec_not_installed")
+    with pytest.raises(CellclassError, match=r"pip install \"napari-cellclass\[bioimageio\]\""):
+        export_bioimageio(tiny_bundle, tmp_path / "x.zip")
+
+
+def test_percentile_model_bakes_its_normalisation_and_passes(tmp_path):
+    """Per-image order-statistic percentiles are not the spec's scale_range: they travel inside the network."""
+    core = pytest.importorskip("bioimageio.core")
+    from napari_cellclass import build_model
+    from napari_cellclass.core.io.preprocess import Normalization, Preprocess
+
+    pre = Preprocess(input_size=(32, 32), normalization=Normalization(method="percentile"))
+    bundle = build_model("resnet18", classes=["a", "b"], preprocess=pre)
+    path = export_bioimageio(bundle, tmp_path / "pct.zip", sample=_sample(None))
+    with zipfile.ZipFile(path) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+    assert [s["id"] for s in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype"]
+    assert rdf["config"]["napari_cellclass"]["baked_normalization"] is True
+    assert core.test_model(path).status == "passed"

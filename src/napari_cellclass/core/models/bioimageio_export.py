@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = 'install the optional extra: pip install "napari-cellclass[bioimageio]" (see the README for bioimageio.core)'
 DEFAULT_CITE = [{"text": "Wightman, R. PyTorch Image Models (timm)", "doi": "10.5281/zenodo.4414861"}]
+SPEC_MODULE = "bioimageio.spec"
 ARCH_MODULE = "napari_cellclass.core.models.bioimageio_net"
 ARCH_CALLABLE = "CellclassPackageNet"
 #: how far the package's output may drift from the model's own pipeline before export refuses
@@ -37,8 +38,10 @@ Explainer = Callable[["ModelBundle", np.ndarray, "float | None"], np.ndarray]
 
 
 def require_spec() -> Any:
+    from importlib import import_module
+
     try:
-        from bioimageio import spec
+        spec = import_module(SPEC_MODULE)
     except ImportError as err:
         raise CellclassError("exporting a bioimage.io package needs the bioimageio.spec library, which is not installed",
                              INSTALL_HINT) from err
@@ -154,11 +157,9 @@ def build_rdf(bundle: ModelBundle, kwargs: dict[str, Any], spec_ops: list[dict[s
 
 
 def _describe(spec: Any, rdf: dict[str, Any], folder: Path) -> Any:
-    from bioimageio.spec import InvalidDescr, ValidationContext, build_description
-
-    with ValidationContext(root=folder, perform_io_checks=True):
-        descr = build_description(rdf)
-    if isinstance(descr, InvalidDescr):
+    with spec.ValidationContext(root=folder, perform_io_checks=True):
+        descr = spec.build_description(rdf)
+    if isinstance(descr, spec.InvalidDescr):
         errors = [f"{'.'.join(str(p) for p in e.loc)}: {e.msg}" for e in descr.validation_summary.details[-1].errors][:3]
         raise CellclassError("bioimageio.spec rejects the package: " + "; ".join(errors),
                              "check --license (an SPDX id such as CC-BY-4.0), --author and --cite")
@@ -202,12 +203,12 @@ def export_bioimageio(
     ``explainer(bundle, crop, value_max)`` gives the cover's (H, W) map in [0, 1]
     (``core.explain.cover.gradcam_map``; the models layer cannot import explain).
     """
+    spec = require_spec()  # first: the optional extra may be missing
     from PIL import Image
 
     from .bioimageio_docs import choose_sample, cover_image, documentation
     from .bioimageio_ops import compile_ops, export_preprocessing
 
-    spec = require_spec()
     if bundle.is_fcn:
         raise CellclassError("FCN heat-map models are not exported yet", "export a classifier with a pooled head")
     out = Path(out_zip)
