@@ -131,6 +131,9 @@ class FineTunePanel(QWidget):
         self.keep_button = QPushButton("Keep")
         self.discard_button = QPushButton("Discard")
         self.save_button = QPushButton("Save…")
+        from .bioimageio_button import BioimageioExportButton
+
+        self.export_button = BioimageioExportButton(self)
         self.undo_button = QPushButton("Undo: previous model")
         self.reclassify = QCheckBox("re-classify the open images when keeping")
         self.reclassify.setChecked(bool(session.settings.get("finetune.reclassify", True)))
@@ -158,7 +161,7 @@ class FineTunePanel(QWidget):
         form.addRow("k-fold", self.folds)
         form.addRow("input size (px)", self.size)
         keep = QHBoxLayout()
-        for b in (self.keep_button, self.discard_button, self.save_button):
+        for b in (self.keep_button, self.discard_button, self.save_button, self.export_button):
             keep.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -279,6 +282,7 @@ class FineTunePanel(QWidget):
         self.keep_button.setEnabled(pending)
         self.discard_button.setEnabled(pending)
         self.save_button.setEnabled(pending or self.session.fine_tuned is not None)
+        self.export_button.setEnabled(self.save_button.isEnabled())
         self.undo_button.setEnabled(bool(self._previous))
 
     # ------------------------------------------------------------------ re-classify

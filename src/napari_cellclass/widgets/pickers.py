@@ -233,7 +233,8 @@ class ModelPicker(QWidget):
 
     def browse(self) -> str | None:
         start = self.session.settings.get("last_model_dir", str(Path.home()))
-        path, _ = QFileDialog.getOpenFileName(self, "Open a napari-cellclass model", start, "Model files (*.safetensors)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open a napari-cellclass model or bioimage.io package", start,
+                                              "Models (*.safetensors *.zip rdf.yaml *.bioimageio.yaml)")
         if not path:
             return None
         self.session.settings.set("last_model_dir", str(Path(path).parent))

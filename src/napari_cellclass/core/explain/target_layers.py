@@ -41,6 +41,8 @@ def default_layer(network: nn.Module) -> str:
 
 def resolve(network: nn.Module, name: str | None) -> tuple[str, nn.Module]:
     """(name, module) of ``name`` in one network; None → :func:`default_layer`."""
+    if getattr(network, "explain_unavailable", ""):  # e.g. a TorchScript-only bioimage.io package
+        raise CellclassError(network.explain_unavailable, getattr(network, "explain_fix", None))
     name = (name or "").strip() or default_layer(network)
     modules = dict(network.named_modules())
     if name not in modules:

@@ -167,7 +167,7 @@ def _vec(vals: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
 
 def _percentile(flat: torch.Tensor, q: float) -> torch.Tensor:
     """Per-row percentile of (N, C, L) by order statistic (no size limit, unlike quantile)."""
-    n = flat.shape[-1]
+    n = int(flat.shape[-1])  # a plain int also under torch.jit.trace (exported packages)
     k = min(n, max(1, int(round(q / 100.0 * (n - 1))) + 1))
     return flat.kthvalue(k, dim=-1).values[..., None, None]
 

@@ -125,6 +125,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     from safetensors.torch import load_file
 
     p = Path(path)
+    from .bioimageio_import import is_package, load_package
+
+    if is_package(p):  # a bioimage.io model package (zip, rdf.yaml or its folder)
+        return load_package(p, device, bundle_from_metadata)
     if p.is_dir():
         raise ModelFileError(f"{p} is a folder, not a model file", "give the path of a .safetensors model file")
     if not p.is_file():
