@@ -37,7 +37,7 @@ fi
 
 healthy() {
   [ -x "$1/bin/python" ] && [ -f "$1/.cellclass-deps-$key" ] && \
-    "$1/bin/python" -c "import torch, torchvision, timm, napari, PyQt6.QtWidgets, safetensors, sklearn, skimage, hatchling, editables" >/dev/null 2>&1
+    "$1/bin/python" -c "import torch, torchvision, timm, napari, PyQt6.QtWidgets, safetensors, sklearn, skimage, hatchling, editables, bioimageio.spec, bioimageio.core" >/dev/null 2>&1
 }
 
 if ! healthy "$VENV"; then
@@ -46,6 +46,9 @@ if ! healthy "$VENV"; then
   "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip hatchling editables
   "$VENV/bin/python" -m pip install -q -e ".[testing]"
+  # bioimage.io's validator for the tests: core 0.11.0 pins an older spec that fails under
+  # pydantic 2.14, so it comes without its pins (its runtime needs are in the extra)
+  "$VENV/bin/python" -m pip install -q --no-deps "bioimageio.core==0.11.0"
   touch "$VENV/.cellclass-deps-$key"
 fi
 # (re)point the editable install at this clone: a cached venv may come from another path
