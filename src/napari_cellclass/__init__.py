@@ -33,6 +33,7 @@ _API: dict[str, str] = {
     "tile_grid": ".core.inference.tiling",
     "explain": ".core.explain",
     "explain_batch": ".core.explain",
+    "explain_objects": ".core.explain.objects",
     "train": ".core.training.api",
     "fit": ".core.training.api",
     "load_dataset": ".core.data",
