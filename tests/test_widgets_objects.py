@@ -77,6 +77,15 @@ def test_sample_objects_features_colours_rows_and_csv(dock, qtbot, tmp_path, mod
         rows = list(csv.DictReader(fh))
     assert len(rows) == n and rows[0]["label"] == str(first.box.label) and rows[0]["model"] == model_file.name
 
+    from napari_cellclass import explain_objects
+
+    assert dock.explain() is not None
+    qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
+    heat = viewer.layers[labels.name + " · gradcam · objects"]
+    np.testing.assert_allclose(heat.data, explain_objects(load_model(model_file), image.data, labels.data, margin=3),
+                               atol=1e-5)
+    assert tuple(heat.scale) == (0.5, 0.5) and tuple(heat.translate) == (10, 20)
+
 
 def test_no_labels_layer_warns(dock):
     dock.viewer.add_image(np.zeros((40, 40), np.uint8))

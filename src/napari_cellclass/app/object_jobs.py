@@ -103,3 +103,25 @@ def write_object_csv(outcome: ObjectOutcome, path: str | Path) -> Path:
     except OSError as err:
         raise CellclassError(f"cannot write {target}: {describe_os_error(err)}", "choose another file or folder") from err
     return target
+
+
+@dataclass
+class ObjectMaps:
+    request: ObjectRequest
+    frame: int
+    maps: np.ndarray  # (H, W) on the image grid
+    method: str
+
+
+def explain_objects_job(session: Session, request: ObjectRequest, method: str = "gradcam", frame: int = 0,
+                        options: InputOptions | None = None) -> Generator[Progress, None, ObjectMaps]:
+    """Each object's map of frame ``frame``, pasted back at its place (core.explain.objects)."""
+    from ..core.explain.objects import explain_objects
+
+    options = options or InputOptions()
+    bundle, _ = yield from load_bundle(session)
+    yield Progress(0, 0, message=f"explaining the objects of '{request.labels_name}'")
+    source = _Source(request.image, request.image_name, request.rgb)
+    maps = explain_objects(bundle, source, request.labels, request.margin, request.mask, method, frame=frame,
+                           options=options.run(session))
+    return ObjectMaps(request, frame, maps, method)

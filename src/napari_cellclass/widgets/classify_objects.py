@@ -30,7 +30,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..app.object_jobs import ObjectOutcome, ObjectRequest, object_job, write_object_csv
+from ..app.object_jobs import (
+    ObjectMaps,
+    ObjectOutcome,
+    ObjectRequest,
+    explain_objects_job,
+    object_job,
+    write_object_csv,
+)
 from ..app.session import Session, session_for
 from ..viewer.layers import image_layers
 from ..viewer.object_layers import (
@@ -95,6 +102,7 @@ class ClassifyObjectsDock(QWidget):
         settings = self.session.settings
         self.outcome: ObjectOutcome | None = None
         self._labels_layer: Any = None
+        self._image_layer: Any = None
         self.image = _Combo(napari_viewer, image_layers)
         self.labels = _Combo(napari_viewer, object_labels_layers)
         self.model = ModelPicker(self.session)
@@ -119,9 +127,11 @@ class ClassifyObjectsDock(QWidget):
         self.legend.setWordWrap(True)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
+        self.explain_button = QPushButton("Explain objects (Grad-CAM at each object)")
         self._build()
         self.controls.run_requested.connect(self.run)
         self.export_button.clicked.connect(self._export_clicked)
+        self.explain_button.clicked.connect(self.explain)
         self.view.cellClicked.connect(self._row_clicked)
         self.image.currentIndexChanged.connect(self._update_channels)
         self.margin.valueChanged.connect(lambda v: settings.set("objects.margin", int(v)))
@@ -144,6 +154,7 @@ class ClassifyObjectsDock(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.legend)
         layout.addWidget(self.export_button)
+        layout.addWidget(self.explain_button)
 
     def _update_channels(self, *_: Any) -> None:
         layer = self.image.layer()
@@ -154,16 +165,40 @@ class ClassifyObjectsDock(QWidget):
     # ------------------------------------------------------------------ running
     def run(self) -> Any:
         """Start classifying the objects; returns the worker (or None)."""
+        request = self._request()
+        if request is None:
+            return None
+        return self.controls.start(object_job, self.session, request, self.batch.value(), self.channels.options(),
+                                   desc="classify objects", on_done=self._classified)
+
+    def _request(self) -> ObjectRequest | None:
         image, labels = self.image.layer(), self.labels.layer()
         if image is None or labels is None:
             show_warning("Classify objects: pick an image layer and a Labels layer of its objects "
                          "(segment first, e.g. with cellpose, StarDist or a threshold)")
             return None
-        self._labels_layer = labels
-        request = ObjectRequest(image.data, image.name, getattr(image, "rgb", None), labels.data, labels.name,
-                                self.margin.value(), self.mask.isChecked())
-        return self.controls.start(object_job, self.session, request, self.batch.value(), self.channels.options(),
-                                   desc="classify objects", on_done=self._classified)
+        self._labels_layer, self._image_layer = labels, image
+        return ObjectRequest(image.data, image.name, getattr(image, "rgb", None), labels.data, labels.name,
+                             self.margin.value(), self.mask.isChecked())
+
+    def explain(self) -> Any:
+        """Grad-CAM of every object of the frame on screen, as one layer on the image grid."""
+        request = self._request()
+        if request is None:
+            return None
+        labels = self._labels_layer
+        frame = int(round(labels.world_to_data(self.viewer.dims.point)[0])) if labels.ndim == 3 else 0
+        return self.controls.start(explain_objects_job, self.session, request, "gradcam", frame,
+                                   self.channels.options(), desc="explain objects", on_done=self._explained)
+
+    def _explained(self, result: ObjectMaps) -> None:
+        from ..viewer.layers import upsert
+
+        image = self._image_layer
+        place = {} if image is None else {"scale": tuple(image.scale)[-2:], "translate": tuple(image.translate)[-2:]}
+        upsert(self.viewer, (result.maps, {"name": f"{result.request.labels_name} · {result.method} · objects",
+                                           "colormap": "inferno", "blending": "additive", "opacity": 0.5,
+                                           "contrast_limits": (0.0, 1.0), **place}, "image"))
 
     def _classified(self, outcome: ObjectOutcome) -> None:
         self.outcome = outcome
