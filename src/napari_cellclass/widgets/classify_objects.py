@@ -187,7 +187,7 @@ class ClassifyObjectsDock(QWidget):
         if request is None:
             return None
         labels = self._labels_layer
-        frame = int(round(labels.world_to_data(self.viewer.dims.point)[0])) if labels.ndim == 3 else 0
+        frame = int(round(labels.world_to_data(self.viewer.dims.point)[0])) if labels.ndim == 3 else 0  # noqa: RUF046 - numpy floats
         return self.controls.start(explain_objects_job, self.session, request, "gradcam", frame,
                                    self.channels.options(), desc="explain objects", on_done=self._explained)
 
