@@ -18,6 +18,7 @@ from ..app.tables import safe_cell
 from ..core.io.text import printable
 from . import _resume
 from ._common import add_input_options, positive
+from ._objects import add_object_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fan out over a Dask cluster (tcp://host:8786); workers load the model once and must see the files")
     p.add_argument("--chunk", type=int, default=64, help="images per Dask task (with --dask-scheduler)")
     add_input_options(p)
+    add_object_options(p)
     p.set_defaults(func=run)
 
 
@@ -122,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     files = find_images(args.paths)
     if not files:
         raise CellclassError(f"no image files (TIFF, PNG, JPEG) found in {' '.join(args.paths)}", "check the paths")
+    if args.objects:  # one row per segmented object: cli/_objects.py
+        from ._objects import run_objects
+
+        return run_objects(args, bundle, files)
     header = csv_header(bundle.classes)
     model_id = Path(args.model).name
     out_path = Path(args.csv_path) if args.csv_path else None

@@ -1,0 +1,128 @@
+"""Objects per second of ``cellclass predict --objects`` beside a plain script (skimage
+``regionprops`` + crop + ``resize`` + the same timm network), in one run.
+
+Both are whole commands (Python start-up, imports, model creation, reading the two
+TIFFs, the loop), timed with the same image and label image: a grid of ``--objects``
+discs on a uint8 RGB image; the model is ``--arch`` at ``--size`` px with random
+weights (the figure is throughput, not accuracy).  The in-process rows time
+``predict_objects`` and the plain loop once warm, without start-up.  The issue's
+target: ratio (ours / plain, objects/s) >= 1.0.
+
+``python -m benchmarks.bench_objects [--objects N] [--arch A] [--size S] [--batch B] [--device D] [--out DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PLAIN = r"""
+import sys, numpy as np, tifffile, torch, timm
+from skimage.measure import regionprops
+from skimage.transform import resize
+arch, size, device, batch, img_path, lab_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+img, lab = tifffile.imread(img_path), tifffile.imread(lab_path)
+net = timm.create_model(arch, pretrained=False, num_classes=4).eval().to(device)
+mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+def flush(crops):
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(device)
+    with torch.inference_mode():
+        return net(x).softmax(1).cpu().numpy()
+out, crops = [], []
+for r in regionprops(lab):
+    r0, c0, r1, c1 = r.bbox
+    crop = resize(img[r0:r1, c0:c1], (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32) / 255
+    crops.append((crop - mean) / std)
+    if len(crops) == batch:
+        out.append(flush(crops)); crops = []
+if crops:
+    out.append(flush(crops))
+print(sum(len(o) for o in out))
+"""
+
+
+def make_data(root: Path, n_objects: int, seed: int = 0) -> tuple[Path, Path]:
+    """An RGB uint8 image with ``n_objects`` discs of radius 6..12 on a grid, and its label image."""
+    import tifffile
+    from skimage.draw import disk
+
+    side = int(np.ceil(np.sqrt(n_objects)))
+    pitch = 28
+    h = w = side * pitch
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    lab = np.zeros((h, w), np.uint32)
+    for i in range(n_objects):
+        r, c = divmod(i, side)
+        rr, cc = disk((r * pitch + pitch / 2, c * pitch + pitch / 2), rng.uniform(6, 12), shape=(h, w))
+        lab[rr, cc] = i + 1
+        img[rr, cc] = rng.integers(80, 255, 3, dtype=np.uint8)
+    tifffile.imwrite(root / "cells.tif", img, photometric="rgb")
+    tifffile.imwrite(root / "cells_labels.tif", lab)
+    return root / "cells.tif", root / "cells_labels.tif"
+
+
+def _timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def run(n_objects: int, arch: str, size: int, batch: int, device: str) -> dict:
+    from napari_cellclass import build_model, predict_objects, save_model
+    from napari_cellclass.core.inference.options import RunOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        img, lab = make_data(root, n_objects)
+        bundle = build_model(arch, classes=["a", "b", "c", "d"], input_size=(size, size))
+        model = save_model(bundle, root / "model.safetensors")
+        ours_cmd = [sys.executable, "-m", "napari_cellclass.cli", "predict", str(model), str(img), "--objects", str(lab),
+                    "--csv", str(root / "out.csv"), "--no-progress", "--no-resume", "--device", device,
+                    "--batch-size", str(batch)]
+        plain_cmd = [sys.executable, "-c", PLAIN, arch, str(size), device, str(batch), str(img), str(lab)]
+        # alternate, twice each, best of two: a busy machine slows both alike
+        t_ours = min(_timed(ours_cmd), _timed(ours_cmd))
+        t_plain = min(_timed(plain_cmd), _timed(plain_cmd))
+        rows = (root / "out.csv").read_text().count("\n") - 1
+        import tifffile
+
+        image, labels = tifffile.imread(img), tifffile.imread(lab)
+        opts = RunOptions(device=device, batch_size=batch)
+        predict_objects(bundle, image, labels, options=opts)  # warm-up
+        t0 = time.perf_counter()
+        predict_objects(bundle, image, labels, options=opts)
+        t_inproc = time.perf_counter() - t0
+    return {"objects": n_objects, "rows_written": rows, "arch": arch, "size": size, "batch": batch, "device": device,
+            "cli_s": t_ours, "plain_script_s": t_plain, "cli_objects_per_s": n_objects / t_ours,
+            "plain_objects_per_s": n_objects / t_plain, "ratio_objects_per_s": t_plain / t_ours,
+            "predict_objects_warm_objects_per_s": n_objects / t_inproc}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_objects", description=__doc__.splitlines()[0])
+    p.add_argument("--objects", type=int, default=2000)
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="write objects.json here")
+    args = p.parse_args(argv)
+    res = run(args.objects, args.arch, args.size, args.batch, args.device)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "objects.json").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
