@@ -1,8 +1,8 @@
 """What a trained model needs to say when not to trust it, fitted at the end of a run.
 
 * OOD statistics (:mod:`core.models.ood`): class means and a shared covariance of
-  the training images' pooled features; the flag's threshold is the 95th
-  percentile of the validation images' scores.
+  the training and validation images' pooled features; the flag's threshold is the
+  95th percentile of the validation images' cross-fitted scores.
 * Temperature scaling (:mod:`core.evaluation.calibration`) fitted on the
   validation images' logits.
 
@@ -66,8 +66,10 @@ def fit_trust(bundle: ModelBundle, data_t: LoopData, dev: torch.device, batch_si
     held = len(z_va) >= MIN_HELD_OUT
     record: dict[str, Any] = {}
     if use_ood:
-        on = f"{len(f_va)} validation images" if held else f"{len(f_tr)} training images (no validation split)"
-        bundle.ood = ood.fit_stats(f_tr, y_tr, bundle.num_classes, f_va if held else f_tr, fitted_on=on)
+        on = (f"{len(f_va)} validation images (cross-fitted)" if held
+              else f"{len(f_tr)} training images (no validation split)")
+        bundle.ood = (ood.fit_stats(f_tr, y_tr, bundle.num_classes, f_va, y_va, fitted_on=on) if held
+                      else ood.fit_stats(f_tr, y_tr, bundle.num_classes, f_tr, fitted_on=on))
         record["ood"] = {"threshold": round(bundle.ood.threshold, 6), "fitted_on": on}
     else:
         bundle.ood = None
