@@ -74,8 +74,8 @@ def test_evaluate_reports_ece_and_brier_before_and_after(model_file, folder, tmp
     cal = m["calibration"]
     assert cal["temperature"] == 2.5 and m["ood"]["n"] == 12
     # "after" are the probabilities predict gives; "before" undoes the temperature
-    from napari_cellclass.core.models.modelfile import load_model
     from napari_cellclass.core.evaluation.evaluate import evaluation_data
+    from napari_cellclass.core.models.modelfile import load_model
 
     ev = evaluation_data(load_model(model_file), folder, device="cpu")
     before = calibration.scaled_probabilities(ev.probs, 1 / 2.5, "softmax")

@@ -31,7 +31,7 @@ def calibration_metrics(bundle: ModelBundle, probs: np.ndarray, y: np.ndarray) -
     out["nll_after"] = float(log_loss(y, np.clip(after, 1e-12, 1.0), labels=labels))
     rel = calibration.reliability(after, y)
     # empty bins as null, not NaN: the JSON stays strict
-    out["reliability"] = {k: [None if isinstance(v, float) and v != v else v for v in vals] if isinstance(vals, list) else vals
+    out["reliability"] = {k: [None if isinstance(v, float) and np.isnan(v) else v for v in vals] if isinstance(vals, list) else vals
                           for k, vals in rel.items()}
     if bundle.calibration is None:
         out["note"] = "no temperature in this model (fitted only when training keeps a validation split): before = after"
@@ -46,5 +46,5 @@ def ood_metrics(bundle: ModelBundle, scores: np.ndarray | None) -> dict[str, Any
         return {"note": NO_STATS}
     s = np.asarray(scores, np.float64)
     flagged = bundle.ood.flags(s)
-    return {"threshold": bundle.ood.threshold, "flagged": int(flagged.sum()), "n": int(len(s)),
+    return {"threshold": bundle.ood.threshold, "flagged": int(flagged.sum()), "n": len(s),
             "flagged_fraction": float(flagged.mean()), "score_median": float(np.median(s))}
