@@ -83,3 +83,15 @@ def test_evaluate_reports_ece_and_brier_before_and_after(model_file, folder, tmp
     assert cal["ece_before"] == pytest.approx(calibration.ece(before, ev.y_single()), abs=1e-6)
     assert cal["brier_before"] == pytest.approx(calibration.brier(before, ev.y_single()), abs=1e-6)
     assert all(c is None or 0.0 <= c <= 1.0 for c in cal["reliability"]["confidence"])
+
+
+def test_report_draws_a_reliability_diagram(model_file, folder, tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["report", str(model_file), str(folder), "--out", str(out), "--device", "cpu"]) == 0
+    assert "reliability.png" in {p.rsplit("/", 1)[-1] for p in capsys.readouterr().out.split()}
+    from skimage.io import imread
+
+    img = imread(out / "reliability.png")
+    assert img.shape[0] > 500 and img[..., :3].std() > 5  # a drawn figure, not a blank canvas
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["calibration"]["temperature"] == 2.5 and m["ood"]["n"] == 12
