@@ -7,7 +7,11 @@ import numpy as np
 
 from napari_cellclass.core.annotations import AnnotationStore, training_samples
 from napari_cellclass.core.inference.predict import predict_records
-from napari_cellclass.core.training.finetune import FineTuneOptions, finetune, start_model
+from napari_cellclass.core.training.finetune import (
+    FineTuneOptions,
+    finetune,
+    start_model,
+)
 
 
 def test_finetune_fits_ood_statistics_and_a_temperature(tmp_path):
