@@ -58,7 +58,7 @@ def test_report_command(model_file, folder, tmp_path, capsys):
     assert main(["report", str(model_file), str(folder), "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out.split()
     assert {p.rsplit("/", 1)[-1] for p in printed} == {"confusion_matrix.png", "roc_curves.png", "confidence.png",
-                                                      "training_curves.png", "metrics.json"}
+                                                      "reliability.png", "training_curves.png", "metrics.json"}
     assert all((out / n).stat().st_size > 10_000 for n in ("confusion_matrix.png", "roc_curves.png"))
 
 

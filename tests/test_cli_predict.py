@@ -38,7 +38,8 @@ def test_predict_folder_of_mixed_files(tiny_model_file, image_folder, tmp_path):
     assert main(["predict", str(tiny_model_file), str(image_folder), "--csv", str(out), "--batch-size", "3"]) == 0
     rows = _rows(out)
     assert len(rows) == 3 + 1 + 4 + 1  # three PNGs, one JPEG, a 4-plane stack, a 3-channel TIFF
-    assert list(rows[0]) == ["path", "frame", "predicted_class", "confidence", "p_a", "p_b", "p_c", "model"]
+    assert list(rows[0]) == ["path", "frame", "predicted_class", "confidence", "p_a", "p_b", "p_c", "ood_score", "ood", "model"]
+    assert all(r["ood_score"] == "" and r["ood"] == "" for r in rows)  # the tiny model has no OOD statistics
     stack = [r for r in rows if r["path"].endswith("stack.tif")]
     assert [r["frame"] for r in stack] == ["0", "1", "2", "3"]
     for r in rows:

@@ -128,20 +128,22 @@ def test_frame_under_the_slider_is_clipped_to_the_stack():
 def test_table_csv_is_written_atomically_with_cli_columns(tmp_path):
     table = PredictionTable(["a", "b"], "m.safetensors")
     table.add("x", 0, "b", [0.25, 0.75])
-    table.add("x", 1, "a", [0.9, 0.1])
+    table.add("x", 1, "a", [0.9, 0.1], 12.5, True)
     table.add("y", 0, "a", [0.6, 0.4])
     table.replace_layer("y", [table.rows[-1]])  # re-run of y: not duplicated
     path = table.write_csv(tmp_path / "out" / "pred")
     assert path.name == "pred.csv"
     rows = list(csv.reader(path.open()))
-    assert rows[0] == ["layer", "frame", "predicted_class", "confidence", "p_a", "p_b", "model"]
+    assert rows[0] == ["layer", "frame", "predicted_class", "confidence", "p_a", "p_b", "ood_score", "ood", "model"]
     assert len(rows) == 4 and rows[1][:4] == ["x", "0", "b", "0.750000"]
+    assert rows[1][6:8] == ["", ""] and rows[2][6:8] == ["12.5000", "true"]  # like cellclass predict's CSV
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
     part = layer_predictions(table, "x")
     assert part["predictions"]["frame"] == [0, 1] and part["classes"] == ["a", "b"]
+    assert part["predictions"]["ood"] == [None, True]
 
 
 def test_layers_and_tables_import_neither_qt_nor_napari_nor_torch():

@@ -74,7 +74,7 @@ def test_classify_sample_layer_fills_table_metadata_name_and_csv(dock, qtbot, tm
     label = CLASSES[int(np.argmax(expected))]
     assert preds["predicted_class"] == [label]
     assert layer.name.startswith(f"cells · {label} (")
-    assert dock.view.rowCount() == 1 and dock.view.columnCount() == 4 + len(CLASSES) + 1
+    assert dock.view.rowCount() == 1 and dock.view.columnCount() == 4 + len(CLASSES) + 3  # + ood_score, ood, model
     assert "classes (3" in dock.card.toPlainText()
 
     path = dock.export_csv(tmp_path / "predictions.csv")

@@ -173,7 +173,8 @@ def classify_job(
                     if rec.error is not None:
                         unreadable.append(rec)
                         continue
-                    rows.append(table.add(req.info.name, rec.frame, label_of(rec.probs, bundle), rec.probs))
+                    rows.append(table.add(req.info.name, rec.frame, label_of(rec.probs, bundle), rec.probs,
+                                          rec.ood_score, rec.ood))
                     yield Progress(done, total)
             if not rows:  # nothing usable: one message for the layer, as for any other bad layer
                 raise CellclassError(unreadable[0].error if unreadable else f"'{req.info.name}' has no frames")

@@ -47,9 +47,12 @@ class PredictionRow:
     confidence: float
     probs: tuple[float, ...]
     model: str
+    ood_score: float | None = None  # None: the model has no OOD statistics (core.models.ood)
+    ood: bool | None = None
 
     def values(self) -> list[Any]:
-        return [self.layer, self.frame, self.predicted_class, self.confidence, *self.probs, self.model]
+        return [self.layer, self.frame, self.predicted_class, self.confidence, *self.probs, self.ood_score, self.ood,
+                self.model]
 
 
 @dataclass
@@ -62,13 +65,15 @@ class PredictionTable:
 
     @property
     def columns(self) -> list[str]:
-        return [*FIXED_COLUMNS, *[probability_column(c) for c in self.classes], "model"]
+        return [*FIXED_COLUMNS, *[probability_column(c) for c in self.classes], "ood_score", "ood", "model"]
 
-    def add(self, layer: str, frame: int, predicted_class: str, probs: Sequence[float] | np.ndarray) -> PredictionRow:
+    def add(self, layer: str, frame: int, predicted_class: str, probs: Sequence[float] | np.ndarray,
+            ood_score: float | None = None, ood: bool | None = None) -> PredictionRow:
         p = tuple(float(v) for v in np.asarray(probs, dtype=np.float64).ravel())
         if len(p) != len(self.classes):
             raise ValueError(f"{len(p)} probabilities for {len(self.classes)} classes")
-        row = PredictionRow(layer, int(frame), predicted_class, max(p) if p else float("nan"), p, self.model)
+        row = PredictionRow(layer, int(frame), predicted_class, max(p) if p else float("nan"), p, self.model,
+                            None if ood_score is None else float(ood_score), None if ood is None else bool(ood))
         self.rows.append(row)
         return row
 
@@ -97,7 +102,7 @@ class PredictionTable:
         writer.writerow([safe_cell(c) for c in self.columns])
         for row in self.rows:
             writer.writerow([safe_cell(row.layer), row.frame, safe_cell(row.predicted_class), f"{row.confidence:.6f}",
-                             *[f"{p:.6f}" for p in row.probs], safe_cell(row.model)])
+                             *[f"{p:.6f}" for p in row.probs], *ood_cells(row.ood_score, row.ood), safe_cell(row.model)])
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, text.getvalue().encode("utf-8"))
@@ -105,6 +110,11 @@ class PredictionTable:
         except OSError as err:
             raise CellclassError(f"cannot write {target}: {describe_os_error(err)}", "choose another file or folder") from err
         return target
+
+
+def ood_cells(score: float | None, flag: bool | None) -> list[str]:
+    """The ood_score / ood CSV cells as ``cellclass predict`` writes them (empty without statistics)."""
+    return ["", ""] if score is None else [f"{score:.4f}", "true" if flag else "false"]
 
 
 def _readable_like_a_new_file(path: Path) -> None:

@@ -47,6 +47,7 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     if conf:
         lines.append(f"confidence: right {_num(conf['right_mean'])} (n={conf['right']['n']}), "
                      f"wrong {_num(conf['wrong_mean'])} (n={conf['wrong']['n']})")
+    lines.extend(trust_lines(m))
     w = max(len("class"), *(len(c) for c in classes))
     lines.append(f"{'class':<{w}}  precision  recall     F1  support")
     for c in classes:
@@ -59,6 +60,23 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     if "correct_rate_by_n_labels" in m:
         lines.append("by number of labels per image: " + ", ".join(
             f"{n}: {_num(v['exact_match'], 2)} exact (n={v['n_images']})" for n, v in m["correct_rate_by_n_labels"].items()))
+    return lines
+
+
+def trust_lines(m: dict[str, Any]) -> list[str]:
+    """Calibration (ECE over 15 bins, Brier) before -> after the stored temperature, and the OOD flags."""
+    lines = []
+    cal = m.get("calibration") or {}
+    if "ece_before" in cal:
+        lines.append(f"calibration (temperature {cal['temperature']:.3g}): ECE {_num(cal['ece_before'])} -> {_num(cal['ece_after'])}, "
+                     f"Brier {_num(cal['brier_before'])} -> {_num(cal['brier_after'])}, NLL {_num(cal['nll_before'])} -> {_num(cal['nll_after'])}")
+        if cal.get("note"):
+            lines.append(f"  ({cal['note']})")
+    o = m.get("ood") or {}
+    if "flagged" in o:
+        lines.append(f"out of distribution: {o['flagged']} of {o['n']} images flagged (score above {o['threshold']:.3g})")
+    elif o.get("note"):
+        lines.append(f"out of distribution: {o['note']}")
     return lines
 
 

@@ -37,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def csv_header(classes: list[str]) -> list[str]:
-    return ["path", "frame", "predicted_class", "confidence", *[f"p_{c}" for c in classes], "model"]
+    # ood_score / ood stay empty for a model without OOD statistics (core.models.ood)
+    return ["path", "frame", "predicted_class", "confidence", *[f"p_{c}" for c in classes], "ood_score", "ood", "model"]
+
+
+def _ood_cells(rec) -> list[str]:
+    return ["", ""] if rec.ood_score is None else [f"{rec.ood_score:.4f}", str(bool(rec.ood)).lower()]
 
 
 def _read_done(path: Path, header: list[str]) -> tuple[list[list[str]], set[str]]:
@@ -107,7 +112,8 @@ def _records(args: argparse.Namespace, bundle, todo: list[Path]):
     try:
         for row in dask_predict_rows(client, args.model, todo, args.batch_size, args.device, args.channel_axis,
                                      args.channels, args.chunk):
-            yield PlanePrediction(row["index"], row["name"], row["frame"], np.asarray(row["probs"], np.float32), row["error"])
+            yield PlanePrediction(row["index"], row["name"], row["frame"], np.asarray(row["probs"], np.float32), row["error"],
+                                  row.get("ood_score"), row.get("ood"))
     finally:
         client.close()
 
@@ -170,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             try:
                 writer.writerow([safe_cell(rec.name), rec.frame, safe_cell(label_of(rec.probs, bundle)), f"{conf:.6f}",
-                                 *[f"{float(p):.6f}" for p in rec.probs], safe_cell(model_id)])
+                                 *[f"{float(p):.6f}" for p in rec.probs], *_ood_cells(rec), safe_cell(model_id)])
                 fh.flush()
             except OSError as err:  # e.g. the disk filled up: the complete rows stay, a rerun resumes
                 raise CellclassError(f"writing {out_path or 'the output'} failed ({describe_os_error(err)})",
@@ -178,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if fh is not sys.stdout:
             fh.close()
+    if bundle.ood is None:  # said once the run is through, so an error stays the one line on stderr
+        from ..core.models.ood import NO_STATS
+
+        print(f"cellclass predict: {NO_STATS} (the ood_score and ood columns are empty)", file=sys.stderr)
     if failures:
         print(f"cellclass predict: error: {len(failures)} of {len(todo)} image(s) could not be read (listed above)", file=sys.stderr)
         return 2

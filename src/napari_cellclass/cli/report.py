@@ -1,5 +1,6 @@
 """`cellclass report MODEL DATA --out DIR`: figures for a paper (confusion matrix,
-ROC curves, confidence of right vs wrong, training curves) and the metrics JSON."""
+ROC curves, confidence of right vs wrong, reliability before/after calibration,
+training curves) and the metrics JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ._common import positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write PNG figures (confusion, ROC, confidence, training curves) and metrics.json")
+    p = sub.add_parser("report", help="write PNG figures (confusion, ROC, confidence, reliability, training curves) and metrics.json")
     p.add_argument("model", help="model file (.safetensors)")
     p.add_argument("data", help="class-folder tree, folder with labels.csv, or a CSV manifest (path,labels)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the figures (created if needed)")

@@ -48,6 +48,28 @@ if TYPE_CHECKING:
 WHOLE, TILED = "whole image (resized to the model input)", "tiled probability map"
 
 
+#: background of a row whose image the model flags as out of distribution (core.models.ood)
+OOD_BRUSH = (255, 200, 120)
+OOD_TIP = "out of distribution: this image is unlike the model's training data; do not trust its class"
+
+
+def _cell(value: Any) -> QTableWidgetItem:
+    if isinstance(value, bool) or value is None:  # the ood column: empty when the model has no statistics
+        return QTableWidgetItem("" if value is None else ("OOD" if value else "ok"))
+    return _NumberItem(value) if isinstance(value, (int, float)) else QTableWidgetItem(str(value))
+
+
+def _mark_ood(view: QTableWidget, r: int) -> None:
+    from qtpy.QtGui import QBrush, QColor
+
+    for c in range(view.columnCount()):
+        item = view.item(r, c)
+        if item is not None:
+            item.setBackground(QBrush(QColor(*OOD_BRUSH)))
+            item.setForeground(QBrush(QColor(0, 0, 0)))
+            item.setToolTip(OOD_TIP)
+
+
 class _NumberItem(QTableWidgetItem):
     """A table cell that shows a number with fixed decimals and sorts by its value."""
 
@@ -234,6 +256,7 @@ class ClassifyDock(QWidget):
         self.controls.status.setText(
             f"classified {len(outcome.table.rows)} image(s) in {n_layers} layer(s) with {outcome.table.model}"
             + (f"; {len(outcome.failures)} layer(s) skipped" if outcome.failures else "")
+            + (f"; {n_ood} flagged out of distribution (marked)" if (n_ood := sum(bool(r.ood) for r in outcome.table.rows)) else "")
         )
         self._follow_dims()
 
@@ -247,7 +270,9 @@ class ClassifyDock(QWidget):
         self.view.setRowCount(len(t.rows))
         for r, row in enumerate(t.rows):
             for c, value in enumerate(row.values()):
-                self.view.setItem(r, c, _NumberItem(value) if isinstance(value, (int, float)) else QTableWidgetItem(str(value)))
+                self.view.setItem(r, c, _cell(value))
+            if row.ood:  # unlike the training data: the whole row is marked, its class not to be trusted
+                _mark_ood(self.view, r)
         self.view.setSortingEnabled(True)
         self.export_button.setEnabled(bool(t.rows))
 

@@ -33,6 +33,7 @@ class EvaluationData:
     names: list[str]
     multilabel: bool
     thresholds: list[float]
+    ood_scores: np.ndarray | None = None  # per image, where the model has OOD statistics
 
     def y_single(self) -> np.ndarray:
         return np.asarray([lab[0] for lab in self.labels], np.int64)
@@ -105,12 +106,14 @@ def evaluation_data(bundle: ModelBundle, data: Any, device: str | torch.device =
     labels = model_labels(bundle, ds)
     dev = resolve_device(device)
     rows: list[np.ndarray] = []
+    scores: list[float] = []
     with bundle.lock, eval_mode(bundle.network):
         prepare_network(bundle.network, dev)
         for _, x in network_batches(bundle, ds, dev, batch_size):
-            rows.append(run_network(bundle, x, dev, amp))
+            rows.append(run_network(bundle, x, dev, amp, ood_scores=scores))
     probs = np.concatenate(rows).astype(np.float64)
-    return EvaluationData(list(bundle.classes), probs, labels, list(ds.names), bundle.multilabel, bundle.class_thresholds())
+    return EvaluationData(list(bundle.classes), probs, labels, list(ds.names), bundle.multilabel, bundle.class_thresholds(),
+                          np.asarray(scores, np.float64) if scores else None)
 
 
 def metrics_of(ev: EvaluationData) -> dict[str, Any]:
@@ -138,6 +141,11 @@ def evaluate(bundle: ModelBundle, data: Any, device: str | torch.device = "auto"
                         "leave channels out (a data set's images must already have the model's channels)")
     ev = evaluation_data(bundle, data, o.device, o.batch_size, o.channel_axis)
     out = metrics_of(ev)
+    from .trust_metrics import calibration_metrics, ood_metrics
+
+    if not ev.multilabel:
+        out["calibration"] = calibration_metrics(bundle, ev.probs, ev.y_single())
+    out["ood"] = ood_metrics(bundle, ev.ood_scores)
     out["model"] = {"source": bundle.provenance.get("loaded_from"), "architecture": bundle.arch.describe(),
                     "output": bundle.output}
     out["data"] = str(data) if isinstance(data, (str, os.PathLike)) else f"{len(ev.names)} images"

@@ -8,6 +8,8 @@ metrics as JSON:
 * ``roc_curves.png`` — one-vs-rest ROC curve per class with its AUC;
 * ``confidence.png`` — top-class probability of right vs wrong predictions
   (study 1, table 9); multi-label: scores of present vs absent labels;
+* ``reliability.png`` — accuracy against confidence before and after the model's
+  temperature (single-label models; :mod:`core.evaluation.reliability_plot`);
 * ``training_curves.png`` — loss and validation metrics per epoch, from the
   ``history`` given or the model's ``provenance['training']['history']``;
 * ``metrics.json`` — what ``cellclass evaluate`` writes.
@@ -198,6 +200,7 @@ def write_report(bundle: Any, data: Any, outdir: str | Path, history: list[dict[
     Returns the files written (PNGs, then ``metrics.json``).  The training curves
     are left out when neither ``history`` nor the model's provenance has one.
     """
+    from . import calibration
     from .evaluate import evaluation_data, metrics_of
 
     out = Path(outdir)
@@ -214,6 +217,18 @@ def write_report(bundle: Any, data: Any, outdir: str | Path, history: list[dict[
         plot_roc(y, ev.probs, ev.classes, out / "roc_curves.png"),
         plot_confidence(ev, out / "confidence.png"),
     ]
+    if not ev.multilabel:  # calibration and OOD, as `cellclass evaluate` reports them
+        from .reliability_plot import draw_reliability
+        from .trust_metrics import calibration_metrics, ood_metrics
+
+        metrics["calibration"] = calibration_metrics(bundle, ev.probs, ev.y_single())
+        metrics["ood"] = ood_metrics(bundle, ev.ood_scores)
+        t = bundle.temperature
+        after = ev.probs / ev.probs.sum(1, keepdims=True)
+        before = after if t == 1.0 else calibration.scaled_probabilities(after, 1.0 / t, bundle.output)
+        fig = _figure(5, 5)
+        draw_reliability(fig.subplots(), before, after, ev.y_single(), t)
+        written.append(_save(fig, out / "reliability.png"))
     curves = plot_training(training_history(bundle, history), out / "training_curves.png")
     if curves is not None:
         written.append(curves)

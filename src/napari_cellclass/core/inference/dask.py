@@ -42,7 +42,7 @@ def predict_chunk(model_path: str, paths: Sequence[str], batch_size: int, device
     rows = []
     for rec in predict_records(bundle, list(paths), batch_size, device, channel_axis, channels, on_error="skip"):
         rows.append({"index": rec.index, "frame": rec.frame, "probs": rec.probs.tolist(), "error": rec.error,
-                     "worker_pid": os.getpid()})
+                     "ood_score": rec.ood_score, "ood": rec.ood, "worker_pid": os.getpid()})
     return rows
 
 

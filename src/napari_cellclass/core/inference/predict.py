@@ -23,6 +23,7 @@ from ..io.files import ImageFile, read_image
 from ..io.prefetch import prefetch
 from ..io.images import ChannelAxis, get_plane, inspect, match_channels
 from ..models.heads import probabilities
+from ..models.ood import logits_and_pooled
 from .options import RunOptions, run_options
 
 ImageLike = Any  # np.ndarray | dask array | path | ImageFile | an object with .data (a napari layer)
@@ -38,6 +39,8 @@ class PlanePrediction:
     frame: int
     probs: np.ndarray  # (K,)
     error: str | None = None  # set (and probs empty) when on_error="skip" passed over a source
+    ood_score: float | None = None  # core.models.ood: higher = less like the training data (None: no statistics)
+    ood: bool | None = None  # ood_score above the model's threshold
 
 
 @dataclass
@@ -137,14 +140,20 @@ def ensemble_size(bundle: ModelBundle) -> int:
 
 
 def run_network(bundle: ModelBundle, x: torch.Tensor, device: torch.device, amp: bool = True,
-                members: bool = False) -> np.ndarray:
-    """(B, K) probabilities of the model, or with ``members`` (B, M, K) of each ensemble member."""
+                members: bool = False, ood_scores: list[float] | None = None) -> np.ndarray:
+    """(B, K) probabilities of the model, or with ``members`` (B, M, K) of each ensemble member.
+    With ``ood_scores`` (a list) and a model with OOD statistics, each image's score is appended."""
     with torch.inference_mode(), autocast(device, amp):
         if members:
             # the members' own probabilities, before the vote that forward() applies
             return bundle.network.member_probabilities(x).float().transpose(0, 1).cpu().numpy()
-        logits = bundle.network(x)
-    return probabilities(logits, bundle.output).cpu().numpy()
+        if ood_scores is not None and bundle.ood is not None:
+            logits, pooled = logits_and_pooled(bundle.network, x)
+            ood_scores.extend(bundle.ood.score(pooled).tolist())
+        else:
+            logits = bundle.network(x)
+    # the calibration's temperature (1 when none was fitted) sharpens or softens, never reorders
+    return probabilities(logits.float() / bundle.temperature, bundle.output).cpu().numpy()
 
 
 def predict_records(
@@ -178,13 +187,20 @@ def predict_records(
         prepare_network(bundle.network, dev)
         for batch in _batches(items, o.batch_size):
             good = [it for it in batch if it.plane is not None]
+            scores: list[float] = []
             probs = iter(run_network(bundle, network_inputs(bundle, [it.plane for it in good], [it.value_max for it in good], dev),
-                                     dev, o.amp, members)) if good else iter(())
+                                     dev, o.amp, members, scores)) if good else iter(())
+            flags = iter(scores)
             for it in batch:
                 if it.plane is None:
                     yield PlanePrediction(it.index, it.name, it.frame, np.empty(0, np.float32), it.error)
                 else:
-                    yield PlanePrediction(it.index, it.name, it.frame, next(probs))
+                    yield PlanePrediction(it.index, it.name, it.frame, next(probs), **_ood_fields(bundle, flags))
+
+
+def _ood_fields(bundle: ModelBundle, scores: Iterator[float]) -> dict[str, Any]:
+    score = next(scores, None)
+    return {} if score is None or bundle.ood is None else {"ood_score": float(score), "ood": bool(score > bundle.ood.threshold)}
 
 
 def predict(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,8 +20,12 @@ from ..io.preprocess import Preprocess
 from .heads import OUTPUT_MODES
 from .spec import ArchSpec
 
+if TYPE_CHECKING:
+    from .ood import OodStats
+
 FORMAT = "napari-cellclass-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this code reads; 2 adds OOD statistics tensors
+PLAIN_FORMAT_VERSION = 1  # written when a model has no OOD statistics, so older readers still load it
 
 
 @dataclass(eq=False)
@@ -35,6 +39,9 @@ class ModelBundle:
     channel_names: list[str] = field(default_factory=list)
     thresholds: list[float] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: OOD statistics (core.models.ood) and the temperature scaling (core.evaluation.calibration)
+    ood: OodStats | None = None
+    calibration: dict[str, Any] | None = None
     #: held by anything that runs or changes the network (explain, fine-tune, predict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -78,7 +85,7 @@ class ModelBundle:
     def metadata(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.ood is not None else PLAIN_FORMAT_VERSION,
             "classes": list(self.classes),
             "output": self.output,
             "multilabel": self.multilabel,
@@ -88,7 +95,16 @@ class ModelBundle:
             "preprocess": self.preprocess.to_dict(),
             "arch": self.arch.to_dict(),
             "provenance": self.provenance,
+            **({"calibration": self.calibration} if self.calibration else {}),
+            **({"ood": {"score": "mahalanobis", "features": "pooled, unit length", "threshold": self.ood.threshold, "percentile": self.ood.percentile,
+                        "fitted_on": self.ood.fitted_on}} if self.ood is not None else {}),
         }
+
+    @property
+    def temperature(self) -> float:
+        """Divides the logits before the probabilities: 1 unless calibration fitted one."""
+        t = (self.calibration or {}).get("temperature", 1.0)
+        return float(t) if isinstance(t, (int, float)) and t > 0 else 1.0
 
     def card(self) -> str:
         """Human-readable summary: what `cellclass info` prints and the viewer's model card shows."""

@@ -28,6 +28,7 @@ def model_card(bundle: ModelBundle) -> str:
         *([f"intensity statistics from the {norm.fitted_on}"] if norm.fitted_on else []),
         f"output: {bundle.output}" + (f", thresholds {bundle.thresholds}" if bundle.thresholds else ""),
     ]
+    lines.extend(_trust_lines(bundle))
     data = (prov.get("training") or {}).get("data") or {}
     if data.get("fingerprint"):  # the long training record below is cut; these two lines never are
         lines.append(f"training data fingerprint: {data['fingerprint']}")
@@ -45,6 +46,22 @@ def model_card(bundle: ModelBundle) -> str:
             text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
             lines.append(f"{key}: {text[:600]}")
     return "\n".join(lines)
+
+
+def _trust_lines(bundle: ModelBundle) -> list[str]:
+    """Whether the model can say when not to trust it: OOD statistics and calibration."""
+    from .ood import NO_STATS
+
+    lines = [bundle.ood.describe() if bundle.ood is not None else NO_STATS]
+    cal = bundle.calibration
+    if cal:
+        nums = [f"{k.split('_')[0].upper()} {cal[k + '_before']:.3f} -> {cal[k + '_after']:.3f}"
+                for k in ("ece", "brier", "nll") if isinstance(cal.get(k + "_before"), float) and isinstance(cal.get(k + "_after"), float)]
+        lines.append(f"calibration: temperature {cal['temperature']:.3g} fitted on {cal.get('fitted_on', 'held-out images')}"
+                     + (f" ({', '.join(nums)})" if nums else ""))
+    elif not bundle.multilabel:
+        lines.append("calibration: none (probabilities as the network gives them)")
+    return lines
 
 
 def _training_lines(training: dict[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ from torch import nn
 from ..atomicfile import fsync_folder, publish_mode
 from ..errors import ArchitectureError, ModelFileError
 from ..io.preprocess import Preprocess
-from . import limits
+from . import limits, ood
 from .bundle import FORMAT, FORMAT_VERSION, ModelBundle
 from .registry import build_network
 from .spec import ArchSpec
@@ -62,7 +62,7 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> Path:
         os.close(fd)
         with bundle.lock:
             # contiguous CPU copies: a model living on the GPU saves the same bytes
-            st_save_model(bundle.network, tmp, metadata={META_KEY: json.dumps(meta)}, force_contiguous=True)
+            st_save_model(_StateWithOod(bundle), tmp, metadata={META_KEY: json.dumps(meta)}, force_contiguous=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         publish_mode(tmp, target)
@@ -152,6 +152,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         state = load_file(str(p), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{p}: cannot read the tensors ({err})", "the file is damaged; copy it again") from err
+    bundle.ood = ood.stats_from_tensors(ood.split_tensors(state), meta, ood.feature_dim(bundle.network),
+                                        bundle.num_classes, str(p))
+    bundle.calibration = _calibration(meta, str(p))
     _load_state(bundle.network, state, p)
     bundle.network.eval()
     if device is not None:
@@ -232,3 +235,26 @@ def _shared_aliases(network: nn.Module) -> set[str]:
         else:
             seen[ptr] = name
     return aliases
+
+
+class _StateWithOod(nn.Module):
+    """The network's state plus the OOD tensors, as one state dict for safetensors."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        super().__init__()
+        self._bundle = bundle
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        b = self._bundle
+        return {**b.network.state_dict(), **(b.ood.tensors() if b.ood is not None else {})}
+
+
+def _calibration(meta: dict[str, Any], where: str) -> dict[str, Any] | None:
+    cal = meta.get("calibration")
+    if cal is None:
+        return None
+    t = cal.get("temperature") if isinstance(cal, dict) else None
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0.0 < float(t) < float("inf"):
+        raise ModelFileError(f"{where}: the calibration temperature {t!r} is not a positive finite number",
+                             "retrain or fine-tune the model to fit a new one, or re-save it from napari-cellclass")
+    return dict(cal)

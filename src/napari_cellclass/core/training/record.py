@@ -17,6 +17,7 @@ from .events import TrainEvent
 from .loop import LoopData, LoopOutcome
 from .plan import TrainPlan
 from .prep import test_record
+from .trust import fit_trust
 
 
 def finish(plan: TrainPlan, outcome: LoopOutcome, data_t: LoopData | None, dev: torch.device) -> dict[str, Any]:
@@ -25,6 +26,8 @@ def finish(plan: TrainPlan, outcome: LoopOutcome, data_t: LoopData | None, dev: 
     if bundle.multilabel and not outcome.cancelled and outcome.epochs_run > 0 and data_t is not None:
         bundle.thresholds = _dice_thresholds(bundle, data_t, dev, r)
     record: dict[str, Any] = {"metrics": None, "held_out": {}}
+    if data_t is not None and outcome.epochs_run > 0:  # OOD statistics and temperature (core.training.trust)
+        record["trust"] = fit_trust(bundle, data_t, dev, 2 * r.batch_size)
     if plan.test is not None and not outcome.cancelled:
         record["metrics"], record["held_out"] = test_record(bundle, plan.test, dev, 2 * r.batch_size)
     bundle.network.to("cpu")
@@ -64,6 +67,7 @@ def provenance(
                 else {}
             ),
             "time_s": round(time_s, 2),
+            **({"trust": test["trust"]} if test.get("trust") else {}),
             "recipe": asdict(plan.recipe),
             "class_balance": plan.build.class_balance,
             "data": _data_record(plan, source, test["held_out"]),
