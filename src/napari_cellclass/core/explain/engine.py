@@ -30,6 +30,8 @@ from ..models.heads import probabilities
 from ..inference.options import RunOptions, run_options
 from ..inference.predict import ImageLike, resolve_source, as_sources
 from ..inference.tiling import whole_image_stats, tile_grid
+from ..inference.levels import classify_pick, map_pick
+from ..io.multiscale import LevelPick
 from .compute import network_maps
 from .result import ExplainResult, Progress
 from .target_layers import members
@@ -48,8 +50,8 @@ class _Source:
 
 
 def _open(src: ImageLike, i: int, bundle: ModelBundle, channel_axis: ChannelAxis, channels: list[int] | None,
-          frame: int) -> _Source:
-    data, axis, rgb, name = resolve_source(src, i, channel_axis)
+          frame: int, pick: LevelPick | None = None) -> _Source:
+    data, axis, rgb, name = resolve_source(src, i, channel_axis, pick)
     layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
     if not 0 <= frame < layout.n_frames:
         raise CellclassError(f"{name}: frame {frame} does not exist (it has {layout.n_frames})", "choose an existing frame")
@@ -278,7 +280,9 @@ def explain_steps(
     layers = layer_list(layer)
     if batch_size < 1:
         raise CellclassError(f"batch size must be at least 1, got {batch_size}")
-    srcs = [_open(src, i, bundle, channel_axis, channels, frame) for i, src in enumerate(as_sources(sources))]
+    # a pyramid: whole-image explanations read the classification level, tiled ones the map level
+    pick = classify_pick(bundle) if tile is None else map_pick(bundle, options)
+    srcs = [_open(src, i, bundle, channel_axis, channels, frame, pick) for i, src in enumerate(as_sources(sources))]
     if not srcs:
         raise CellclassError("no images to explain", "pass at least one image")
     specs = list(targets) if targets is not None else [target] * len(srcs)
