@@ -35,13 +35,14 @@ class InputOptions:
 
     channel_axis: Any = "auto"  # "auto" | "none" | int
     channels: list[int] | None = None
+    level: int | None = None  # a pyramid's level for tiled maps/explanations (None: automatic)
 
     def run(self, session: Session, batch_size: int = 32) -> RunOptions:
         """These choices with the session's device: what the engine's entry points take."""
         from ..core.inference.options import RunOptions
 
         return RunOptions(device=session.device, batch_size=batch_size, channel_axis=self.channel_axis,
-                          channels=None if self.channels is None else tuple(self.channels))
+                          channels=None if self.channels is None else tuple(self.channels), level=self.level)
 
 
 @dataclass
