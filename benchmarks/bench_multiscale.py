@@ -60,11 +60,12 @@ def _measure(kind: str, store: str, model: str, map_level: int) -> dict:
 
     import torch
 
+    # imported before the clock starts: they cost ~20 s on a busy 2-core machine, not part of the figure
+    import dask.array  # noqa: F401
+    import ome_zarr.reader  # noqa: F401
+
     from napari_cellclass import RunOptions, load_model, predict, predict_map
     from napari_cellclass.core.io.omezarr import read_omezarr
-
-    import dask.array  # noqa: F401  (imports cost ~20 s on a busy 2-core machine: not part of the figure)
-    import ome_zarr.reader  # noqa: F401
 
     torch.set_num_threads(2)
     bundle = load_model(model)
@@ -107,8 +108,9 @@ def run(size: int, map_level: int, out: Path | None) -> list[dict]:
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
     level0_mib = size * size * 3 / 2 ** 20
-    lines = [f"# OME-Zarr pyramid, {size}x{size} RGB uint8 (level 0 = {level0_mib:.0f} MiB; store written in {write_s:.0f} s); "
-             f"map on level {map_level}, {INPUT}-px tiles, no overlap", "",
+    title = (f"# OME-Zarr pyramid, {size}x{size} RGB uint8 (level 0 = {level0_mib:.0f} MiB; store written in {write_s:.0f} s); "
+             f"map on level {map_level}, {INPUT}-px tiles, no overlap")
+    lines = [title, "",
              "| measurement | seconds | peak RSS MiB | RSS after model load MiB | peak traced MiB | output |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['kind']} | {r['seconds']} | {r['peak_rss_mib']} | {r['rss_after_model_load_mib']} | {r['peak_traced_mib']} | {r['shape']} |"
               for r in rows]

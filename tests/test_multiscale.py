@@ -80,7 +80,11 @@ def test_a_lazy_level_is_read_tile_by_tile_never_whole(tiny_bundle):
 
 def test_the_tiled_map_job_places_the_level_in_level0_pixels(tiny_model_file):
     from napari_cellclass.app.jobs import InputOptions, Request, tiled_map_job
-    from napari_cellclass.app.layer_data import LayerSource, SourceInfo, probability_map_layers
+    from napari_cellclass.app.layer_data import (
+        LayerSource,
+        SourceInfo,
+        probability_map_layers,
+    )
     from napari_cellclass.app.session import ModelChoice, Session
     from napari_cellclass.core.io.images import inspect
     from napari_cellclass.core.progress import drain

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ome_zarr")
-import zarr  # noqa: E402
-from ome_zarr.format import FormatV04, FormatV05  # noqa: E402
-from ome_zarr.writer import write_image  # noqa: E402
+import zarr
+from ome_zarr.format import FormatV04, FormatV05
+from ome_zarr.writer import write_image
 
-from napari_cellclass import predict, read_image  # noqa: E402
-from napari_cellclass.cli import main  # noqa: E402
-from napari_cellclass.core.errors import ImageError  # noqa: E402
-from napari_cellclass.core.io.omezarr import read_omezarr  # noqa: E402
+from napari_cellclass import predict, read_image
+from napari_cellclass.cli import main
+from napari_cellclass.core.errors import ImageError
+from napari_cellclass.core.io.omezarr import read_omezarr
 
 CHANNELS = ["DAPI", "GFP", "RFP"]
 
