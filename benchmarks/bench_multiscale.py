@@ -58,11 +58,10 @@ def _measure(kind: str, store: str, model: str, map_level: int) -> dict:
     import resource
     import tracemalloc
 
-    import torch
-
     # imported before the clock starts: they cost ~20 s on a busy 2-core machine, not part of the figure
     import dask.array  # noqa: F401
     import ome_zarr.reader  # noqa: F401
+    import torch
 
     from napari_cellclass import RunOptions, load_model, predict, predict_map
     from napari_cellclass.core.io.omezarr import read_omezarr

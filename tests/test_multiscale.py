@@ -104,4 +104,5 @@ def test_the_tiled_map_job_places_the_level_in_level0_pixels(tiny_model_file):
     layout, _ = inspect(levels[0], rgb=True)
     layer = probability_map_layers(maps[0].probabilities, maps[0].grid, maps[0].classes, info, layout)[0]
     np.testing.assert_allclose(layer[1]["scale"], (0.5 * 2 * sy, 0.5 * 2 * sx))
-    np.testing.assert_allclose(layer[1]["translate"], (10 + 0.5 * 2 * ty, 20 + 0.5 * 2 * tx))
+    # level 1's pixel (0, 0) is centred on level-0 pixel 0.5 (it covers pixels 0 and 1)
+    np.testing.assert_allclose(layer[1]["translate"], (10 + 0.5 * (0.5 + 2 * ty), 20 + 0.5 * (0.5 + 2 * tx)))

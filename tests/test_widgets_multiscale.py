@@ -84,7 +84,9 @@ def test_explain_dock_on_a_multiscale_layer_places_the_map_over_level0(make_napa
     cam = next(lyr for lyr in viewer.layers if lyr.name.startswith("slide · Grad-CAM · "))
     assert cam.data.shape == (32, 32)  # explained on the smallest level of at least the input size
     np.testing.assert_allclose(cam.scale, (0.5 * 8, 2.0 * 8))  # that level's pixels are 8 level-0 pixels
-    np.testing.assert_allclose(cam.translate, (3.0, -4.0))
-    # the map covers the source: its far corner lands on level 0's far corner (within a level-0 pixel)
-    far = np.asarray(cam.translate) + np.asarray(cam.scale) * 32
-    np.testing.assert_allclose(far, np.asarray(layer.translate) + np.asarray(layer.scale) * 256, atol=8)
+    # a map cell covers 8x8 level-0 pixels: its centre is 3.5 level-0 pixels in from their first
+    np.testing.assert_allclose(cam.translate, (3.0 + 0.5 * 3.5, -4.0 + 2.0 * 3.5))
+    # so the map's edges are level 0's edges: cell edge = centre - half a cell, pixel edge likewise
+    scale, src_scale = np.asarray(cam.scale), np.asarray(layer.scale)
+    np.testing.assert_allclose(np.asarray(cam.translate) - scale / 2, np.asarray(layer.translate) - src_scale / 2)
+    np.testing.assert_allclose(np.asarray(cam.translate) + scale * 31.5, np.asarray(layer.translate) + src_scale * 255.5)

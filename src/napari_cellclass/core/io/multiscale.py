@@ -57,8 +57,9 @@ class Pyramid:
     @classmethod
     def from_arrays(cls, arrays: Sequence[Any], name: str = "image", channel_axis: ChannelAxis = "auto",
                     rgb: bool | None = None) -> Pyramid:
-        """Levels from their shapes, placed as napari places multiscale data (level pixel
-        ``i`` at level-0 pixel ``i * factor``)."""
+        """Levels from their shapes; level pixel ``i`` covers level-0 pixels ``i * f`` to
+        ``(i + 1) * f``, so its centre sits at ``i * f + (f - 1) / 2`` (as OME-Zarr writers
+        place downsampled levels)."""
         arrays = list(arrays)
         if not arrays:
             raise ImageError(f"{name}: a multiscale image needs at least one level, got none", "pass a list of arrays")
@@ -76,7 +77,8 @@ class Pyramid:
                                  f"{len(arrays[0].shape)} {tuple(arrays[0].shape)}",
                                  "every level of a pyramid must have the same axes")
             h, w = shape[layout0.y_axis], shape[layout0.x_axis]
-            levels.append(Level(k, a, (h0 / h, w0 / w)))
+            fy, fx = h0 / h, w0 / w
+            levels.append(Level(k, a, (fy, fx), ((fy - 1) / 2, (fx - 1) / 2)))
         return cls(levels, name, channel_axis, rgb)
 
     def __len__(self) -> int:
