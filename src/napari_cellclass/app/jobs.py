@@ -35,13 +35,14 @@ class InputOptions:
 
     channel_axis: Any = "auto"  # "auto" | "none" | int
     channels: list[int] | None = None
+    level: int | None = None  # a pyramid's level for tiled maps/explanations (None: automatic)
 
     def run(self, session: Session, batch_size: int = 32) -> RunOptions:
         """These choices with the session's device: what the engine's entry points take."""
         from ..core.inference.options import RunOptions
 
         return RunOptions(device=session.device, batch_size=batch_size, channel_axis=self.channel_axis,
-                          channels=None if self.channels is None else tuple(self.channels))
+                          channels=None if self.channels is None else tuple(self.channels), level=self.level)
 
 
 @dataclass
@@ -106,6 +107,8 @@ class Explanation:
     result: Any  # core.explain.ExplainResult
     plane: np.ndarray  # the explained frame as float32 (C, H, W), for the channel grid
     channel_names: list[str]
+    #: a pyramid's map cells in level-0 pixels (scale, translate); None: the map covers the plane
+    placement: tuple[tuple[float, float], tuple[float, float]] | None = None
 
 
 def model_id(choice: ModelChoice) -> str:
@@ -209,7 +212,9 @@ def tiled_map_job(
     for f in failures:
         yield Progress(0, 0, item=f)
     size = tile or bundle.input_size
-    batches = [-(-tile_grid((layout.height, layout.width), size, overlap).n_tiles // batch_size) for _, layout in todo]
+    levels = [map_level(bundle, req, options, session, batch_size) for req, _ in todo]  # pyramids: the tiled level
+    batches = [-(-tile_grid(hw or (layout.height, layout.width), size, overlap).n_tiles // batch_size)
+               for (_, layout), (_, hw) in zip(todo, levels)]
     total, done, maps = sum(batches), 0, []
     for i, ((req, layout), n) in enumerate(zip(todo, batches)):
         frame = frame_of(layout, req.data_point)
@@ -224,12 +229,32 @@ def tiled_map_job(
             done = sum(batches[: i + 1])
             yield Progress(done, total, item=failures[-1])
             continue
+        if levels[i][0] is not None:  # the map is in the level's pixels: place it over level 0
+            from ..core.inference.levels import LevelGrid
+
+            grid = LevelGrid(grid, levels[i][0])
         tiled = TiledMap(req, layout, frame, prob, grid, list(bundle.classes), model)
         maps.append(tiled)
         yield Progress(done, total, item=tiled)
     if not maps and failures:
         raise CellclassError(f"no probability map could be made; first: {failures[0].message}")
     return maps
+
+
+def map_level(bundle: ModelBundle, req: Request, options: InputOptions, session: Session,
+              batch_size: int) -> tuple[Any, tuple[int, int] | None]:
+    """The pyramid level a tiled map of ``req`` reads and its plane's size; (None, None)
+    for a single-resolution layer."""
+    from ..core.errors import CellclassError
+    from ..core.inference.levels import chosen_level, level_hw, map_pick
+
+    try:
+        level = chosen_level(req.source, map_pick(bundle, options.run(session, batch_size)), options.channel_axis)
+    except CellclassError:
+        return None, None  # the run itself reports it, for this layer only
+    if level is None:
+        return None, None
+    return level, level_hw(level, options.channel_axis, req.source.rgb, bundle.in_chans)
 
 
 def explain_job(
@@ -254,8 +279,28 @@ def explain_job(
                           options=options.run(session, batch_size=16))
     with closing(steps):
         result = (yield from steps)[0]
-    plane = get_plane(request.source.data, layout, frame, request.info.name)
-    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names))
+    level, placement = _explained_level(bundle, request, options, session, tile, result)
+    data, lay = (request.source.data, layout) if level is None else level
+    plane = get_plane(data, lay, frame, request.info.name)
+    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names),
+                       placement)
+
+
+def _explained_level(bundle: ModelBundle, request: Request, options: InputOptions, session: Session,
+                     tile: int | None, result: Any) -> tuple[Any, Any]:
+    """For a pyramid: (level data, its layout) and where the maps' cells sit in level-0 pixels."""
+    from ..core.inference.levels import chosen_level, classify_pick, map_pick
+    from ..core.io.images import inspect
+
+    run = options.run(session, batch_size=16)
+    pick = classify_pick(bundle) if tile is None else map_pick(bundle, run)
+    level = chosen_level(request.source, pick, options.channel_axis)
+    if level is None:
+        return None, None
+    lay, _ = inspect(level.data, options.channel_axis, bundle.in_chans, request.source.rgb, request.info.name)
+    h, w = np.asarray(result.maps).shape[-2:]
+    sy, sx = lay.height / h, lay.width / w  # map cells in level pixels, as place_map's default
+    return (level.data, lay), level.to_level0((sy, sx), ((sy - 1) / 2, (sx - 1) / 2))
 
 
 def _channel_names(bundle: ModelBundle, layout: Any, options: InputOptions, from_layer: list[str] | None = None) -> list[str]:

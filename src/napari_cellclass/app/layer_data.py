@@ -197,8 +197,10 @@ def heatmap_layer(
     return data, kwargs, "image"
 
 
-def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int = 0) -> list[LayerDataTuple]:
-    """One layer per map of an ``ExplainResult`` (maps (K, H, W) in [0, 1])."""
+def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int = 0,
+                       placement: tuple[Sequence[float], Sequence[float]] | None = None) -> list[LayerDataTuple]:
+    """One layer per map of an ``ExplainResult`` (maps (K, H, W) in [0, 1]); ``placement``
+    (scale, translate of map cells in source pixels) for a map of a pyramid level."""
     maps = np.asarray(result.maps)
     if maps.ndim == 2:
         maps = maps[np.newaxis]
@@ -208,7 +210,8 @@ def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int 
     extra = _plain(result.metadata()) if hasattr(result, "metadata") else {"method": str(result.method)}
     return [
         heatmap_layer(m, map_name(src.name, str(result.method), c), src, layout, frame,
-                      metadata={**extra, "class": c})
+                      map_scale=None if placement is None else placement[0],
+                      map_translate=None if placement is None else placement[1], metadata={**extra, "class": c})
         for m, c in zip(maps, names)
     ]
 

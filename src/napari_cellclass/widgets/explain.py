@@ -165,7 +165,7 @@ class ExplainDock(QWidget):
 
     def _show(self, out: Explanation) -> None:
         info, layout = out.request.info, out.layout
-        added = upsert_all(self.viewer, L.explanation_layers(out.result, info, layout, out.frame))
+        added = upsert_all(self.viewer, L.explanation_layers(out.result, info, layout, out.frame, out.placement))
         if self.grid.isChecked() and layout.channel_axis is not None and not info.rgb and layout.n_channels > 1:
             pairs = upsert_all(self.viewer, L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout))
             show_in_grid(self.viewer, pairs, stride=1 + len(added))

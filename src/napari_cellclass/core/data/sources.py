@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io.files import IMAGE_SUFFIXES
+from ..io.files import is_image_entry
 from ..io.images import ChannelAxis
 from .dataset import Dataset, _Store, per_class_mask
 
@@ -133,7 +133,7 @@ def _from_folder(root: Path, classes: Sequence[str] | None, channel_axis: Channe
         folder = root / c
         if not folder.is_dir():
             continue
-        for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+        for f in sorted(p for p in folder.rglob("*") if is_image_entry(p)):
             sources.append(f)
             labels.append([k])
     if not sources:
@@ -146,7 +146,7 @@ def _from_folder(root: Path, classes: Sequence[str] | None, channel_axis: Channe
 
 
 def _has_images(folder: Path) -> bool:
-    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+    return any(is_image_entry(p) for p in folder.rglob("*"))
 
 
 def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAxis,

@@ -28,6 +28,7 @@ from .result import ExplainResult, Progress
 from .targets import Target, layer_list, method_name
 from ..progress import drain
 
+from ..inference.levels import classify_pick, map_pick
 from .passes import explain_whole, open_source, using_model
 from .tiled import explain_tiled, tiled_work
 
@@ -62,7 +63,9 @@ def explain_steps(
     layers = layer_list(layer)
     if batch_size < 1:
         raise CellclassError(f"batch size must be at least 1, got {batch_size}")
-    srcs = [open_source(src, i, bundle, channel_axis, channels, frame) for i, src in enumerate(as_sources(sources))]
+    # a pyramid: whole-image explanations read the classification level, tiled ones the map level
+    pick = classify_pick(bundle) if tile is None else map_pick(bundle, options)
+    srcs = [open_source(src, i, bundle, channel_axis, channels, frame, pick) for i, src in enumerate(as_sources(sources))]
     if not srcs:
         raise CellclassError("no images to explain", "pass at least one image")
     specs = list(targets) if targets is not None else [target] * len(srcs)

@@ -17,6 +17,7 @@ from ..errors import CellclassError
 from ..io.geometry import Geometry
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from ..models.heads import probabilities
+from ..io.multiscale import LevelPick
 from ..inference.predict import ImageLike, resolve_source
 from .compute import network_maps
 from .result import ExplainResult
@@ -36,8 +37,8 @@ class Source:
 
 
 def open_source(src: ImageLike, i: int, bundle: ModelBundle, channel_axis: ChannelAxis, channels: list[int] | None,
-          frame: int) -> Source:
-    data, axis, rgb, name = resolve_source(src, i, channel_axis)
+                frame: int, pick: LevelPick | None = None) -> Source:
+    data, axis, rgb, name = resolve_source(src, i, channel_axis, pick)
     layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
     if not 0 <= frame < layout.n_frames:
         raise CellclassError(f"{name}: frame {frame} does not exist (it has {layout.n_frames})", "choose an existing frame")

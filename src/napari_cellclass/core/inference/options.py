@@ -23,6 +23,10 @@ class RunOptions:
     channel_axis: Any = "auto"  # "auto" | "none" | int
     channels: tuple[int, ...] | None = None
     amp: bool = True
+    #: for a pyramid's tiled maps and explanations: the level to tile (None: automatic),
+    #: or the model's training pixel size (in the pyramid's unit) to match
+    level: int | None = None
+    pixel_size: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or int(self.batch_size) != self.batch_size or self.batch_size < 1:

@@ -22,11 +22,13 @@ from ..errors import CellclassError, ImageError
 from ..io.files import ImageFile, read_image
 from ..io.prefetch import prefetch
 from ..io.images import ChannelAxis, get_plane, inspect, match_channels
+from ..io.multiscale import LevelPick, Pyramid
+from ..io.pyramid_source import pick_level
 from ..models.heads import probabilities
 from ..models.ood import logits_and_pooled
 from .options import RunOptions, run_options
 
-ImageLike = Any  # np.ndarray | dask array | path | ImageFile | an object with .data (a napari layer)
+ImageLike = Any  # np.ndarray | dask/zarr array | path (.zarr too) | ImageFile | Pyramid | an object with .data (a napari layer)
 Progress = Callable[[int, int | None], None]
 
 
@@ -55,12 +57,17 @@ class _Item:
 
 def as_sources(images: ImageLike | Iterable[ImageLike]) -> Iterable[ImageLike]:
     """A single image (array, path, layer) or an iterable of them, as an iterable."""
-    if isinstance(images, (np.ndarray, str, os.PathLike, ImageFile)) or hasattr(images, "shape") or hasattr(images, "data"):
+    if isinstance(images, (np.ndarray, str, os.PathLike, ImageFile, Pyramid)) or hasattr(images, "shape") or hasattr(images, "data"):
         return [images]
     return images
 
 
-def resolve_source(src: ImageLike, index: int, channel_axis: ChannelAxis) -> tuple[Any, ChannelAxis, bool | None, str]:
+def resolve_source(src: ImageLike, index: int, channel_axis: ChannelAxis,
+                   pick: LevelPick | None = None) -> tuple[Any, ChannelAxis, bool | None, str]:
+    picked = pick_level(src, pick, channel_axis)  # a pyramid (multiscale layer, OME-Zarr): one level of it
+    if picked is not None:
+        pyr, level = picked
+        return level.data, pyr.channel_axis if channel_axis == "auto" else channel_axis, pyr.rgb, pyr.name
     if isinstance(src, (str, os.PathLike)):
         src = read_image(src)
     if isinstance(src, ImageFile):
@@ -77,11 +84,12 @@ def iter_planes_of(
     channel_axis: ChannelAxis = "auto",
     channels: list[int] | None = None,
     on_error: str = "raise",
+    pick: LevelPick | None = None,
 ) -> Iterator[_Item]:
     for i, src in enumerate(sources):
         name = str(src) if isinstance(src, (str, os.PathLike)) else f"image {i}"
         try:
-            data, axis, rgb, name = resolve_source(src, i, channel_axis)
+            data, axis, rgb, name = resolve_source(src, i, channel_axis, pick)
             # picked channels say the data has channels: let the shape rules find them
             layout, vmax = inspect(data, axis, None if channels else in_chans, rgb, name)
             plane_error = getattr(data, "plane_error", None)  # a folder stack with unreadable files
@@ -181,7 +189,8 @@ def predict_records(
         raise CellclassError(f"the model ({bundle.arch.describe()}) is a single network, not an ensemble",
                              "ask for member probabilities of an ensemble model only; use predict() for this one")
     dev = resolve_device(o.device)
-    items = prefetch(iter_planes_of(as_sources(images), bundle.in_chans, o.channel_axis, o.channel_list, on_error),
+    pick = LevelPick("classify", bundle.input_size)  # a pyramid's smallest level of at least the input size
+    items = prefetch(iter_planes_of(as_sources(images), bundle.in_chans, o.channel_axis, o.channel_list, on_error, pick),
                      2 * o.batch_size)
     with bundle.lock, eval_mode(bundle.network):
         prepare_network(bundle.network, dev)
@@ -251,7 +260,8 @@ def _stacked(records: Iterator[PlanePrediction], axis: int) -> np.ndarray:
 
 def preprocess(bundle: ModelBundle, image: ImageLike, channel_axis: ChannelAxis = "auto", channels: list[int] | None = None) -> torch.Tensor:
     """Exactly what the network sees for one image: a (C, h, w) float32 tensor on the CPU."""
-    items = list(iter_planes_of(as_sources(image), bundle.in_chans, channel_axis, channels))
+    items = list(iter_planes_of(as_sources(image), bundle.in_chans, channel_axis, channels,
+                                pick=LevelPick("classify", bundle.input_size)))
     if len(items) != 1:
         raise CellclassError(f"preprocess takes one image, got {len(items)} planes", "select one plane of the stack first")
     return network_inputs(bundle, [items[0].plane], [items[0].value_max], torch.device("cpu"))[0]

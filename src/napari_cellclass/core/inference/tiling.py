@@ -26,6 +26,7 @@ from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from .predict import ImageLike, resolve_source, run_network
 from ..progress import Progress, drain
 from .options import RunOptions, run_options
+from .levels import map_pick
 
 _STATS_PIXELS = 4_000_000  # sample size for whole-image statistics
 
@@ -110,7 +111,8 @@ def predict_map_steps(
     batch and returns ``(map, grid)``; closing it stops between batches."""
     o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis, channels=channels, amp=amp)
     device, batch_size, channel_axis, channels, amp = o.device, o.batch_size, o.channel_axis, o.channel_list, o.amp
-    data, axis, rgb, name = resolve_source(image, 0, channel_axis)
+    # a pyramid is tiled on one level (see levels.map_pick); place the map with levels.chosen_level
+    data, axis, rgb, name = resolve_source(image, 0, channel_axis, map_pick(bundle, o))
     layout, vmax = inspect(data, axis, None if channels else bundle.in_chans, rgb, name)
     grid = tile_grid((layout.height, layout.width), tile if tile is not None else bundle.input_size, overlap)
     dev = resolve_device(device)
@@ -166,6 +168,9 @@ def predict_map(
     ``tile`` is the window in source pixels (default: the model's input size, so
     tiles are not resized); windows overlap by ``overlap``; one map cell per stride.
     Use :func:`tile_grid` for the cell geometry (e.g. to place the map as a layer).
+    A pyramid (multiscale layer, OME-Zarr path, list of arrays) is tiled on the level
+    ``options.level`` or of pixel size ``options.pixel_size`` (default: level 0, or the
+    model's recorded training pixel size); the map is then in that level's pixels.
     """
     o = run_options(options, device=device, batch_size=batch_size, channel_axis=channel_axis, channels=channels, amp=amp)
     return drain(predict_map_steps(bundle, image, tile, overlap, frame=frame, options=o))[0]

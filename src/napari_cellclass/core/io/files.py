@@ -11,12 +11,14 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ImageError
 from .budget import check_pixels, max_pixels
 from .images import ChannelAxis
+from .multiscale import is_zarr_path
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -30,6 +32,14 @@ class ImageFile:
     data: np.ndarray
     channel_axis: ChannelAxis = "auto"
     rgb: bool | None = None
+    pyramid: Any = None  # a multiscale.Pyramid for OME-Zarr; ``data`` is then its level 0, lazily
+
+
+def _read_omezarr(p: Path | str) -> ImageFile:
+    from .omezarr import read_omezarr
+
+    pyr = read_omezarr(p)
+    return ImageFile(Path(p), pyr.levels[0].data, pyr.channel_axis, pyr.rgb, pyr)
 
 
 def tiff_axes_hint(axes: str, ndim: int) -> tuple[ChannelAxis, bool | None]:
@@ -48,6 +58,8 @@ def tiff_axes_hint(axes: str, ndim: int) -> tuple[ChannelAxis, bool | None]:
 
 def read_image(path: str | os.PathLike) -> ImageFile:
     """Read one image file; raise :class:`ImageError` naming the file on any failure."""
+    if is_zarr_path(path):  # OME-Zarr: a folder (or URL), read lazily
+        return _read_omezarr(path)
     p = Path(path)
     if not p.exists():
         raise ImageError(f"{p}: no such file", "check the path")
@@ -101,9 +113,9 @@ def find_images(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
     seen: set[Path] = set()
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
+        if p.is_dir() and not is_zarr_path(p):
             walker: Iterator[Path] = p.rglob("*") if recursive else p.glob("*")
-            candidates = sorted(q for q in walker if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            candidates = sorted(q for q in walker if is_image_entry(q))
         elif p.exists():
             candidates = [p]
         else:
@@ -114,3 +126,12 @@ def find_images(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
                 seen.add(key)
                 found.append(q)
     return found
+
+
+def is_image_entry(q: Path) -> bool:
+    """An image file, or an OME-Zarr folder (never a file inside one)."""
+    if any(part.lower().endswith(".zarr") for part in q.parent.parts):
+        return False
+    if q.is_dir():
+        return q.name.lower().endswith(".zarr")
+    return q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES

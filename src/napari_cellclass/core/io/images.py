@@ -252,7 +252,14 @@ def get_plane(
         raise IndexError(f"{name} is a single image; frame {frame} does not exist")
     if region is not None:
         index[layout.y_axis], index[layout.x_axis] = region
-    plane = np.asarray(data[tuple(index)])
+    try:
+        plane = np.asarray(data[tuple(index)])
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        if isinstance(data, np.ndarray):
+            raise
+        # a lazy array (zarr, dask) reads its chunks only now: a damaged chunk surfaces here
+        raise ImageError(f"{name}: cannot read these pixels ({type(err).__name__}: {str(err)[:160]})",
+                         "a chunk of the store is damaged or unreadable; re-copy or re-export the image") from err
     # the frame axis is gone now; recompute where channels/y/x sit in the plane
     kept = [ax for ax in range(len(layout.shape)) if ax != layout.frame_axis]
     if layout.channel_axis is None:
