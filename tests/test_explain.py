@@ -341,7 +341,7 @@ def test_closing_the_generator_releases_lock_hooks_and_mode(tile):
     steps = explain_steps(b, [rgb(i, (64, 64, 3)) for i in range(4)], "gradcam", None, None, tile, device="cpu",
                           channel_axis="auto", channels=None, frame=0, batch_size=1)
     first = next(steps)
-    assert first.done == 0 and first.total == (4 if tile is None else 4 * 9 * 2)
+    assert first.done == 0 and first.total == (4 if tile is None else 4 * 9 * 9)  # 64 px + 16 px margins, stride 8
     second = next(steps)
     assert second.done == 1
     assert not _lock_is_free(b)  # held while the job runs

@@ -278,3 +278,17 @@ def test_choosing_a_cam_layer_by_name_changes_the_map(dock, qtbot):
     run(dock, qtbot)
     assert any("no layer named 'no_such_layer'" in m for m in notifications()), notifications()[-3:]
     assert cam.metadata["cellclass"]["layer"] == "features.1"  # the failed run left the last map alone
+
+
+def test_tiled_at_the_default_tile_really_tiles(dock, qtbot):
+    """Tile 0 reads "model input size": tiles of the network's input, not the whole image."""
+    viewer = dock.viewer
+    big = viewer.add_image(rgb(4, (80, 112, 3)), name="big", rgb=True)
+    dock.image.set_layer(big)
+    dock.tiled.setChecked(True)
+    dock.tile.setValue(0)
+    assert dock.tile.text() == "model input size"
+    run(dock, qtbot)
+    cam = next(l for l in viewer.layers if l.name.startswith("big · Grad-CAM · "))
+    tiles = cam.metadata["cellclass"]["tiles"]
+    assert tiles["tile_hw"] == [32, 32] and tiles["n_tiles"] > 4

@@ -4,8 +4,10 @@ Flow per batch: canonical planes → the model's preprocessing (the geometry of 
 resize / letterbox / crop is kept) → raw maps on the feature grid of every member
 and layer ("views") → back onto the source grid with ``Geometry.to_source`` →
 each view divided by its maximum over the whole image → mean over views.  Tiled
-mode cuts the image with :func:`core.tiling.tile_grid`, blends overlapping tiles
-with a tent window *before* normalising, so tiles share one scale and show no seams.
+mode cuts the image with :func:`core.tiling.tile_grid` (75 % overlap by default),
+blends overlapping tiles with a Hann window *before* normalising once over the whole
+map, so tiles share one scale and a tile's own edge pattern does not repeat as a
+lattice; the target is the whole image's prediction, the class Classify reports.
 
 The network is used under ``bundle.lock`` in eval mode; its train/eval flags and
 device are restored afterwards and hooks never outlive a batch.
@@ -33,7 +35,7 @@ from ..inference.tiling import whole_image_stats, tile_grid
 from .compute import network_maps
 from .result import ExplainResult, Progress
 from .target_layers import members
-from .targets import Target, layer_list, method_name, needs_probs, resolve_targets
+from .targets import Target, layer_list, method_name, resolve_targets
 from ..progress import drain
 
 # --------------------------------------------------------------------------- sources
@@ -186,52 +188,74 @@ def _explain_whole(bundle, batch: list[_Source], specs, method, layers, channels
 
 
 # --------------------------------------------------------------------------- tiled
-def _tent(n: int) -> np.ndarray:
-    i = np.arange(n, dtype=np.float32)
-    return np.minimum(i + 0.5, n - i - 0.5) / (n / 2.0) + 1e-3
+#: tiled explain overlap: at 0.5 each pixel is ruled by one tile and Grad-CAM's
+#: within-tile pattern (dim tile edges) shows as a lattice; 0.75 averages 4 tiles per axis
+TILED_OVERLAP = 0.75
+
+
+def _hann(n: int) -> np.ndarray:
+    """Hann window: tile edges (zero-padding artefacts) weigh ~0; the floor keeps the
+    image border, which one tile alone covers, defined."""
+    i = np.arange(n, dtype=np.float64)
+    return (np.sin(np.pi * (i + 0.5) / n) ** 2 + 1e-3).astype(np.float32)
+
+
+def _whole_probs(bundle, s: _Source, channels, frame, dev) -> np.ndarray:
+    """The whole image's probabilities: the same forward Classify makes, so the tiled
+    map explains the class the user was shown."""
+    t = torch.from_numpy(_plane(s, bundle, channels, frame)).to(dev)
+    x, _ = bundle.preprocess.prepare(t, s.vmax)
+    with torch.no_grad():
+        return probabilities(bundle.network(x[None]), bundle.output).cpu().numpy()[0]
+
+
+def tiled_count(hw: tuple[int, int], tile: int | tuple[int, int], overlap: float) -> int:
+    """Tiles :func:`_explain_tiled` runs on an image of ``hw`` (with its mirrored margin)."""
+    th, tw = tile_grid(hw, tile, overlap).tile_hw
+    py, px = (th // 2 if th < hw[0] else 0), (tw // 2 if tw < hw[1] else 0)
+    return tile_grid((hw[0] + 2 * py, hw[1] + 2 * px), (th, tw), overlap).n_tiles
 
 
 def _explain_tiled(bundle, s: _Source, spec, method, layers, channels, frame, dev, tile, overlap,
                    batch_size) -> Generator[int, None, ExplainResult]:
     """Yields the number of tiles just processed; returns the result."""
-    grid = tile_grid((s.layout.height, s.layout.width), tile, overlap)
+    h, w = s.layout.height, s.layout.width
+    grid = tile_grid((h, w), tile, overlap)
+    th, tw = grid.tile_hw
+    # the border gets half a tile of mirrored margin, so border pixels sit inside tiles
+    # (not on their dim edges) and are blended from as many tiles as the interior
+    py, px = (th // 2 if th < h else 0), (tw // 2 if tw < w else 0)
+    padded = tile_grid((h + 2 * py, w + 2 * px), (th, tw), overlap)
     stats = whole_image_stats(bundle, s.data, s.layout, frame, s.name, channels)
     if stats is not None:
         stats = (stats[0].to(dev), stats[1].to(dev))
-    th, tw = grid.tile_hw
-    origins = [(y, x) for y in grid.ys for x in grid.xs]
-    window = torch.from_numpy(np.outer(_tent(th), _tent(tw)))
+    origins = [(y, x) for y in padded.ys for x in padded.xs]
+    window = torch.from_numpy(np.outer(_hann(th), _hann(tw)))
+
+    def cut(y: int, x: int) -> np.ndarray:
+        y0, x0 = y - py, x - px
+        r = (slice(max(0, y0), min(h, y0 + th)), slice(max(0, x0), min(w, x0 + tw)))
+        pads = ((0, 0), (max(0, -y0), max(0, y0 + th - h)), (max(0, -x0), max(0, x0 + tw - w)))
+        return np.pad(_plane(s, bundle, channels, frame, r), pads, mode="symmetric")
 
     def inputs(batch):
-        tiles = np.stack([_plane(s, bundle, channels, frame, (slice(y, y + th), slice(x, x + tw))) for y, x in batch])
+        tiles = np.stack([cut(y, x) for y, x in batch])
         vm = torch.full((len(batch),), np.nan if s.vmax is None else s.vmax, dtype=torch.float32, device=dev)
         return bundle.preprocess.prepare_batch(torch.from_numpy(tiles).to(dev), vm, stats)
 
-    agg = "max" if bundle.multilabel else "mean"
-    targets = None
-    if not needs_probs(spec):
-        targets = resolve_targets(bundle, spec, None)
-    if targets is None:  # the predicted class of the whole image: mean (max for multi-label) over tiles
-        rows = []
-        for b0 in range(0, len(origins), batch_size):
-            x, _ = inputs(origins[b0:b0 + batch_size])
-            with torch.no_grad():
-                rows.append(probabilities(bundle.network(x), bundle.output).cpu().numpy())
-            yield x.shape[0]
-        allp = np.concatenate(rows)
-        targets = resolve_targets(bundle, None, allp.max(0) if agg == "max" else allp.mean(0))
+    whole = _whole_probs(bundle, s, channels, frame, dev)
+    targets = resolve_targets(bundle, spec, whole)
     canvases: list[torch.Tensor] = []
-    weight = torch.zeros(s.layout.height, s.layout.width)
+    weight = torch.zeros(h + 2 * py, w + 2 * px)
     names: list[str] = []
-    prob_rows, res, feat = [], (1.0, 1.0), None
+    res, feat = (1.0, 1.0), None
     for b0 in range(0, len(origins), batch_size):
         batch = origins[b0:b0 + batch_size]
         x, geom = inputs(batch)
-        probs, _, views = _views(bundle, x, [None] * len(batch), method, layers, [targets] * len(batch))
-        prob_rows.append(probs)
+        _, _, views = _views(bundle, x, [None] * len(batch), method, layers, [targets] * len(batch))
         if not canvases:
             names = [n for n, _ in views]
-            canvases = [torch.zeros(len(targets), s.layout.height, s.layout.width) for _ in views]
+            canvases = [torch.zeros(len(targets), h + 2 * py, w + 2 * px) for _ in views]
             feat = tuple(int(v) for v in views[0][1].shape[-2:])
             finest = min((tuple(int(v) for v in m.shape[-2:]) for _, m in views), key=lambda g: -g[0] * g[1])
             res = _resolution(geom, finest)
@@ -240,12 +264,12 @@ def _explain_tiled(bundle, s: _Source, spec, method, layers, channels, frame, de
                 c[:, y:y + th, x0:x0 + tw] += geom.to_source(m[:, j]).cpu() * window
             weight[y:y + th, x0:x0 + tw] += window
         yield len(batch)
-    allp = np.concatenate(prob_rows)
-    probs = allp.max(0) if agg == "max" else allp.mean(0)
-    src = [(c / weight).numpy() for c in canvases]
-    tiles = {"tile_hw": list(grid.tile_hw), "stride_hw": list(grid.stride_hw), "n_tiles": grid.n_tiles,
-             "overlap": overlap, "probabilities": f"{agg} over tiles", "blend": "tent-weighted mean, normalised after"}
-    return _result(bundle, s, frame, method, targets, src, names, probs, feat, res, tiles)
+    src = [(c / weight)[:, py:py + h, px:px + w].numpy() for c in canvases]
+    tiles = {"tile_hw": list(grid.tile_hw), "stride_hw": list(padded.stride_hw), "n_tiles": padded.n_tiles,
+             "margin_hw": [py, px],
+             "overlap": overlap, "probabilities": "whole image (target and reported)",
+             "blend": "Hann-weighted mean of overlapping tiles, normalised once over the whole map"}
+    return _result(bundle, s, frame, method, targets, src, names, whole, feat, res, tiles)
 
 
 # --------------------------------------------------------------------------- public API
@@ -261,7 +285,7 @@ def explain_steps(
     channel_axis: ChannelAxis = "auto",
     channels: list[int] | None = None,
     frame: int = 0,
-    overlap: float = 0.5,
+    overlap: float = TILED_OVERLAP,
     batch_size: int = 16,
     targets: Sequence[Target] | None = None,
     options: RunOptions | None = None,
@@ -294,8 +318,8 @@ def explain_steps(
                 results.extend(_explain_whole(bundle, batch, specs[b0:b0 + batch_size], method, layers, channels, frame, dev))
                 yield Progress(len(results), total)
             return results
-        grids = [tile_grid((s.layout.height, s.layout.width), tile, overlap).n_tiles for s in srcs]
-        total = sum(n * (2 if needs_probs(sp) else 1) for n, sp in zip(grids, specs))
+        grids = [tiled_count((s.layout.height, s.layout.width), tile, overlap) for s in srcs]
+        total = sum(grids)
         done = 0
         yield Progress(0, total)
         for s, sp in zip(srcs, specs):
@@ -328,7 +352,7 @@ def explain(
     channel_axis: ChannelAxis = "auto",
     channels: list[int] | None = None,
     frame: int = 0,
-    overlap: float = 0.5,
+    overlap: float = TILED_OVERLAP,
     options: RunOptions | None = None,
 ) -> ExplainResult:
     """Explanation maps of one image (frame ``frame`` of a stack) on its own pixel grid.
@@ -360,7 +384,7 @@ def explain_batch(
     channel_axis: ChannelAxis = "auto",
     channels: list[int] | None = None,
     frame: int = 0,
-    overlap: float = 0.5,
+    overlap: float = TILED_OVERLAP,
     options: RunOptions | None = None,
 ) -> list[ExplainResult]:
     """:func:`explain` for many images, ``batch_size`` per forward/backward pass.
