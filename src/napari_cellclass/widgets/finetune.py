@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .fold import Fold, scroll_body
 from ..app import layer_data as L
 from .curves import TrainingCurves
 from ..app.finetune_jobs import StartChoice, finetune_job
@@ -148,19 +149,22 @@ class FineTunePanel(QWidget):
         form = QFormLayout()
         form.addRow("start from", self.start)
         form.addRow("epochs", self.epochs)
-        form.addRow("learning rate", self.lr)
-        form.addRow("batch size", self.batch)
-        form.addRow("frozen fraction", self.freeze)
-        form.addRow("", self.two_stage)
-        form.addRow("", self.augment)
-        form.addRow("validation fraction", self.val)
-        form.addRow("k-fold", self.folds)
-        form.addRow("input size (px)", self.size)
+        self.advanced = Fold("advanced: rate, batch, freezing, validation, size")
+        more = self.advanced.form
+        more.addRow("learning rate", self.lr)
+        more.addRow("batch size", self.batch)
+        more.addRow("frozen fraction", self.freeze)
+        more.addRow("", self.two_stage)
+        more.addRow("", self.augment)
+        more.addRow("validation fraction", self.val)
+        more.addRow("k-fold", self.folds)
+        more.addRow("input size (px)", self.size)
         keep = QHBoxLayout()
         for b in (self.keep_button, self.discard_button, self.save_button):
             keep.addWidget(b)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addWidget(self.curves, 1)
         layout.addWidget(self.result)
@@ -270,6 +274,7 @@ class FineTunePanel(QWidget):
             return None
         self.session.settings.add_recent_model(written)
         self.session.settings.set("last_model_dir", str(written.parent))
+        self.session.models_listed.emit()  # the file is offered in every model list at once
         show_info(f"model saved to {written}")
         return written
 
