@@ -234,14 +234,19 @@ def tiled_map_job(
 def explain_job(
     session: Session, request: Request, method: str = "gradcam", target: str | None = None,
     cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
+    fcn_models_use_fcn: bool = False,
 ) -> Generator[Progress, None, Explanation]:
     """Explanation maps of the current frame of one layer (Grad-CAM family or FCN).
-    ``tile``: None = whole image, 0 = tiles of the model's input size, n = n px tiles."""
+    ``tile``: None = whole image, 0 = tiles of the model's input size, n = n px tiles.
+    ``fcn_models_use_fcn``: the method was not chosen for this model, so an FCN model
+    (known only once loaded) shows its own maps."""
     from ..core.explain import explain_steps
     from ..core.io.images import get_plane
 
     options = options or InputOptions()
     bundle, _ = yield from load_bundle(session)
+    if fcn_models_use_fcn and bundle.is_fcn:
+        method = "fcn"
     todo, failures = _layouts(bundle, [request], options)
     if failures:
         from ..core.errors import ImageError
