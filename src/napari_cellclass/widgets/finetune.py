@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..app.verdict import accuracy_line
 from .fold import Fold, scroll_body
 from ..app import layer_data as L
 from .curves import TrainingCurves
@@ -210,11 +211,13 @@ class FineTunePanel(QWidget):
         self.outcome = outcome
         b, a = outcome.before or {}, outcome.after or {}
         head = "stopped early: the best model so far" if outcome.cancelled else "done"
+        judged = (outcome.n_train + outcome.n_val) if outcome.folds else outcome.n_val  # labels the verdict rests on
         split = f"{outcome.folds}-fold, out-of-fold" if outcome.folds else f"{outcome.n_val} held-out label(s)"
         self.result.setText(
             f"<b>{head}</b> — trained on {outcome.n_train}, judged on {split}:<br>"
             f"accuracy <b>{_pct(b.get('accuracy'))} → {_pct(a.get('accuracy'))}</b>, "
             f"macro F1 {_num(b.get('macro_f1'))} → {_num(a.get('macro_f1'))}<br>"
+            f"{accuracy_line(b.get('accuracy'), a.get('accuracy'), judged)}<br>"
             "Keep it to classify with it (the Classify and Explain docks offer it too).")
         if outcome.cancelled:
             self.controls.status.setText("fine-tune: stopped; the best model so far is ready to keep or save")
