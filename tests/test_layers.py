@@ -89,9 +89,19 @@ def test_explanation_layers_one_per_map_clipped_named_and_styled():
     assert names == ["cells · Grad-CAM · round", "cells · Grad-CAM · spread"]
     assert out[0][0].max() == 1.0 and out[1][0].min() == 0.0  # values in [0, 1]
     kw = out[0][1]
-    assert kw["colormap"] == L.CAM_COLORMAP and kw["blending"] == "additive" and 0.3 <= kw["opacity"] <= 0.7
+    # normal blending (additive washed the image out); one map shown, the rest hidden
+    assert kw["colormap"] == L.CAM_COLORMAP and kw["blending"] == "translucent" and 0.3 <= kw["opacity"] <= 0.7
+    assert [k["visible"] for _, k, _ in out] == [True, False]
     meta = kw["metadata"]["cellclass"]
     assert meta["layers"] == ["features.3"] and meta["class"] == "round" and meta["source"] == "cells"
+
+
+def test_explanation_layers_show_the_top_class_only():
+    src = _src((8, 8), (1.0, 1.0), (0.0, 0.0), name="cells")
+    result = SimpleNamespace(maps=np.zeros((3, 8, 8), np.float32), class_names=["a", "b", "c"], method="gradcam",
+                             probabilities=np.array([0.2, 0.7, 0.1]))
+    out = L.explanation_layers(result, src, guess_layout(src.shape))
+    assert [k["visible"] for _, k, _ in out] == [False, True, False]
 
 
 def test_channel_grid_pairs_each_channel_with_its_maps():

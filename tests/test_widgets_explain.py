@@ -39,7 +39,7 @@ def dock(make_napari_viewer, model_file):
 def run(dock, qtbot):
     worker = dock.run()
     assert worker is not None
-    qtbot.waitUntil(lambda: not dock.controls.running, timeout=60_000)
+    qtbot.waitUntil(lambda: not dock.controls.running and dock.feeder is None, timeout=60_000)
 
 
 def notifications():
@@ -67,7 +67,8 @@ def test_map_layer_sits_on_the_source_and_is_replaced_on_rerun(dock, qtbot):
     np.testing.assert_allclose(cam.scale, src.scale)
     np.testing.assert_allclose(cam.translate, src.translate)
     assert 0.0 <= float(cam.data.min()) and float(cam.data.max()) <= 1.0
-    assert cam.blending == "additive" and cam.colormap.name == "inferno" and cam.opacity == pytest.approx(0.5)
+    assert cam.blending == "translucent" and cam.colormap.name == "inferno (fading)" and cam.opacity == pytest.approx(0.5)
+    assert cam.colormap.colors[0, 3] == 0.0 and cam.colormap.colors[-1, 3] == 1.0  # weak evidence: transparent
     meta = cam.metadata["cellclass"]
     assert meta["method"] == "gradcam" and meta["source"] == "cells" and meta["effective_resolution_px"]
 
@@ -278,3 +279,52 @@ def test_choosing_a_cam_layer_by_name_changes_the_map(dock, qtbot):
     run(dock, qtbot)
     assert any("no layer named 'no_such_layer'" in m for m in notifications()), notifications()[-3:]
     assert cam.metadata["cellclass"]["layer"] == "features.1"  # the failed run left the last map alone
+
+
+def test_tiled_at_the_default_tile_really_tiles(dock, qtbot):
+    """Tile 0 reads "model input size": tiles of the network's input, not the whole image."""
+    viewer = dock.viewer
+    big = viewer.add_image(rgb(4, (80, 112, 3)), name="big", rgb=True)
+    dock.image.set_layer(big)
+    dock.tiled.setChecked(True)
+    dock.tile.setValue(0)
+    assert dock.tile.text() == "model input size"
+    run(dock, qtbot)
+    cam = next(l for l in viewer.layers if l.name.startswith("big · Grad-CAM · "))
+    tiles = cam.metadata["cellclass"]["tiles"]
+    assert tiles["tile_hw"] == [32, 32] and tiles["n_tiles"] > 4
+
+
+def test_many_maps_are_added_between_event_loop_turns_and_only_the_top_class_shows(dock, qtbot):
+    """Heartbeat: a 0 ms timer ticks while the maps arrive; the layer count rises across
+    ticks (layers are not all added inside one blocking handler)."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    viewer = dock.viewer
+    nlo = viewer.add_image(np.random.default_rng(2).random((3, 40, 40)).astype(np.float32), name="nlo",
+                           metadata={"channel_names": ["SRS", "TPEF", "trans"]})
+    dock.image.set_layer(nlo)
+    dock.grid.setChecked(True)
+    dock.target.setCurrentText("all classes")
+    ticks: list[tuple[float, int]] = []
+    beat = QTimer()
+    beat.setInterval(0)
+    beat.timeout.connect(lambda: ticks.append((time.perf_counter(), len(viewer.layers))))
+    beat.start()
+    worker = dock.run()
+    qtbot.waitUntil(lambda: not dock.controls.running and dock.feeder is None, timeout=60_000)
+    beat.stop()
+    counts = sorted({n for _, n in ticks})
+    added = 3 + 3 * (1 + 3)  # three class maps, and each channel with its three maps
+    assert worker is not None and len(viewer.layers) == 1 + added
+    assert len(counts) >= added // 2, counts  # the event loop ran between additions
+    first = next(i for i, (_, n) in enumerate(ticks) if n > 1)
+    last = next(i for i, (_, n) in enumerate(ticks) if n == 1 + added)
+    gaps = np.diff([t for t, _ in ticks[max(0, first - 1):last + 1]])
+    print(f"heartbeat: {last - first + 2} ticks while {added} layers arrived, "
+          f"max event-loop gap {1000 * gaps.max():.0f} ms, median {1000 * np.median(gaps):.0f} ms")
+    maps = [l for l in viewer.layers if l.name.startswith("nlo · Grad-CAM · ") and l.data.shape == (3, 40, 40)]
+    assert len(maps) == 3 and sum(l.visible for l in maps) == 1
+    assert "hidden in the layer list" in dock.controls.status.text()

@@ -260,13 +260,19 @@ def map_level(bundle: ModelBundle, req: Request, options: InputOptions, session:
 def explain_job(
     session: Session, request: Request, method: str = "gradcam", target: str | None = None,
     cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
+    fcn_models_use_fcn: bool = False,
 ) -> Generator[Progress, None, Explanation]:
-    """Explanation maps of the current frame of one layer (Grad-CAM family or FCN)."""
+    """Explanation maps of the current frame of one layer (Grad-CAM family or FCN).
+    ``tile``: None = whole image, 0 = tiles of the model's input size, n = n px tiles.
+    ``fcn_models_use_fcn``: the method was not chosen for this model, so an FCN model
+    (known only once loaded) shows its own maps."""
     from ..core.explain import explain_steps
     from ..core.io.images import get_plane
 
     options = options or InputOptions()
     bundle, _ = yield from load_bundle(session)
+    if fcn_models_use_fcn and bundle.is_fcn:
+        method = "fcn"
     todo, failures = _layouts(bundle, [request], options)
     if failures:
         from ..core.errors import ImageError
@@ -275,6 +281,8 @@ def explain_job(
     layout = todo[0][1]
     frame = frame_of(layout, request.data_point)
     yield Progress(0, 0, message=f"explaining '{request.info.name}'" + (f", frame {frame}" if layout.is_stack else ""))
+    if tile is not None and tile <= 0:  # 0 = "model input size": tiles as large as the network's input
+        tile = tuple(int(v) for v in bundle.input_size)
     steps = explain_steps(bundle, [request.source], method, target, cam_layer or None, tile, frame=frame,
                           options=options.run(session, batch_size=16))
     with closing(steps):

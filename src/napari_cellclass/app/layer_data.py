@@ -30,6 +30,7 @@ META_KEY = "cellclass"
 CAM_COLORMAP = "inferno"
 PROBABILITY_COLORMAP = "magma"
 MAP_OPACITY = 0.5
+EXPLAIN_BLENDING = "translucent"
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -180,15 +181,18 @@ def heatmap_layer(
     map_scale: Sequence[float] | None = None,
     map_translate: Sequence[float] | None = None,
     metadata: dict[str, Any] | None = None,
+    blending: str = "additive",
+    visible: bool = True,
 ) -> LayerDataTuple:
-    """One map in [0, 1] as an additive, perceptual-colormap image layer on ``src``."""
+    """One map in [0, 1] as a perceptual-colormap image layer on ``src``."""
     m = np.clip(np.nan_to_num(np.asarray(map2d, dtype=np.float32)), 0.0, 1.0)
     data, scale, translate = place_map(m, src, layout, frame, map_scale, map_translate)
     kwargs = {
         "name": name,
         "colormap": colormap,
-        "blending": "additive",
+        "blending": blending,
         "opacity": opacity,
+        "visible": visible,
         "contrast_limits": (0.0, 1.0),
         "scale": scale,
         "translate": translate,
@@ -208,11 +212,17 @@ def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int 
     if len(names) != maps.shape[0]:
         raise ValueError(f"{maps.shape[0]} maps for {len(names)} class names")
     extra = _plain(result.metadata()) if hasattr(result, "metadata") else {"method": str(result.method)}
+    probs = np.asarray(getattr(result, "probabilities", []), dtype=float).reshape(-1)
+    # many maps: only the top class is shown, the others wait hidden in the layer list
+    top = int(np.argmax(probs)) if probs.size == len(names) and len(names) > 1 else 0
+    # normal (translucent) blending: additive maps washed the image out; the viewer
+    # gives explanation maps a colormap whose low end is transparent
     return [
         heatmap_layer(m, map_name(src.name, str(result.method), c), src, layout, frame,
                       map_scale=None if placement is None else placement[0],
-                      map_translate=None if placement is None else placement[1], metadata={**extra, "class": c})
-        for m, c in zip(maps, names)
+                      map_translate=None if placement is None else placement[1],
+                      metadata={**extra, "class": c}, blending=EXPLAIN_BLENDING, visible=k == top)
+        for k, (m, c) in enumerate(zip(maps, names))
     ]
 
 

@@ -71,6 +71,7 @@ class Session:
     device_changed = Signal(str)
     model_loaded = Signal(object)  # ModelBundle, after a load on the main thread's request
     fine_tuned_changed = Signal(object)  # ModelBundle | None
+    models_listed = Signal()  # a model file joined the recent list (e.g. Save… in Fine-tune)
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings if settings is not None else Settings()

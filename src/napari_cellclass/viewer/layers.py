@@ -23,6 +23,7 @@ def upsert(viewer: Viewer, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
     from napari.layers import Image, Layer
 
     data, kwargs, kind = layer_data
+    kwargs = _fade_low_end(kwargs)
     if kind != "image":
         raise ValueError(f"only image layers are written here, got {kind!r}")
     name = kwargs["name"]
@@ -41,6 +42,21 @@ def upsert(viewer: Viewer, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
     else:
         viewer.layers.append(layer)
     return layer
+
+
+def _fade_low_end(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A translucent map with a named colormap gets that colormap with its low end
+    transparent: weak evidence leaves the cells visible instead of painting them black."""
+    cmap = kwargs.get("colormap")
+    if kwargs.get("blending") != "translucent" or not isinstance(cmap, str):
+        return kwargs
+    from napari.utils.colormaps import AVAILABLE_COLORMAPS, Colormap
+
+    if cmap not in AVAILABLE_COLORMAPS:
+        return kwargs
+    colors = np.asarray(AVAILABLE_COLORMAPS[cmap].map(np.linspace(0.0, 1.0, 64)), dtype=float)
+    colors[:, 3] = np.clip(np.linspace(0.0, 1.0, 64) / 0.35, 0.0, 1.0)  # transparent below ~0, opaque from 0.35
+    return {**kwargs, "colormap": Colormap(colors, name=f"{cmap} (fading)")}
 
 
 def upsert_all(viewer: Viewer, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[Any]:

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .fold import scroll_body
 from .annotation_classes import ClassList
 from ..viewer.annotation_controller import AnnotationController
 from ..viewer.annotation_layers import image_name
@@ -131,7 +132,7 @@ class AnnotateDock(QWidget):
         form.addRow("point crop (px)", self.crop)
         form.addRow("", self.advance)
         annotate = QWidget()
-        lay = QVBoxLayout(annotate)
+        lay = QVBoxLayout(scroll_body(annotate))
         lay.addWidget(self.file_label)
         lay.addLayout(files)
         lay.addWidget(self.folder_button)

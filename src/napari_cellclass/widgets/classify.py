@@ -36,6 +36,7 @@ from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker
+from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
 from ..viewer.layers import upsert_all
@@ -101,7 +102,7 @@ class ClassifyDock(QWidget):
         self.channels = ChannelPicker()
         self.mode = QComboBox()
         self.mode.addItems([WHOLE, TILED])
-        self.mode.setCurrentText(settings.get("classify.mode", WHOLE))
+        self.mode.setCurrentText(WHOLE)  # not persisted: a remembered tiled mode silently gave no table
         self.tile = QSpinBox()
         self.tile.setRange(0, 8192)
         self.tile.setSpecialValueText("model input size")
@@ -140,6 +141,7 @@ class ClassifyDock(QWidget):
         self.batch.valueChanged.connect(lambda v: settings.set("classify.batch_size", int(v)))
         self.rename.toggled.connect(lambda v: settings.set("classify.rename", bool(v)))
         self.session.choice_changed.connect(self._model_changed)
+        self.session.fine_tuned_changed.connect(self._tuned_changed)
         napari_viewer.dims.events.point.connect(self._follow_dims)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self.session))
         self._mode_changed(self.mode.currentText())
@@ -159,11 +161,13 @@ class ClassifyDock(QWidget):
         tiles.addWidget(self.overlap)
         self._tiles_row = QWidget()
         self._tiles_row.setLayout(tiles)
-        form.addRow("tile, overlap", self._tiles_row)
-        form.addRow("batch size", self.batch)
-        form.addRow("", self.rename)
-        layout = QVBoxLayout(self)
+        self.advanced = Fold("advanced: tiles, batch size, layer names")
+        self.advanced.form.addRow("tile, overlap", self._tiles_row)
+        self.advanced.form.addRow("batch size", self.batch)
+        self.advanced.form.addRow("", self.rename)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.export_button)
@@ -174,12 +178,14 @@ class ClassifyDock(QWidget):
     def _disconnect(self, viewer: Viewer, session: Session) -> None:
         viewer.dims.events.point.disconnect(self._follow_dims)
         session.choice_changed.disconnect(self._model_changed)
+        session.fine_tuned_changed.disconnect(self._tuned_changed)
         self.layers.unwatch()
 
     # ------------------------------------------------------------------ inputs
     def _mode_changed(self, text: str) -> None:
-        self.session.settings.set("classify.mode", text)
         self._tiles_row.setEnabled(text == TILED)
+        if text == TILED:
+            self.advanced.set_open(True)  # the tile settings now matter
 
     def _update_channels(self) -> None:
         chosen = self.layers.selected()
@@ -191,6 +197,19 @@ class ClassifyDock(QWidget):
         bundle = self.session.cached()
         self.card.setPlainText(bundle.card() if bundle is not None else "")
         self._update_channels()
+        self._clear_stale()
+
+    def _tuned_changed(self, *_: Any) -> None:
+        if self.session.choice.kind == "fine-tuned":  # Keep again: same choice, another model
+            self._clear_stale()
+
+    def _clear_stale(self) -> None:
+        """The table's rows came from a model that is no longer the session's: Export
+        CSV would write them under the new model's name, so they go."""
+        if self.table.rows:
+            self.table = PredictionTable([], "")
+            self._fill_view()
+            self.controls.status.setText("the model changed: classify again for its table")
 
     # ------------------------------------------------------------------ running
     def run(self) -> Any:

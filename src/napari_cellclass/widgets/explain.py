@@ -2,7 +2,8 @@
 
 Thin shell over :func:`~.jobs.explain_job`: maps come back aligned to the image
 grid and are placed on the source by :func:`napari_cellclass.app.layer_data.explanation_layers`
-(one additive, perceptual-colormap layer per map, replaced on re-run).
+(one layer per map, translucent, the top class shown; replaced on re-run; added one
+per event-loop turn so many maps never freeze the viewer).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpin
 from ..app import layer_data as L
 from ..app.jobs import Explanation, explain_job, make_request
 from .pickers import ChannelPicker, LayerCombo, ModelPicker
+from .feeder import LayerFeeder
+from .fold import Fold, scroll_body
 from .runner import JobControls
 from ..app.session import Session, session_for
-from ..viewer.layers import show_in_grid, upsert_all
+from ..viewer.layers import show_in_grid
 
 if TYPE_CHECKING:
     from ..core.models.bundle import ModelBundle
@@ -56,12 +59,15 @@ class ExplainDock(QWidget):
         self.grid.setChecked(bool(settings.get("explain.grid", False)))
         self.controls = JobControls("Explain")
         self._seen_bundle: int | None = None
+        self._method_chosen = False  # by the user, for the current model choice
+        self.feeder: LayerFeeder | None = None  # maps being added, one per event-loop turn
         self._fill_targets()
         self._build()
 
         self.controls.run_requested.connect(self.run)
         self.image.currentIndexChanged.connect(self._image_changed)
         self.method.currentIndexChanged.connect(lambda *_: settings.set("explain.method", self.method.currentData()))
+        self.method.activated.connect(lambda *_: setattr(self, "_method_chosen", True))  # the user's hand only
         self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v)))
         self.tile.valueChanged.connect(lambda v: settings.set("explain.tile", int(v)))
         self.grid.toggled.connect(lambda v: settings.set("explain.grid", bool(v)))
@@ -78,14 +84,16 @@ class ExplainDock(QWidget):
         form.addRow("", self.channels)
         form.addRow("method", self.method)
         form.addRow("target", self.target)
-        form.addRow("CAM layer", self.cam_layer)
+        self.advanced = Fold("advanced: layer, tiles, grid")
+        self.advanced.form.addRow("CAM layer", self.cam_layer)
         tiles = QHBoxLayout()
         tiles.addWidget(self.tiled)
         tiles.addWidget(self.tile)
-        form.addRow("", tiles)
-        form.addRow("", self.grid)
-        layout = QVBoxLayout(self)
+        self.advanced.form.addRow("", tiles)
+        self.advanced.form.addRow("", self.grid)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addStretch(1)
 
@@ -127,6 +135,8 @@ class ExplainDock(QWidget):
         self.cam_layer.blockSignals(False)
 
     def _model_changed(self, *_: Any) -> None:
+        if self.session.cached() is None:  # a new choice, not yet loaded: its kind is unknown
+            self._method_chosen = False
         self._fill_targets()
         self._image_changed()
 
@@ -154,7 +164,8 @@ class ExplainDock(QWidget):
         return self.controls.start(
             explain_job, self.session, make_request(self.viewer, layer), self.method.currentData(),
             self.target_value(), None if layer_name in ("", "auto") else layer_name,
-            (self.tile.value() or None) if self.tiled.isChecked() else None, self.channels.options(),
+            self.tile.value() if self.tiled.isChecked() else None, self.channels.options(),
+            fcn_models_use_fcn=not self._method_chosen,
             desc=f"explain ({L.METHOD_TITLES[self.method.currentData()]})", on_done=self._show, on_end=self._after_run,
         )
 
@@ -165,11 +176,25 @@ class ExplainDock(QWidget):
 
     def _show(self, out: Explanation) -> None:
         info, layout = out.request.info, out.layout
-        added = upsert_all(self.viewer, L.explanation_layers(out.result, info, layout, out.frame, out.placement))
+        maps = L.explanation_layers(out.result, info, layout, out.frame, out.placement)
+        pairs = []
         if self.grid.isChecked() and layout.channel_axis is not None and not info.rgb and layout.n_channels > 1:
-            pairs = upsert_all(self.viewer, L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout))
-            show_in_grid(self.viewer, pairs, stride=1 + len(added))
-        where = f" (frame {out.frame})" if layout.is_stack else ""
-        res = getattr(out.result, "effective_resolution", None)
-        detail = f"; one map cell ≈ {res[0]:.1f}×{res[1]:.1f} source px" if res is not None else ""
-        self.controls.status.setText(f"{len(added)} map(s) of '{info.name}'{where}{detail}: " + ", ".join(a.name for a in added))
+            pairs = L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout)
+        if self.feeder is not None:
+            self.feeder.cancel()
+
+        def done(layers: list[Any]) -> None:
+            self.feeder = None
+            added = layers[: len(maps)]
+            if pairs:
+                show_in_grid(self.viewer, layers[len(maps):], stride=1 + len(added))
+            where = f" (frame {out.frame})" if layout.is_stack else ""
+            res = getattr(out.result, "effective_resolution", None)
+            detail = f"; one map cell ≈ {res[0]:.1f}×{res[1]:.1f} source px" if res is not None else ""
+            shown = [a.name for a in added if a.visible]
+            hidden = f" (+{len(added) - len(shown)} hidden in the layer list)" if len(shown) < len(added) else ""
+            self.controls.status.setText(f"{len(added)} map(s) of '{info.name}'{where}{detail}: "
+                                         + ", ".join(shown) + hidden)
+
+        # one layer per event-loop turn: dozens of maps never freeze the viewer
+        self.feeder = LayerFeeder(self.viewer, [*maps, *pairs], done, parent=self)

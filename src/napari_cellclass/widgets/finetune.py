@@ -30,6 +30,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..app.verdict import accuracy_line
+from .fold import Fold, scroll_body
 from ..app import layer_data as L
 from .curves import TrainingCurves
 from ..app.finetune_jobs import StartChoice, finetune_job
@@ -152,19 +154,22 @@ class FineTunePanel(QWidget):
         form = QFormLayout()
         form.addRow("start from", self.start)
         form.addRow("epochs", self.epochs)
-        form.addRow("learning rate", self.lr)
-        form.addRow("batch size", self.batch)
-        form.addRow("frozen fraction", self.freeze)
-        form.addRow("", self.two_stage)
-        form.addRow("", self.augment)
-        form.addRow("validation fraction", self.val)
-        form.addRow("k-fold", self.folds)
-        form.addRow("input size (px)", self.size)
+        self.advanced = Fold("advanced: rate, batch, freezing, validation, size")
+        more = self.advanced.form
+        more.addRow("learning rate", self.lr)
+        more.addRow("batch size", self.batch)
+        more.addRow("frozen fraction", self.freeze)
+        more.addRow("", self.two_stage)
+        more.addRow("", self.augment)
+        more.addRow("validation fraction", self.val)
+        more.addRow("k-fold", self.folds)
+        more.addRow("input size (px)", self.size)
         keep = QHBoxLayout()
         for b in (self.keep_button, self.discard_button, self.save_button, self.export_button):
             keep.addWidget(b)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addWidget(self.curves, 1)
         layout.addWidget(self.result)
@@ -210,11 +215,13 @@ class FineTunePanel(QWidget):
         self.outcome = outcome
         b, a = outcome.before or {}, outcome.after or {}
         head = "stopped early: the best model so far" if outcome.cancelled else "done"
+        judged = (outcome.n_train + outcome.n_val) if outcome.folds else outcome.n_val  # labels the verdict rests on
         split = f"{outcome.folds}-fold, out-of-fold" if outcome.folds else f"{outcome.n_val} held-out label(s)"
         self.result.setText(
             f"<b>{head}</b> — trained on {outcome.n_train}, judged on {split}:<br>"
             f"accuracy <b>{_pct(b.get('accuracy'))} → {_pct(a.get('accuracy'))}</b>, "
             f"macro F1 {_num(b.get('macro_f1'))} → {_num(a.get('macro_f1'))}<br>"
+            f"{accuracy_line(b.get('accuracy'), a.get('accuracy'), judged)}<br>"
             "Keep it to classify with it (the Classify and Explain docks offer it too).")
         if outcome.cancelled:
             self.controls.status.setText("fine-tune: stopped; the best model so far is ready to keep or save")
@@ -274,6 +281,7 @@ class FineTunePanel(QWidget):
             return None
         self.session.settings.add_recent_model(written)
         self.session.settings.set("last_model_dir", str(written.parent))
+        self.session.models_listed.emit()  # the file is offered in every model list at once
         show_info(f"model saved to {written}")
         return written
 

@@ -142,6 +142,10 @@ class LayerCombo(QComboBox, _LayerWatcher):
     def refresh(self) -> None:
         current = self.layer()
         layers = image_layers(self._viewer)
+        new = [l for l in layers if not any(l is p for p in self._layers)]
+        follow = bool(new and self._layers)
+        if follow:  # a newly opened image is the one the user looks at now
+            previous, current = current, new[-1]
         self.blockSignals(True)
         self.clear()
         for layer in layers:
@@ -150,7 +154,7 @@ class LayerCombo(QComboBox, _LayerWatcher):
         index = next((i for i, l in enumerate(layers) if l is current), len(layers) - 1)
         self.setCurrentIndex(index)
         self.blockSignals(False)
-        if not any(l is current for l in layers):
+        if not any(l is current for l in layers) or (follow and current is not previous):
             self.currentIndexChanged.emit(self.currentIndex())
 
     def layer(self) -> Any | None:
@@ -189,12 +193,14 @@ class ModelPicker(QWidget):
         self.device.currentTextChanged.connect(session.set_device)
         session.choice_changed.connect(self._fill)
         session.fine_tuned_changed.connect(self._fill)
+        session.models_listed.connect(self._fill)
         session.device_changed.connect(self._device_changed)
         self.destroyed.connect(lambda *_: self._disconnect(session))
 
     def _disconnect(self, session: Session) -> None:
         session.choice_changed.disconnect(self._fill)
         session.fine_tuned_changed.disconnect(self._fill)
+        session.models_listed.disconnect(self._fill)
         session.device_changed.disconnect(self._device_changed)
 
     def _fill(self, *_: Any) -> None:

@@ -4,8 +4,10 @@ Flow per batch: canonical planes → the model's preprocessing (the geometry of 
 resize / letterbox / crop is kept) → raw maps on the feature grid of every member
 and layer ("views") → back onto the source grid with ``Geometry.to_source`` →
 each view divided by its maximum over the whole image → mean over views.  Tiled
-mode cuts the image with :func:`core.tiling.tile_grid`, blends overlapping tiles
-with a tent window *before* normalising, so tiles share one scale and show no seams.
+mode cuts the image with :func:`core.tiling.tile_grid` (75 % overlap by default),
+blends overlapping tiles with a Hann window *before* normalising once over the whole
+map, so tiles share one scale and a tile's own edge pattern does not repeat as a
+lattice; the target is the whole image's prediction, the class Classify reports.
 
 The network is used under ``bundle.lock`` in eval mode; its train/eval flags and
 device are restored afterwards and hooks never outlive a batch.
