@@ -76,7 +76,9 @@ def test_report_writes_figures(folder, tmp_path):
     assert model.provenance["training"]["history"]
     files = write_report(model, folder, tmp_path / "report", device="cpu")
     names = [f.name for f in files]
-    assert names == ["confusion_matrix.png", "roc_curves.png", "confidence.png", "training_curves.png", "metrics.json"]
+    # reliability.png: the model has a validation split, so it was calibrated (core.training.trust)
+    assert names == ["confusion_matrix.png", "roc_curves.png", "confidence.png", "reliability.png", "training_curves.png",
+                     "metrics.json"]
     for f in files[:-1]:
         _non_blank(f)
     assert json.loads(files[-1].read_text())["n_images"] == 12
