@@ -13,7 +13,6 @@ from typing import Any, TYPE_CHECKING
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -21,7 +20,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -35,7 +33,7 @@ from ..app import layer_data as L
 from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
-from .pickers import ChannelPicker, LayerChecklist, ModelPicker
+from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
 from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
@@ -117,12 +115,7 @@ class ClassifyDock(QWidget):
         self.rename = QCheckBox("show the predicted class in the layer name")
         self.rename.setChecked(bool(settings.get("classify.rename", True)))
         self.controls = JobControls("Classify")
-        self.view = QTableWidget(0, 0)
-        self.view.setSortingEnabled(True)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.view.setMinimumHeight(140)
+        self.view = results_table()
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
         self.card = QPlainTextEdit()

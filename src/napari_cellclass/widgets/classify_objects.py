@@ -15,16 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSpinBox,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -46,7 +43,7 @@ from ..viewer.object_layers import (
     object_labels_layers,
     show_objects,
 )
-from .pickers import ChannelPicker, ModelPicker
+from .pickers import ChannelPicker, ModelPicker, results_table
 from .runner import JobControls, notify_error
 
 if TYPE_CHECKING:
@@ -117,12 +114,7 @@ class ClassifyObjectsDock(QWidget):
         self.batch.setRange(1, 1024)
         self.batch.setValue(int(settings.get("classify.batch_size", 16)))
         self.controls = JobControls("Classify objects")
-        self.view = QTableWidget(0, 0)
-        self.view.setSortingEnabled(True)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.view.setMinimumHeight(140)
+        self.view = results_table()
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.export_button = QPushButton("Export CSV…")

@@ -339,3 +339,16 @@ class ChannelPicker(QWidget):
         if axis == "none":
             return InputOptions(channel_axis="none")
         return InputOptions(channel_axis=int(axis), channels=[i for i, box in enumerate(self.boxes) if box.isChecked()])
+
+
+def results_table() -> Any:
+    """The read-only, sortable, row-selecting results table the Classify docks show."""
+    from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget
+
+    view = QTableWidget(0, 0)
+    view.setSortingEnabled(True)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    view.setMinimumHeight(140)
+    return view
