@@ -255,3 +255,20 @@ def test_exported_masks_load_back_as_the_samples_dense_targets(tmp_path):
     (tmp_path / "out" / "labels.csv").write_text("path,labels,mask\nimages/plain.tif,cytosol,masks/gone.tif\n")
     with pytest.raises(DataError, match="line 2.*gone.tif"):
         load_dataset(tmp_path / "out", channel_axis=0)
+
+
+def test_exported_manifest_neutralises_formula_class_names_and_reads_them_back(tmp_path):
+    from napari_cellclass.core.data import load_dataset
+
+    s = AnnotationStore.open(tmp_path / "f.json", multilabel=True)
+    for c in ("=HYPERLINK(x)", "plain"):
+        s.add_class(c)
+    for i, labels in enumerate((["=HYPERLINK(x)"], ["plain", "=HYPERLINK(x)"], ["plain"])):
+        s.label_image(s.add_image(coded() + i, name=f"img{i}"), 0, labels)
+    export_dataset(s, tmp_path / "out", layout="csv")
+    with open(tmp_path / "out" / "labels.csv", newline="") as fh:
+        cells = [r["labels"] for r in csv.DictReader(fh)]
+    assert cells == ["'=HYPERLINK(x)", "'=HYPERLINK(x);plain", "plain"]  # no cell starts with '='
+    ds = load_dataset(str(tmp_path / "out" / "labels.csv"))
+    assert ds.classes == ["=HYPERLINK(x)", "plain"]
+    assert sorted(map(tuple, (ds.labels[i] for i in range(len(ds))))) == [(0,), (0, 1), (1,)]

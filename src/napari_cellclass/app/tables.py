@@ -20,19 +20,7 @@ import numpy as np
 FIXED_COLUMNS = ("layer", "frame", "predicted_class", "confidence")
 
 
-#: first characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(text: str) -> str:
-    """A text cell every CSV writer here passes names through: a leading ``'`` keeps a
-    spreadsheet from running ``=HYPERLINK(…)`` from a class, folder or file name (as
-    OWASP recommends; ``csv`` and pandas read the text back with the quote), and
-    undecodable bytes of a file name become ``\\xNN`` instead of aborting the write."""
-    text = str(text)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):  # os.fsdecode's surrogateescape
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+from ..core.io.text import FORMULA_STARTS, safe_cell  # noqa: F401  (shared by every CSV writer)
 
 
 def probability_column(class_name: str) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.text import safe_cell
 from ..errors import DataError
 from ..io.crops import crop_item, read_region
 from .imagerefs import safe_stem
@@ -207,7 +208,7 @@ def export_dataset(store: Any, out: str | os.PathLike, kinds: Sequence[str] = KI
                 (tmp / "masks").mkdir(exist_ok=True)
                 _inside(tmp, mask_rel).write_bytes(_tiff_bytes(s.target_masks(len(classes)).astype(np.uint8), False))
                 n_masks += 1
-            rows.append((rel, ";".join(classes[i] for i in s.labels), mask_rel))
+            rows.append((rel, safe_cell(";".join(classes[i] for i in s.labels)), mask_rel))
         manifest = None
         if use_csv:
             buf = io.StringIO()

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.text import unsafe_cell
 from ..errors import DataError
 from ..io.files import is_image_entry
 from ..io.images import ChannelAxis
@@ -159,7 +160,8 @@ def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAx
     if not rows or "path" not in rows[0] or "labels" not in rows[0]:
         raise DataError(f"{path}: expected a header 'path,labels' and at least one row", "see docs: CSV manifest")
     has_column = "mask" in rows[0]
-    raw_labels = [[s.strip() for s in (r["labels"] or "").split(";") if s.strip()] for r in rows]
+    # a labels cell a spreadsheet would run as a formula was written with a leading ' (io.text.safe_cell)
+    raw_labels = [[s.strip() for s in unsafe_cell(r["labels"] or "").split(";") if s.strip()] for r in rows]
     order = list(classes) if classes else _read_classes_txt(path.parent)
     if order is None:
         order = sorted({c for lab in raw_labels for c in lab})
