@@ -117,3 +117,9 @@ def test_normalization_flag_reaches_the_build_options():
     assert build.normalization == "dataset"
     default, _ = train_request(build_parser().parse_args(["train", "data", "--arch", "resnet18", "--out", "m"]))
     assert default.normalization is None  # the architecture's default: per-image standardisation
+    from napari_cellclass.core.training.intensity import CHOICES
+
+    # the CLI spells the choices out (no torch import at start-up); they must stay the engine's
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if a.dest == "normalization")
+    assert tuple(train.choices) == CHOICES

@@ -4,6 +4,7 @@ channel weights, tiles give the detail, blended without seams."""
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,33 +94,43 @@ def explain_tiled(bundle, s: Source, spec, method, layers, channels, frame, dev,
     origins = [(y, x) for y in grid.ys for x in grid.xs]
     window = torch.from_numpy(np.outer(_hann(th), _hann(tw)))
 
-    def tile_maps(batch):
+    kept: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}  # the bias sample's maps, blended without a second pass
+    meta: dict[str, Any] = {}
+
+    def tile_maps(batch, keep: bool = False):
         tiles = np.stack([read_plane(s, bundle, channels, frame, (slice(y, y + th), slice(x, x + tw))) for y, x in batch])
         vm = torch.full((len(batch),), np.nan if s.vmax is None else s.vmax, dtype=torch.float32, device=dev)
         x, geom = bundle.preprocess.prepare_batch(torch.from_numpy(tiles).to(dev), vm, stats)
         views = _tile_views(bundle, x, method, layers, targets, weights)
-        return geom, views, [torch.stack([geom.to_source(m[:len(targets), j]).cpu() for j in range(len(batch))])
-                             for _, m in views]
+        meta.setdefault("geom", geom)
+        meta.setdefault("views", views)
+        maps = [torch.stack([geom.to_source(m[:len(targets), j]).cpu() for j in range(len(batch))]) for _, m in views]
+        if keep:
+            kept.update(zip(batch, zip(*maps)))
+        return geom, views, maps
 
     # FCN maps are the model's probabilities: they stay as they are
-    profile = None if method == "fcn" else (yield from _position_bias(origins, batch_size, tile_maps))
+    profile = None if method == "fcn" else (
+        yield from _position_bias(origins, batch_size, lambda b: tile_maps(b, keep=True)))
     canvases: list[torch.Tensor] = []
     weight = torch.zeros(s.layout.height, s.layout.width)
     names: list[str] = []
     res, feat = (1.0, 1.0), None
     for b0 in range(0, len(origins), batch_size):
         batch = origins[b0:b0 + batch_size]
-        geom, views, src_maps = tile_maps(batch)
+        todo = [o for o in batch if o not in kept]
+        fresh = dict(zip(todo, zip(*tile_maps(todo)[2]))) if todo else {}
+        per_tile = [kept.pop(o) if o in kept else fresh[o] for o in batch]
         if not canvases:
+            views = meta["views"]
             names = [n for n, _ in views]
             canvases = [torch.zeros(len(targets), s.layout.height, s.layout.width) for _ in views]
             feat = tuple(int(v) for v in views[0][1].shape[-2:])
             finest = min((tuple(int(v) for v in m.shape[-2:]) for _, m in views), key=lambda g: -g[0] * g[1])
-            res = resolution(geom, finest)
-        for j, (y, x0) in enumerate(batch):
-            for v, (c, maps) in enumerate(zip(canvases, src_maps)):
-                m = maps[j] if profile is None else maps[j] / profile[v]
-                c[:, y:y + th, x0:x0 + tw] += m * window
+            res = resolution(meta["geom"], finest)
+        for (y, x0), tile_views in zip(batch, per_tile):
+            for v, (c, m) in enumerate(zip(canvases, tile_views)):
+                c[:, y:y + th, x0:x0 + tw] += (m if profile is None else m / profile[v]) * window
             weight[y:y + th, x0:x0 + tw] += window
         yield len(batch)
     src = [(c / weight.clamp_min(1e-12)).numpy() for c in canvases]
