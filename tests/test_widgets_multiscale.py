@@ -81,6 +81,8 @@ def test_explain_dock_on_a_multiscale_layer_places_the_map_over_level0(make_napa
     dock.image.set_layer(layer)
     assert dock.run() is not None
     qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
+    # map layers are fed in one per event-loop turn after the job ends (widgets/feeder.py)
+    qtbot.waitUntil(lambda: any(lyr.name.startswith("slide · Grad-CAM · ") for lyr in viewer.layers), timeout=30_000)
     cam = next(lyr for lyr in viewer.layers if lyr.name.startswith("slide · Grad-CAM · "))
     assert cam.data.shape == (32, 32)  # explained on the smallest level of at least the input size
     np.testing.assert_allclose(cam.scale, (0.5 * 8, 2.0 * 8))  # that level's pixels are 8 level-0 pixels
