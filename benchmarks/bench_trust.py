@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_cellclass.core.models import ood
+
 from . import indep_data
 
-FULL = dict(n_train=240, n_test=120, n_ood=60, size=64, epochs=8)
-QUICK = dict(n_train=24, n_test=12, n_ood=8, size=32, epochs=1)
+FULL = {"n_train": 240, "n_test": 120, "n_ood": 60, "size": 64, "epochs": 8, "label_noise": 0.2}
+QUICK = {"n_train": 24, "n_test": 12, "n_ood": 9, "size": 32, "epochs": 1, "label_noise": 0.2}
 
 
 def _as_rgb8(img: np.ndarray) -> np.ndarray:
@@ -52,59 +54,134 @@ def _records(bundle, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
             np.array([r.ood for r in recs], bool))
 
 
-def run_seed(cfg: dict, seed: int) -> dict:
+def _auroc(s_out: np.ndarray, s_in: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
-    from napari_cellclass.core.evaluation import calibration
+    return float(roc_auc_score(np.r_[np.zeros(len(s_in)), np.ones(len(s_out))], np.r_[s_in, s_out]))
+
+
+def _other_modality(n: int, size: int, seed: int) -> list[np.ndarray]:
+    """12-bit granular textures, 16-bit fibres and 3-channel float NLO images, as 8-bit RGB."""
+    per = max(1, n // 3)
+    grey = [_as_rgb8(im) for name in ("u12-texture", "u16-fibres") for im in indep_data.make(name, per, size, seed)[0]]
+    nlo = [np.stack([_as_rgb8(c)[..., 0] for c in im], -1) for im in indep_data.make("f32-nlo-3ch", per, size, seed)[0]]
+    return grey + nlo
+
+
+def _train(cfg: dict, x: list, y: list, seed: int, val_fraction: float):
     from napari_cellclass.core.training.api import fit
+
+    items = [(img, [lab], f"tr{i}") for i, (img, lab) in enumerate(zip(x, y))]
+    return fit("resnet18", items, classes=["small-round", "large-round"], channel_axis=-1,
+               input_size=(cfg["size"], cfg["size"]), pretrained=False, device="cpu", epochs=cfg["epochs"],
+               batch_size=16, val_fraction=val_fraction, seed=seed)
+
+
+def ood_seed(cfg: dict, seed: int) -> dict:
+    """Every candidate score and the implemented one, on one network trained on two classes."""
+    from . import _ood_candidates as cand
 
     size = cfg["size"]
     x_tr, y_tr = _cells(cfg["n_train"], size, 100 + seed, (0, 1))
-    items = [(img, [lab], f"tr{i}") for i, (img, lab) in enumerate(zip(x_tr, y_tr))]
     t0 = time.perf_counter()
-    bundle = fit("resnet18", items, classes=["small-round", "large-round"], channel_axis=-1, input_size=(size, size),
-                 pretrained=False, device="cpu", epochs=cfg["epochs"], batch_size=16, val_fraction=0.25, seed=seed)
+    bundle = _train(cfg, x_tr, y_tr, seed, 0.25)
     train_s = time.perf_counter() - t0
+    x_cal, _ = _cells(cfg["n_ood"], size, 500 + seed, (0, 1))
     x_te, y_te = _cells(cfg["n_test"], size, 200 + seed, (0, 1))
-    held, _ = _cells(cfg["n_ood"], size, 300 + seed, (2,))
-    other = [_as_rgb8(im) for name in ("u12-texture", "u16-fibres")
-             for im in indep_data.make(name, cfg["n_ood"] // 2, size, 400 + seed)[0]]
-    p_te, s_te, f_te = _records(bundle, x_te)
-    p_held, s_held, f_held = _records(bundle, held)
-    p_other, s_other, f_other = _records(bundle, other)
+    sets = {"test": x_te, "other_modality": _other_modality(cfg["n_ood"], size, 400 + seed),
+            "held_back_class": _cells(cfg["n_ood"], size, 300 + seed, (2,))[0]}
+    parts = ood.default_parts(bundle.network)
+    feats = {k: cand.extract(bundle, v, parts) for k, v in {"train": x_tr, "cal": x_cal, **sets}.items()}
+    scores = cand.candidates(feats["train"], np.asarray(y_tr), 2, feats["cal"], {k: feats[k] for k in sets})
+    recs = {k: _records(bundle, v) for k, v in sets.items()}
+    scores["implemented (model file, predict_records)"] = {k: r[1] for k, r in recs.items()}
+    table = {name: {g: _auroc(s[g], s["test"]) for g in ("other_modality", "held_back_class")} for name, s in scores.items()}
+    return {"seed": seed, "train_s": round(train_s, 1), "accuracy": float((recs["test"][0].argmax(1) == np.asarray(y_te)).mean()),
+            "candidates": table, **{f"flagged_{k}": float(r[2].mean()) for k, r in recs.items()},
+            "fitted": bundle.provenance["training"].get("trust")}
 
-    def auroc(s_out: np.ndarray, s_in: np.ndarray = s_te) -> float:
-        return float(roc_auc_score(np.r_[np.zeros(len(s_in)), np.ones(len(s_out))], np.r_[s_in, s_out]))
 
-    y = np.asarray(y_te)
-    t = bundle.temperature
-    raw = calibration.scaled_probabilities(p_te, 1.0 / t, bundle.output) if t != 1.0 else p_te
-    return {
-        "seed": seed, "train_s": round(train_s, 1), "temperature": t,
-        "accuracy": float((p_te.argmax(1) == y).mean()),
-        "auroc_other_modality": auroc(s_other), "auroc_held_back_class": auroc(s_held),
-        # the baseline every classifier has for free: 1 - the top-class probability (max-softmax)
-        "msp_auroc_other_modality": auroc(1 - p_other.max(1), 1 - p_te.max(1)),
-        "msp_auroc_held_back_class": auroc(1 - p_held.max(1), 1 - p_te.max(1)),
-        "flagged_in_distribution": float(f_te.mean()), "flagged_other_modality": float(f_other.mean()),
-        "flagged_held_back_class": float(f_held.mean()),
-        "ece_before": calibration.ece(raw, y), "ece_after": calibration.ece(p_te, y),
-        "brier_before": calibration.brier(raw, y), "brier_after": calibration.brier(p_te, y),
-        "nll_before": calibration.nll(np.log(np.clip(raw, 1e-12, 1)), y, "softmax"),
-        "nll_after": calibration.nll(np.log(np.clip(p_te, 1e-12, 1)), y, "softmax"),
-        "fitted": bundle.provenance["training"].get("trust"),
-    }
+def _noisy(y: list[int], rate: float, rng: np.random.Generator) -> list[int]:
+    return [1 - v if rng.random() < rate else v for v in y]
+
+
+def calibration_seed(cfg: dict, seed: int) -> dict:
+    """The harder variant: a share of the labels flipped (annotators who disagree), so no
+    classifier is right on all test images; ECE / NLL / Brier before and after the
+    temperature, and the same task trained as --arch trains (no validation split)."""
+    from napari_cellclass.core.evaluation import calibration
+
+    rng = np.random.default_rng(900 + seed)
+    size, rate = cfg["size"], cfg["label_noise"]
+    x_tr, y_tr = _cells(cfg["n_train"], size, 600 + seed, (0, 1))
+    x_te, y_te = _cells(cfg["n_test"], size, 700 + seed, (0, 1))
+    y_tr, y = _noisy(y_tr, rate, rng), np.asarray(_noisy(y_te, rate, rng))
+    out: dict = {"seed": seed, "label_noise": rate}
+    for tag, vf in (("val", 0.25), ("arch", 0.0)):
+        bundle = _train(cfg, x_tr, y_tr, seed, vf)
+        p, _, f = _records(bundle, x_te)
+        if tag == "arch":  # the threshold the first trust format took: in-sample training distances
+            out["arch_flagged_test_in_sample_threshold"] = _in_sample_flag_rate(bundle, x_tr, y_tr, x_te)
+        t = bundle.temperature
+        raw = calibration.scaled_probabilities(p, 1.0 / t, bundle.output) if t != 1.0 else p
+        out[tag] = {"accuracy": float((p.argmax(1) == y).mean()), "temperature": t, "flagged_test": float(f.mean()),
+                    "ece_before": calibration.ece(raw, y), "ece_after": calibration.ece(p, y),
+                    "brier_before": calibration.brier(raw, y), "brier_after": calibration.brier(p, y),
+                    "nll_before": calibration.nll(np.log(np.clip(raw, 1e-12, 1)), y, "softmax"),
+                    "nll_after": calibration.nll(np.log(np.clip(p, 1e-12, 1)), y, "softmax")}
+    return out
+
+
+def _in_sample_flag_rate(bundle, x_tr: list, y_tr: list, x_te: list) -> float:
+    from . import _ood_candidates as cand
+
+    parts = bundle.ood.part_names
+    f_tr, f_te = cand.extract(bundle, x_tr, parts)[1], cand.extract(bundle, x_te, parts)[1]
+    stats = ood.fit_stats(f_tr, np.asarray(y_tr), 2, f_tr)
+    return float(stats.flags(stats.score(f_te)).mean())
+
+
+def run_seed(cfg: dict, seed: int, part: str = "all") -> dict:
+    return {**({"ood": ood_seed(cfg, seed)} if part in ("all", "ood") else {}),
+            **({"calibration": calibration_seed(cfg, seed)} if part in ("all", "calibration") else {})}
+
+
+def _ood_markdown(rows: list[dict]) -> list[str]:
+    seeds = [r["seed"] for r in rows]
+    lines = ["## OOD: AUROC of each candidate score, per seed (other modality / held-back class)", "",
+             "| score | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |", "|---" * (len(seeds) + 2) + "|"]
+    for name in rows[0]["candidates"]:
+        vals = [r["candidates"][name] for r in rows]
+        cells = [f"{v['other_modality']:.3f} / {v['held_back_class']:.3f}" for v in vals]
+        mean = f"{np.mean([v['other_modality'] for v in vals]):.3f} / {np.mean([v['held_back_class'] for v in vals]):.3f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
+    lines += ["", "| seed | accuracy | flagged test | flagged other modality | flagged held-back class |", "|---|---|---|---|---|"]
+    for o in rows:
+        lines.append(f"| {o['seed']} | {o['accuracy']:.3f} | {o['flagged_test']:.3f} | {o['flagged_other_modality']:.3f} | "
+                     f"{o['flagged_held_back_class']:.3f} |")
+    return lines + [""]
+
+
+def _calibration_markdown(rows: list[dict], noise: float) -> list[str]:
+    keys = ("accuracy", "temperature", "flagged_test", "ece_before", "ece_after", "brier_before", "brier_after",
+            "nll_before", "nll_after")
+    lines = [f"## Calibration, labels {noise:.0%} flipped (val: 25 % validation split; arch: none, as --arch)", "",
+             "| seed | split | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for r in rows:
+        for tag in ("val", "arch"):
+            lines.append(f"| {r['seed']} | {tag} | " + " | ".join(f"{r[tag][k]:.3f}" for k in keys) + " |")
+    lines += ["", "arch, share of test images flagged with the first format's threshold (in-sample training distances): "
+              + ", ".join(f"seed {r['seed']} {r['arch_flagged_test_in_sample_threshold']:.3f}" for r in rows)]
+    return lines + [""]
 
 
 def to_markdown(rows: list[dict], cfg: dict) -> str:
-    keys = ("accuracy", "auroc_other_modality", "auroc_held_back_class", "msp_auroc_other_modality",
-            "msp_auroc_held_back_class", "flagged_in_distribution",
-            "flagged_other_modality", "flagged_held_back_class", "temperature", "ece_before", "ece_after",
-            "brier_before", "brier_after", "nll_before", "nll_after")
-    lines = [f"# bench_trust: {cfg}", "", "| seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for r in rows:
-        lines.append(f"| {r['seed']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
-    return "\n".join(lines) + "\n"
+    lines = [f"# bench_trust: {cfg}", ""]
+    if "ood" in rows[0]:
+        lines += _ood_markdown([r["ood"] for r in rows])
+    if "calibration" in rows[0]:
+        lines += _calibration_markdown([r["calibration"] for r in rows], cfg["label_noise"])
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,15 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run (the test suite's)")
     ap.add_argument("--out", type=Path, default=None, help="folder for bench_trust.json and .md")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds")
+    ap.add_argument("--part", choices=("all", "ood", "calibration"), default="all", help="run one half only")
+    ap.add_argument("--size", type=int, default=None, help="image size (default: the configuration's)")
     args = ap.parse_args(argv)
-    cfg = QUICK if args.quick else FULL
-    rows = [run_seed(cfg, int(s)) for s in args.seeds.split(",")]
-    md = to_markdown(rows, cfg)
+    cfg = dict(QUICK if args.quick else FULL, **({"size": args.size} if args.size else {}))
+    rows = []
+    for seed in args.seeds.split(","):  # written after every seed: a long run's first seeds survive a stop
+        rows.append(run_seed(cfg, int(seed), args.part))
+        md = to_markdown(rows, cfg)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "bench_trust.json").write_text(json.dumps({"config": cfg, "rows": rows}, indent=2, default=str))
+            (args.out / "bench_trust.md").write_text(md)
     print(md)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench_trust.json").write_text(json.dumps({"config": cfg, "rows": rows}, indent=2, default=str))
-        (args.out / "bench_trust.md").write_text(md)
     return 0
 
 

@@ -106,6 +106,8 @@ def test_model_files_with_and_without_statistics_load(trained, tmp_path):
     with_stats = save_model(trained, tmp_path / "with.safetensors")
     meta = json.loads(read_header(with_stats)["__metadata__"]["napari_cellclass"])
     assert meta["format_version"] == 2 and meta["ood"]["percentile"] == 95.0
+    assert meta["ood"]["parts"] == ood.default_parts(trained.network) == trained.ood.part_names
+    assert meta["ood"]["parts"][0] == "input" and meta["ood"]["parts"][-1] == "pooled"
     back = load_model(with_stats)
     np.testing.assert_allclose(back.ood.means, trained.ood.means)
     assert back.ood.threshold == pytest.approx(trained.ood.threshold) and back.temperature == trained.temperature
@@ -134,10 +136,13 @@ def _tamper(src, dst, change):
 
 
 @pytest.mark.parametrize("change, why", [
-    (lambda s: s.__setitem__("__ood__.means", torch.zeros(3, 5)), "class means of shape (3, 5)"),
-    (lambda s: s["__ood__.precision"].__setitem__((0, 0), float("nan")), "not finite"),
-    (lambda s: s.__setitem__("__ood__.precision", torch.eye(3)), "precision matrix of shape (3, 3)"),
+    (lambda s: s.__setitem__("__ood__.part0.means", torch.zeros(3, 5)), "class means of shape (3, 5)"),
+    (lambda s: s["__ood__.part1.precision"].__setitem__((0, 0), float("nan")), "not finite"),
+    (lambda s: s.__setitem__("__ood__.part2.precision", torch.eye(3)), "precision matrix of shape (3, 3)"),
+    (lambda s: s.__setitem__("__ood__.part0.norm", torch.tensor([0.0, -1.0])), "location and a positive scale"),
+    (lambda s: s.__setitem__("__ood__.part0.means", torch.zeros(2, 5)), "the network gives 17 for input"),
     (lambda s: s.pop("__ood__.threshold"), "incomplete (missing threshold)"),
+    (lambda s: s.pop("__ood__.part1.norm"), "incomplete (missing part1.norm)"),
 ])
 def test_bad_statistics_are_refused_with_a_clear_message(trained, tmp_path, change, why):
     good = save_model(trained, tmp_path / "good.safetensors")

@@ -25,7 +25,6 @@ from ..io.images import ChannelAxis, get_plane, inspect, match_channels
 from ..io.multiscale import LevelPick, Pyramid
 from ..io.pyramid_source import pick_level
 from ..models.heads import probabilities
-from ..models.ood import logits_and_pooled
 from .options import RunOptions, run_options
 
 ImageLike = Any  # np.ndarray | dask/zarr array | path (.zarr too) | ImageFile | Pyramid | an object with .data (a napari layer)
@@ -156,8 +155,8 @@ def run_network(bundle: ModelBundle, x: torch.Tensor, device: torch.device, amp:
             # the members' own probabilities, before the vote that forward() applies
             return bundle.network.member_probabilities(x).float().transpose(0, 1).cpu().numpy()
         if ood_scores is not None and bundle.ood is not None:
-            logits, pooled = logits_and_pooled(bundle.network, x)
-            ood_scores.extend(bundle.ood.score(pooled).tolist())
+            logits, scores = bundle.ood.logits_and_scores(bundle.network, x)
+            ood_scores.extend(scores.tolist())
         else:
             logits = bundle.network(x)
     # the calibration's temperature (1 when none was fitted) sharpens or softens, never reorders

@@ -96,8 +96,7 @@ class ModelBundle:
             "arch": self.arch.to_dict(),
             "provenance": self.provenance,
             **({"calibration": self.calibration} if self.calibration else {}),
-            **({"ood": {"score": "mahalanobis", "features": "pooled, unit length", "threshold": self.ood.threshold, "percentile": self.ood.percentile,
-                        "fitted_on": self.ood.fitted_on}} if self.ood is not None else {}),
+            **({"ood": self.ood.metadata()} if self.ood is not None else {}),
         }
 
     @property

@@ -60,7 +60,10 @@ def _trust_lines(bundle: ModelBundle) -> list[str]:
         lines.append(f"calibration: temperature {cal['temperature']:.3g} fitted on {cal.get('fitted_on', 'held-out images')}"
                      + (f" ({', '.join(nums)})" if nums else ""))
     elif not bundle.multilabel:
-        lines.append("calibration: none (probabilities as the network gives them)")
+        # why none, from the run's record: a model trained without a validation split is uncalibrated
+        skipped = (((bundle.provenance.get("training") or {}).get("trust") or {}).get("calibration") or {}).get("skipped")
+        lines.append("calibration: none, uncalibrated (probabilities as the network gives them"
+                     + (f"; {skipped}: train with --val-fraction 0.1 to calibrate)" if skipped else ")"))
     return lines
 
 

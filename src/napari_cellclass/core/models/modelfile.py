@@ -153,7 +153,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{p}: cannot read the tensors ({err})", "the file is damaged; copy it again") from err
     bundle.ood = ood.stats_from_tensors(ood.split_tensors(state), meta, ood.feature_dim(bundle.network),
-                                        bundle.num_classes, str(p))
+                                        bundle.num_classes, str(p), bundle.network, bundle.in_chans)
     bundle.calibration = _calibration(meta, str(p))
     _load_state(bundle.network, state, p)
     bundle.network.eval()

@@ -1,147 +1,223 @@
 """Out-of-distribution statistics: how unlike the training data an image looks.
 
-A class-conditional Gaussian with one shared covariance is fitted to the pooled
-(penultimate) features of the training images; an image's ``ood_score`` is its
-smallest Mahalanobis distance to a class mean (higher = less like the training
-data).  The shared covariance is the Ledoit–Wolf shrinkage estimate (sklearn): a
-few dozen images in a 64–2048-dimensional feature space make the plain estimate
-singular, shrinkage keeps it invertible.  Features are scaled to unit length first
-(:func:`unit_rows`).  The flag's threshold is a percentile of
-the scores of held-out in-distribution images (95 %: 19 of 20 such images pass).
-Why this score and not energy or max-softmax: docs/trust.md.
+The score looks at several *parts* of one forward pass (:mod:`core.models.ood_parts`):
+the input's intensity and texture statistics, the feature maps of several depths and
+the pooled features.  For each part a class-conditional Gaussian with one shared
+covariance is fitted to the training images; the part's distance is an image's
+smallest Mahalanobis distance to a class mean.  The shared covariance is the
+Ledoit–Wolf shrinkage estimate (sklearn): a few dozen images in a 64–2048-dimensional
+feature space make the plain estimate singular, shrinkage keeps it invertible.  Each
+part's distance is standardised by the mean and spread of held-out in-distribution
+images' distances, and the ``ood_score`` is the mean of the standardised distances
+(higher = less like the training data; Lee et al. 2018 combine depths the same way,
+without the outlier data a learnt weighting would need).  The flag's threshold is a
+percentile of the scores of held-out in-distribution images (95 %: 19 of 20 pass).
+Why this score and not energy, kNN or max-softmax: docs/measurements/trust.md.
 
-The statistics live as tensors in the model file under :data:`TENSOR_PREFIX`, never
-in the network's state, so an older reader's tensor check is not confused.
+Files of the first trust format (one part: the pooled features, no standardisation)
+still load and score as before; their card says the statistics are of the older kind.
+The statistics live as tensors under :data:`TENSOR_PREFIX` (:mod:`core.models.ood_file`),
+never in the network's state, so an older reader's tensor check is not confused.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ModelFileError
+from . import ood_file, ood_parts
+from .ood_file import NO_STATS, TENSOR_PREFIX, split_tensors  # noqa: F401  (callers read them from here)
 
-TENSOR_PREFIX = "__ood__."
-NO_STATS = "no OOD statistics in this model: retrain or fine-tune to add them"
+Features = Mapping[str, np.ndarray | torch.Tensor]
 
 
 @dataclass
-class OodStats:
-    """Class means (K, D), the shared precision matrix (D, D) and the flag threshold."""
+class PartStats:
+    """One part's class means (K, D), shared precision (D, D) and score standardisation."""
 
+    name: str
     means: np.ndarray
     precision: np.ndarray
-    threshold: float
-    percentile: float = 95.0
-    fitted_on: str = ""
+    loc: float = 0.0
+    scale: float = 1.0
 
-    def score(self, pooled: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Smallest Mahalanobis distance of each row of ``pooled`` (N, D) to a class mean."""
-        f = unit_rows(torch.as_tensor(np.asarray(pooled.detach().cpu() if isinstance(pooled, torch.Tensor) else pooled),
-                                      dtype=torch.float64))
+    @property
+    def unit(self) -> bool:
+        """Pooled features are scaled to unit length first (:func:`unit_rows`)."""
+        return self.name == ood_parts.POOLED
+
+    def distance(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Smallest Mahalanobis distance of each row of ``feats`` (N, D) to a class mean."""
+        f = torch.as_tensor(_np(feats), dtype=torch.float64)
+        if f.ndim != 2 or f.shape[1] != self.means.shape[1]:
+            raise ModelFileError(f"bad OOD statistics: {self.name} has {self.means.shape[1]} features in the file, "
+                                 f"the network gives {tuple(f.shape[1:])}", "retrain or fine-tune the model to fit new statistics")
+        if self.unit:
+            f = unit_rows(f)
         mu = torch.from_numpy(self.means.astype(np.float64))
         prec = torch.from_numpy(self.precision.astype(np.float64))
         d = f[:, None, :] - mu[None, :, :]  # (N, K, D)
         m2 = torch.einsum("nkd,de,nke->nk", d, prec, d).clamp_min(0.0)
-        return m2.min(dim=1).values.sqrt().numpy().astype(np.float32)
+        return m2.min(dim=1).values.sqrt().numpy()
+
+    def standardised(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        return (self.distance(feats) - self.loc) / self.scale
+
+
+@dataclass
+class OodStats:
+    """The parts' statistics, the flag threshold and where it came from."""
+
+    parts: list[PartStats]
+    threshold: float
+    percentile: float = 95.0
+    fitted_on: str = ""
+    legacy: bool = False  # read from a first-format file: pooled features only
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def part_names(self) -> list[str]:
+        return [p.name for p in self.parts]
+
+    @property
+    def means(self) -> np.ndarray:
+        """The pooled features' class means (the deepest part's where there is none)."""
+        return next((p.means for p in self.parts if p.name == ood_parts.POOLED), self.parts[-1].means)
+
+    def score(self, feats: Features | np.ndarray | torch.Tensor) -> np.ndarray:
+        """``ood_score`` of each image; ``feats`` maps part names to (N, D) features
+        (a bare array is the pooled features, for single-part statistics)."""
+        if not isinstance(feats, Mapping):
+            feats = {ood_parts.POOLED: feats}
+        return np.mean([p.standardised(feats[p.name]) for p in self.parts], axis=0).astype(np.float32)
+
+    def logits_and_scores(self, network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """One forward pass of ``network`` on ``x``: its logits and the images' scores."""
+        logits, feats = ood_parts.logits_and_parts(network, x, self.part_names)
+        return logits, self.score(feats)
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) > self.threshold
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """What the model file stores: every number, as tensors."""
-        return {
-            TENSOR_PREFIX + "means": torch.from_numpy(np.ascontiguousarray(self.means, np.float32)),
-            TENSOR_PREFIX + "precision": torch.from_numpy(np.ascontiguousarray(self.precision, np.float32)),
-            TENSOR_PREFIX + "threshold": torch.tensor([self.threshold, self.percentile], dtype=torch.float32),
-        }
+        """What the model file stores: every number, as tensors (:mod:`core.models.ood_file`)."""
+        return ood_file.to_tensors(self.parts, self.threshold, self.percentile)
+
+    def metadata(self) -> dict:
+        """What the model file's JSON says about the statistics."""
+        return {"score": "mahalanobis" if self.legacy else "mean standardised mahalanobis of parts",
+                "parts": self.part_names, "threshold": self.threshold, "percentile": self.percentile,
+                "fitted_on": self.fitted_on, **({"features": "pooled, unit length"} if self.legacy else {})}
 
     def describe(self) -> str:
-        k, d = self.means.shape
-        return (f"OOD: Mahalanobis distance to {k} class means in {d} unit-length pooled features; flagged above "
-                f"{self.threshold:.3g} ({self.percentile:g}th percentile of {self.fitted_on or 'held-out images'})")
+        k = self.parts[0].means.shape[0]
+        what = (f"Mahalanobis distance to {k} class means in {self.parts[0].means.shape[1]} unit-length pooled features "
+                "(statistics of an older kind: retrain or fine-tune for the input- and multi-depth score)"
+                if self.legacy else
+                f"mean standardised Mahalanobis distance to {k} class means over {len(self.parts)} parts "
+                f"({', '.join(self.part_names)})")
+        return (f"OOD: {what}; flagged above {self.threshold:.3g} ({self.percentile:g}th percentile of "
+                f"{self.fitted_on or 'held-out images'})")
+
+
+def _np(a: np.ndarray | torch.Tensor) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
 def unit_rows(f: torch.Tensor) -> torch.Tensor:
     """Each feature vector scaled to length 1.  Without it a sparse, dark image of
     another modality gives small activations that sit near every class mean (AUROC
-    0.87 vs 1.0 on the test task of tests/test_trust.py; docs/trust.md)."""
+    0.87 vs 1.0 on the test task of tests/test_trust.py)."""
     return f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def _gaussian(f: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _gaussian(name: str, f: np.ndarray, y: np.ndarray, n_classes: int) -> PartStats:
+    """Class means and the Ledoit–Wolf shared precision of one part.
+
+    Each feature is standardised first (input statistics mix quantiles and log
+    spreads; shrinkage towards a multiple of the identity assumes equal scales) and
+    the scaling folded back into the precision, so scoring needs no extra numbers."""
     from sklearn.covariance import LedoitWolf
 
+    f = np.asarray(f, np.float64)
+    if name == ood_parts.POOLED:
+        f = unit_rows(torch.from_numpy(f)).numpy()
     means = np.stack([f[y == k].mean(0) if np.any(y == k) else f.mean(0) for k in range(n_classes)])
-    lw = LedoitWolf(assume_centered=True).fit(f - means[y])
-    return means.astype(np.float32), lw.precision_.astype(np.float32)
+    resid = f - means[y]
+    sd = resid.std(0)
+    sd = np.maximum(sd, max(1e-6, 1e-3 * float(np.median(sd))))  # a dead channel must not divide by zero
+    prec = LedoitWolf(assume_centered=True).fit(resid / sd).precision_ / np.outer(sd, sd)
+    return PartStats(name, means.astype(np.float32), prec.astype(np.float32))
 
 
-def fit_stats(features: np.ndarray, labels: np.ndarray, n_classes: int, held_out: np.ndarray,
+def _as_parts(feats: Features | np.ndarray) -> dict[str, np.ndarray]:
+    return {k: _np(v) for k, v in feats.items()} if isinstance(feats, Mapping) else {ood_parts.POOLED: _np(feats)}
+
+
+def _fit_parts(f: dict[str, np.ndarray], y: np.ndarray, n_classes: int) -> list[PartStats]:
+    return [_gaussian(name, v, y, n_classes) for name, v in f.items()]
+
+
+def fit_stats(features: Features | np.ndarray | None, labels: np.ndarray | None, n_classes: int, held_out: Features | np.ndarray,
               held_labels: np.ndarray | None = None, percentile: float = 95.0, fitted_on: str = "",
               folds: int = 5) -> OodStats:
-    """Fit means and a shared Ledoit–Wolf covariance on unit-length ``features`` (N, D) with
-    integer ``labels``; set the threshold on the scores of ``held_out`` (M, D) in-distribution images.
+    """Fit every part on the training ``features`` (part name → (N, D), or one pooled
+    (N, D) array) with integer ``labels``; standardise the parts and set the threshold
+    on the ``held_out`` in-distribution images.
 
     With ``held_labels`` the held-out images join the fit too (a few dozen training
     images leave the covariance starved: AUROC 0.80 → 0.99 on the test task), and their
-    threshold scores are cross-fitted: each fold of them is scored by a Gaussian fitted
-    without it, so the threshold stays one of images the statistics never saw."""
-    f = unit_rows(torch.as_tensor(np.asarray(features, np.float64))).numpy()
-    h = unit_rows(torch.as_tensor(np.asarray(held_out, np.float64))).numpy()
-    y = np.asarray(labels, int)
-    if held_labels is None or len(h) < folds:
-        means, prec = _gaussian(f, y, n_classes)
-        stats = OodStats(means, prec, 0.0, percentile, fitted_on)
-        stats.threshold = float(np.percentile(stats.score(h), percentile))
-        return stats
+    scores are cross-fitted: each fold of them is scored by Gaussians fitted without
+    it, so standardisation and threshold stay those of images the statistics never saw.
+    ``features=None`` fits on the held-out images alone, cross-fitted the same way: what a
+    run without a validation split does with its training images (in-sample distances in
+    hundreds of dimensions run far lower than a new image's, so a threshold on them flags
+    most new images; the network's own memory of them is the bias that remains)."""
+    h = _as_parts(held_out)
+    if features is None:  # no separate training features: the held-out images are cross-fitted on themselves
+        f, y = {k: v[:0] for k, v in h.items()}, np.zeros(0, int)
+    else:
+        f, y = _as_parts(features), np.asarray(labels, int)
+    if held_labels is None or len(next(iter(h.values()))) < folds:
+        if features is None:  # too few to cross-fit: in-sample, the best there is
+            f, y = h, np.asarray(held_labels, int)
+        parts = _fit_parts(f, y, n_classes)
+        dist = np.stack([p.distance(h[p.name]) for p in parts])
+        return _finish(parts, dist, percentile, fitted_on)
     hy = np.asarray(held_labels, int)
-    fold = np.arange(len(h)) % folds
-    scores = np.empty(len(h), np.float32)
+    n_h = len(hy)
+    fold = np.arange(n_h) % folds
+    dist = np.empty((len(f), n_h))
     for j in range(folds):
         rest = fold != j
-        m, p = _gaussian(np.concatenate([f, h[rest]]), np.concatenate([y, hy[rest]]), n_classes)
-        scores[~rest] = OodStats(m, p, 0.0).score(h[~rest])
-    means, prec = _gaussian(np.concatenate([f, h]), np.concatenate([y, hy]), n_classes)
-    return OodStats(means, prec, float(np.percentile(scores, percentile)), percentile, fitted_on)
+        fj = {k: np.concatenate([f[k], h[k][rest]]) for k in f}
+        for i, p in enumerate(_fit_parts(fj, np.concatenate([y, hy[rest]]), n_classes)):
+            dist[i, ~rest] = p.distance(h[p.name][~rest])
+    parts = _fit_parts({k: np.concatenate([f[k], h[k]]) for k in f}, np.concatenate([y, hy]), n_classes)
+    return _finish(parts, dist, percentile, fitted_on)
 
 
-def split_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove and return the OOD tensors from a loaded state (the rest is the network's)."""
-    return {k[len(TENSOR_PREFIX):]: state.pop(k) for k in [k for k in state if k.startswith(TENSOR_PREFIX)]}
+def _finish(parts: list[PartStats], dist: np.ndarray, percentile: float, fitted_on: str) -> OodStats:
+    """Standardise each part by its held-out distances (``dist``: parts × images); set the threshold."""
+    if len(parts) > 1:  # one part keeps raw distances: the score of the first format
+        for p, d in zip(parts, dist):
+            p.loc, p.scale = float(d.mean()), float(max(d.std(), 1e-6))
+    score = np.mean([(d - p.loc) / p.scale for p, d in zip(parts, dist)], axis=0)
+    return OodStats(parts, float(np.percentile(score, percentile)), percentile, fitted_on)
 
 
-def stats_from_tensors(t: dict[str, torch.Tensor], meta: dict[str, Any], feature_dim: int | None,
-                       n_classes: int, where: str) -> OodStats | None:
+def stats_from_tensors(t: dict[str, torch.Tensor], meta: dict, feature_dim: int | None, n_classes: int, where: str,
+                       network: nn.Module | None = None, in_chans: int | None = None) -> OodStats | None:
     """Rebuild and check the statistics a file carries; ``None`` when it carries none."""
-    if not t:
+    r = ood_file.read_tensors(t, meta, feature_dim, n_classes, where, network, in_chans)
+    if r is None:
         return None
-    fix = "retrain or fine-tune the model to fit new statistics, or re-save it from napari-cellclass"
-    missing = [k for k in ("means", "precision", "threshold") if k not in t]
-    if missing:
-        raise ModelFileError(f"{where}: the OOD statistics are incomplete (missing {', '.join(missing)})", fix)
-    means, prec, thr = (t[k].detach().cpu().double().numpy() for k in ("means", "precision", "threshold"))
-    d = means.shape[1] if means.ndim == 2 else -1
-    problems = []
-    if means.ndim != 2 or means.shape[0] != n_classes:
-        problems.append(f"class means of shape {tuple(means.shape)}, expected ({n_classes}, D)")
-    elif feature_dim is not None and d != feature_dim:
-        problems.append(f"class means of {d} features, the network pools {feature_dim}")
-    if prec.shape != (d, d):
-        problems.append(f"precision matrix of shape {tuple(prec.shape)}, expected ({d}, {d})")
-    if thr.shape != (2,):
-        problems.append(f"threshold of shape {tuple(thr.shape)}, expected (2,)")
-    if not problems and not all(np.isfinite(a).all() for a in (means, prec, thr)):
-        problems.append("values that are not finite (NaN or infinity)")
-    if problems:
-        raise ModelFileError(f"{where}: bad OOD statistics: {'; '.join(problems)}", fix)
-    info = meta.get("ood") if isinstance(meta.get("ood"), dict) else {}
-    return OodStats(means.astype(np.float32), prec.astype(np.float32), float(thr[0]), float(thr[1]),
-                    str(info.get("fitted_on", "")))
+    return OodStats([PartStats(*p) for p in r.parts], r.threshold, r.percentile, r.fitted_on, legacy=r.legacy)
 
 
 def feature_dim(network: nn.Module) -> int | None:
@@ -158,13 +234,14 @@ def supports_ood(network: nn.Module) -> bool:
 
 
 def logits_and_pooled(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass (through the contract: ``forward_features`` then ``forward_head``)
-    that returns the logits and the *average*-pooled last feature map.
+    """One forward pass that returns the logits and the *average*-pooled last feature map.
 
     Average, whatever the head pools: a max-pooled map keeps only the strongest
     response per channel, and the OOD AUROC of the test task of tests/test_trust.py
     fell from 0.99 (average) to 0.62 (the max the senescence CNN's head reads)."""
-    f = network.forward_features(x)
-    logits = network.forward_head(f)
-    pooled = f.mean(dim=(-2, -1)) if f.ndim == 4 else f.mean(dim=1) if f.ndim == 3 else f
-    return logits, pooled.float()
+    logits, feats = ood_parts.logits_and_parts(network, x, [ood_parts.POOLED])
+    return logits, feats[ood_parts.POOLED]
+
+
+def default_parts(network: nn.Module) -> list[str]:
+    return ood_parts.default_parts(network)

@@ -1,16 +1,18 @@
 """What a trained model needs to say when not to trust it, fitted at the end of a run.
 
-* OOD statistics (:mod:`core.models.ood`): class means and a shared covariance of
-  the training and validation images' pooled features; the flag's threshold is the
-  95th percentile of the validation images' cross-fitted scores.
+* OOD statistics (:mod:`core.models.ood`): per part (input statistics, the feature
+  maps of several depths, the pooled features) class means and a shared covariance
+  of the training and validation images; each part is standardised, and the flag's
+  threshold set, on the validation images' cross-fitted scores (95th percentile).
 * Temperature scaling (:mod:`core.evaluation.calibration`) fitted on the
   validation images' logits.
 
-Both need held-out images.  A run without a validation split still gets OOD
-statistics, with the threshold taken from the training images (the network has
-seen them, so their scores run low and the flag fires more often; the model file
-says so), and no temperature, since one fitted on images the network has learnt
-makes it more confident, not better calibrated.
+Both need held-out images.  A run without a validation split (the ``--arch``
+recipe) still gets OOD statistics, cross-fitted on the training images themselves
+(the Gaussians of each fold never saw it; the network did, so the flag fires a
+little more often on new images: docs/measurements/trust.md; the model file says
+so), and no temperature, since one fitted on images the network has learnt makes
+it more confident, not better calibrated: the card says "uncalibrated".
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from ..device import eval_mode
 from ..evaluation import calibration
-from ..models import ood
+from ..models import ood, ood_parts
 from ..models.bundle import ModelBundle
 from ..models.heads import probabilities
 from .loop import LoopData
@@ -33,22 +35,24 @@ MIN_HELD_OUT = 8
 
 @torch.no_grad()
 def _pass(bundle: ModelBundle, x: torch.Tensor, rows: torch.Tensor, dev: torch.device, bs: int,
-          pooled: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, pooled features) of the store rows ``rows``, in eval mode."""
-    logits, feats = [], []
+          parts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(logits, features of every OOD part) of the store rows ``rows``, in eval mode."""
+    logits: list[np.ndarray] = []
+    feats: dict[str, list[np.ndarray]] = {p: [] for p in parts}
     r = rows.cpu().numpy()
     with eval_mode(bundle.network):
         for s in range(0, len(r), bs):
             xb = x[torch.from_numpy(r[s : s + bs]).to(x.device)].to(dev)
-            if pooled:
-                z, f = ood.logits_and_pooled(bundle.network, xb)
-                feats.append(f.cpu().numpy())
+            if parts:
+                z, f = ood_parts.logits_and_parts(bundle.network, xb, parts)
+                for p in parts:
+                    feats[p].append(f[p].float().cpu().numpy())
             else:
                 z = bundle.network(xb)
             logits.append(z.float().cpu().numpy())
     k = max(1, bundle.num_classes)
     return (np.concatenate(logits) if logits else np.zeros((0, k), np.float32),
-            np.concatenate(feats) if feats else np.zeros((0, 0), np.float32))
+            {p: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for p, v in feats.items()})
 
 
 def _classes(y: torch.Tensor) -> np.ndarray:
@@ -60,16 +64,17 @@ def fit_trust(bundle: ModelBundle, data_t: LoopData, dev: torch.device, batch_si
     """Fit OOD statistics and the temperature on ``bundle`` in place; returns what was fitted, for the provenance."""
     bs = max(1, batch_size)
     use_ood = ood.supports_ood(bundle.network) and len(data_t.train_rows) >= 2
-    _, f_tr = _pass(bundle, data_t.x, data_t.train_rows, dev, bs, use_ood)
-    z_va, f_va = _pass(bundle, data_t.x_val, data_t.val_rows, dev, bs, use_ood)
+    parts = ood_parts.default_parts(bundle.network) if use_ood else []
+    _, f_tr = _pass(bundle, data_t.x, data_t.train_rows, dev, bs, parts)
+    z_va, f_va = _pass(bundle, data_t.x_val, data_t.val_rows, dev, bs, parts)
     y_tr, y_va = _classes(data_t.y_train), _classes(data_t.y_val)
     held = len(z_va) >= MIN_HELD_OUT
     record: dict[str, Any] = {}
     if use_ood:
-        on = (f"{len(f_va)} validation images (cross-fitted)" if held
-              else f"{len(f_tr)} training images (no validation split)")
+        on = (f"{len(z_va)} validation images (cross-fitted)" if held
+              else f"{len(data_t.train_rows)} training images (no validation split, cross-fitted)")
         bundle.ood = (ood.fit_stats(f_tr, y_tr, bundle.num_classes, f_va, y_va, fitted_on=on) if held
-                      else ood.fit_stats(f_tr, y_tr, bundle.num_classes, f_tr, fitted_on=on))
+                      else ood.fit_stats(None, None, bundle.num_classes, f_tr, y_tr, fitted_on=on))
         record["ood"] = {"threshold": round(bundle.ood.threshold, 6), "fitted_on": on}
     else:
         bundle.ood = None
@@ -78,6 +83,7 @@ def fit_trust(bundle: ModelBundle, data_t: LoopData, dev: torch.device, batch_si
     bundle.calibration = None
     if bundle.multilabel or not held:
         record["calibration"] = {"skipped": "multi-label model" if bundle.multilabel
+                                 else "trained without a validation split" if len(z_va) == 0
                                  else f"fewer than {MIN_HELD_OUT} validation images"}
         return record
     t = calibration.fit_temperature(z_va, y_va, bundle.output)
