@@ -81,3 +81,22 @@ def image_layers(viewer: Viewer) -> list[Any]:
     from ..app.layer_data import is_derived
 
     return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_derived(layer.metadata)]
+
+
+def channel_layers_of(viewer: Viewer, layer: Any) -> list[Any]:
+    """The layers to combine as channels with ``layer``, in layer-list order: the image
+    layers selected in napari's layer list when ``layer`` is one of several selected;
+    else the layers of its channel group (a sample opened as coloured channels); else
+    just ``layer`` (the run then says how to pick more)."""
+    from ..app.channels import SAMPLE_KEY
+
+    images = image_layers(viewer)
+    selected = [l for l in images if l in viewer.layers.selection]
+    if len(selected) > 1 and any(l is layer for l in selected):
+        return selected
+    group = (layer.metadata.get(SAMPLE_KEY) or {}).get("group") if layer is not None else None
+    if group:
+        members = [l for l in images if (l.metadata.get(SAMPLE_KEY) or {}).get("group") == group]
+        if len(members) > 1:
+            return sorted(members, key=lambda l: (l.metadata[SAMPLE_KEY].get("channel_index", 0)))
+    return [layer] if layer is not None else []

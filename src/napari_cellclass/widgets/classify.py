@@ -34,6 +34,7 @@ from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
+from .channel_picker import combined_input, combined_requests
 from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
@@ -98,6 +99,8 @@ class ClassifyDock(QWidget):
         self.model = ModelPicker(self.session)
         self.card_button = QPushButton("model card")
         self.channels = ChannelPicker()
+        self.combine = QCheckBox("combine ticked layers as channels (in layer order)")
+        self.combine.setToolTip("napari's one-layer-per-channel images (e.g. H, E, DAB): one multichannel input")
         self.mode = QComboBox()
         self.mode.addItems([WHOLE, TILED])
         self.mode.setCurrentText(WHOLE)  # not persisted: a remembered tiled mode silently gave no table
@@ -128,6 +131,7 @@ class ClassifyDock(QWidget):
         self.export_button.clicked.connect(self._export_clicked)
         self.card_button.clicked.connect(self.show_card)
         self.layers.changed.connect(self._update_channels)
+        self.combine.toggled.connect(self._update_channels)
         self.mode.currentTextChanged.connect(self._mode_changed)
         self.tile.valueChanged.connect(lambda v: settings.set("classify.tile", int(v)))
         self.overlap.valueChanged.connect(lambda v: settings.set("classify.overlap", float(v)))
@@ -147,6 +151,7 @@ class ClassifyDock(QWidget):
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.card_button)
         form.addRow("model", model_row)
+        form.addRow("", self.combine)
         form.addRow("", self.channels)
         form.addRow("mode", self.mode)
         tiles = QHBoxLayout()
@@ -182,9 +187,10 @@ class ClassifyDock(QWidget):
 
     def _update_channels(self) -> None:
         chosen = self.layers.selected()
-        multi = [layer for layer in chosen if not getattr(layer, "rgb", False) and layer.data.ndim >= 3]
         bundle = self.session.cached()
-        self.channels.update_for(multi[0] if multi else None, bundle.in_chans if bundle is not None else None)
+        if self.combine.isChecked():  # one input: the ticked layers as its channels
+            chosen = [combined_input(chosen)]
+        self.channels.update_for_layers(chosen, bundle.in_chans if bundle is not None else None)
 
     def _model_changed(self, *_: Any) -> None:
         bundle = self.session.cached()
@@ -213,11 +219,17 @@ class ClassifyDock(QWidget):
             return None
         self._sources = {}
         requests = []
+        if self.combine.isChecked():
+            requests = combined_requests(self.viewer, chosen, self.channels)
+            chosen = []
         for layer in chosen:
             req = make_request(self.viewer, layer)
+            req.options = self.channels.options_for(layer)  # each layer its own channel choice
             self._sources[req.info.name] = layer
             requests.append(req)
-        options = self.channels.options()
+        if not requests:
+            return None
+        options = None
         if self.mode.currentText() == TILED:
             return self.controls.start(
                 tiled_map_job, self.session, requests, self.tile.value() or None, self.overlap.value(),

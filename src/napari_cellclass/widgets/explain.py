@@ -16,6 +16,8 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpin
 from ..app import layer_data as L
 from ..app.jobs import Explanation, explain_job, make_request
 from .pickers import ChannelPicker, LayerCombo, ModelPicker
+from .channel_picker import combined_input, combined_requests
+from ..viewer.layers import channel_layers_of
 from .feeder import LayerFeeder
 from .fold import Fold, scroll_body
 from .runner import JobControls
@@ -40,6 +42,9 @@ class ExplainDock(QWidget):
         self.image = LayerCombo(napari_viewer)
         self.model = ModelPicker(self.session)
         self.channels = ChannelPicker()
+        self.combine = QCheckBox("combine selected layers as channels")
+        self.combine.setToolTip("the image layers selected in napari's layer list (or a sample's channel layers) "
+                                "as the channels of one input, in layer order")
         self.method = QComboBox()
         for m in METHODS:
             self.method.addItem(L.METHOD_TITLES[m], m)
@@ -66,6 +71,8 @@ class ExplainDock(QWidget):
 
         self.controls.run_requested.connect(self.run)
         self.image.currentIndexChanged.connect(self._image_changed)
+        self.combine.toggled.connect(self._image_changed)
+        napari_viewer.layers.selection.events.changed.connect(self._selection_changed)
         self.method.currentIndexChanged.connect(lambda *_: settings.set("explain.method", self.method.currentData()))
         self.method.activated.connect(lambda *_: setattr(self, "_method_chosen", True))  # the user's hand only
         self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v)))
@@ -81,6 +88,7 @@ class ExplainDock(QWidget):
         form = QFormLayout()
         form.addRow("image", self.image)
         form.addRow("model", self.model)
+        form.addRow("", self.combine)
         form.addRow("", self.channels)
         form.addRow("method", self.method)
         form.addRow("target", self.target)
@@ -100,6 +108,7 @@ class ExplainDock(QWidget):
     def _disconnect(self, session: Session) -> None:
         session.choice_changed.disconnect(self._model_changed)
         session.model_loaded.disconnect(self._model_changed)
+        self.viewer.layers.selection.events.changed.disconnect(self._selection_changed)
         self.image.unwatch()
 
     # ------------------------------------------------------------------ inputs
@@ -143,9 +152,14 @@ class ExplainDock(QWidget):
     def _image_changed(self, *_: Any) -> None:
         layer = self.image.layer()
         bundle = self.session.cached()
-        self.channels.update_for(layer, bundle.in_chans if bundle is not None else None)
+        combined = combined_input(channel_layers_of(self.viewer, layer)) if self.combine.isChecked() else None
+        self.channels.update_for(combined or layer, bundle.in_chans if bundle is not None else None)
         multi = layer is not None and not getattr(layer, "rgb", False) and layer.data.ndim >= 3
-        self.grid.setEnabled(multi)
+        self.grid.setEnabled(multi or combined is not None)
+
+    def _selection_changed(self, *_: Any) -> None:
+        if self.combine.isChecked():  # the selection is what gets combined
+            self._image_changed()
 
     def target_value(self) -> str | None:
         text = self.target.currentText().strip()
@@ -161,10 +175,18 @@ class ExplainDock(QWidget):
             show_warning("Explain: there is no image layer — open an image first")
             return None
         layer_name = self.cam_layer.currentText().strip()
+        if self.combine.isChecked():
+            requests = combined_requests(self.viewer, channel_layers_of(self.viewer, layer), self.channels)
+            if not requests:
+                return None
+            request = requests[0]
+        else:
+            request = make_request(self.viewer, layer)
+            request.options = self.channels.options_for(layer)
         return self.controls.start(
-            explain_job, self.session, make_request(self.viewer, layer), self.method.currentData(),
+            explain_job, self.session, request, self.method.currentData(),
             self.target_value(), None if layer_name in ("", "auto") else layer_name,
-            self.tile.value() if self.tiled.isChecked() else None, self.channels.options(),
+            self.tile.value() if self.tiled.isChecked() else None, None,
             fcn_models_use_fcn=not self._method_chosen,
             desc=f"explain ({L.METHOD_TITLES[self.method.currentData()]})", on_done=self._show, on_end=self._after_run,
         )
@@ -176,9 +198,15 @@ class ExplainDock(QWidget):
 
     def _show(self, out: Explanation) -> None:
         info, layout = out.request.info, out.layout
+        n_channels = layout.n_channels
+        if out.request.combined:  # the maps go on the first channel layer, which has no channel axis
+            from ..core.io.images import guess_layout
+
+            layout = guess_layout(info.shape, "none", name=info.name)
         maps = L.explanation_layers(out.result, info, layout, out.frame, out.placement)
         pairs = []
-        if self.grid.isChecked() and layout.channel_axis is not None and not info.rgb and layout.n_channels > 1:
+        if self.grid.isChecked() and not info.rgb and n_channels > 1 and (layout.channel_axis is not None
+                                                                           or out.request.combined):
             pairs = L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout)
         if self.feeder is not None:
             self.feeder.cancel()
