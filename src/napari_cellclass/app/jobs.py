@@ -156,6 +156,9 @@ class Explanation:
     channel_names: list[str]
     #: a pyramid's map cells in level-0 pixels (scale, translate); None: the map covers the plane
     placement: tuple[tuple[float, float], tuple[float, float]] | None = None
+    #: the layer data to add, made in the worker: the map layer(s) and the channel-grid pairs
+    maps: list[Any] = field(default_factory=list)
+    pairs: list[Any] = field(default_factory=list)
 
 
 def model_id(choice: ModelChoice) -> str:
@@ -312,7 +315,7 @@ def map_level(bundle: ModelBundle, req: Request, options: InputOptions, session:
 def explain_job(
     session: Session, request: Request, method: str = "gradcam", target: str | None = None,
     cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
-    fcn_models_use_fcn: bool = False,
+    fcn_models_use_fcn: bool = False, grid: bool = False,
 ) -> Generator[Progress, None, Explanation]:
     """Explanation maps of the current frame of one layer (Grad-CAM family or FCN).
     ``tile``: None = whole image, 0 = tiles of the model's input size, n = n px tiles.
@@ -346,8 +349,12 @@ def explain_job(
     level, placement = _explained_level(bundle, request, options, session, tile, result)
     data, lay = (request.source.data, layout) if level is None else level
     plane = get_plane(data, lay, frame, request.info.name)
-    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names),
-                       placement)
+    out = Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names),
+                      placement)
+    from .explain_layers import explanation_tuples
+
+    out.maps, out.pairs = explanation_tuples(out, grid)  # here, off the Qt thread
+    return out
 
 
 def _explained_level(bundle: ModelBundle, request: Request, options: InputOptions, session: Session,

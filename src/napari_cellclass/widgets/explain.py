@@ -17,6 +17,7 @@ from ..app import layer_data as L
 from ..app.jobs import Explanation, explain_job, make_request
 from .pickers import ChannelPicker, LayerCombo, ModelPicker
 from .channel_picker import combined_input, combined_requests
+from ..viewer.class_axis import follow_class_axis
 from ..viewer.layers import channel_layers_of
 from .feeder import LayerFeeder
 from .fold import Fold, scroll_body
@@ -187,7 +188,7 @@ class ExplainDock(QWidget):
             explain_job, self.session, request, self.method.currentData(),
             self.target_value(), None if layer_name in ("", "auto") else layer_name,
             self.tile.value() if self.tiled.isChecked() else None, None,
-            fcn_models_use_fcn=not self._method_chosen,
+            fcn_models_use_fcn=not self._method_chosen, grid=self.grid.isChecked(),
             desc=f"explain ({L.METHOD_TITLES[self.method.currentData()]})", on_done=self._show, on_end=self._after_run,
         )
 
@@ -198,16 +199,7 @@ class ExplainDock(QWidget):
 
     def _show(self, out: Explanation) -> None:
         info, layout = out.request.info, out.layout
-        n_channels = layout.n_channels
-        if out.request.combined:  # the maps go on the first channel layer, which has no channel axis
-            from ..core.io.images import guess_layout
-
-            layout = guess_layout(info.shape, "none", name=info.name)
-        maps = L.explanation_layers(out.result, info, layout, out.frame, out.placement)
-        pairs = []
-        if self.grid.isChecked() and not info.rgb and n_channels > 1 and (layout.channel_axis is not None
-                                                                           or out.request.combined):
-            pairs = L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout)
+        maps, pairs = out.maps, out.pairs  # made in the worker: only adding is left for this thread
         if self.feeder is not None:
             self.feeder.cancel()
 
@@ -215,14 +207,17 @@ class ExplainDock(QWidget):
             self.feeder = None
             added = layers[: len(maps)]
             if pairs:
-                show_in_grid(self.viewer, layers[len(maps):], stride=1 + len(added))
+                show_in_grid(self.viewer, layers[len(maps):], stride=2)
+            for layer in layers:
+                follow_class_axis(self.viewer, layer)
             where = f" (frame {out.frame})" if layout.is_stack else ""
             res = getattr(out.result, "effective_resolution", None)
             detail = f"; one map cell ≈ {res[0]:.1f}×{res[1]:.1f} source px" if res is not None else ""
-            shown = [a.name for a in added if a.visible]
-            hidden = f" (+{len(added) - len(shown)} hidden in the layer list)" if len(shown) < len(added) else ""
-            self.controls.status.setText(f"{len(added)} map(s) of '{info.name}'{where}{detail}: "
-                                         + ", ".join(shown) + hidden)
+            classes = [c for a in added for c in (a.metadata.get(L.META_KEY) or {}).get("axis_classes", [])]
+            slider = (f" — {len(classes)} classes on the 'class' slider, most probable first: {classes[0]}"
+                      if classes else "")
+            self.controls.status.setText(f"{len(added)} map layer(s) of '{info.name}'{where}{detail}: "
+                                         + ", ".join(a.name for a in added) + slider)
 
-        # one layer per event-loop turn: dozens of maps never freeze the viewer
+        # one layer per event-loop turn, the user's selection left alone: paint and input run between
         self.feeder = LayerFeeder(self.viewer, [*maps, *pairs], done, parent=self)
