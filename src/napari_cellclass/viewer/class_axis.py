@@ -37,10 +37,8 @@ def follow_class_axis(viewer: Any, layer: Any) -> None:
         return
     dims = viewer.dims
     axis = dims.ndim - layer.ndim
-    if 0 <= axis < dims.ndim:
-        step = list(dims.current_step)
-        step[axis] = 0  # the most probable class first
-        dims.current_step = step
+    if 0 <= axis < dims.ndim and dims.current_step[axis] != 0:
+        dims.set_current_step(axis, 0)  # the most probable class first (each change re-slices every layer)
     _FOLLOWED[:] = [r for r in _FOLLOWED if r() is not None]
     if not any(r() is dims for r in _FOLLOWED):
         _FOLLOWED.append(weakref.ref(dims))

@@ -14,11 +14,14 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QVBoxLayout,
     QWidget,
 )
+
+_BOX_COLUMNS = 3  # channel boxes wrap: named channels in one row made the dock wider than a 1366 px screen allows
 
 from ..app.channels import channel_names_of, metadata_channel_axis
 
@@ -62,7 +65,7 @@ class ChannelPicker(QWidget):
         self.which = QComboBox()
         self.which.setToolTip("each multichannel layer keeps its own channel choice")
         self.axis = QComboBox()
-        self.boxes_row = QHBoxLayout()
+        self.boxes_row = QGridLayout()
         self.boxes_row.setContentsMargins(0, 0, 0, 0)
         self._which_row = QWidget()
         which = QHBoxLayout(self._which_row)
@@ -162,7 +165,7 @@ class ChannelPicker(QWidget):
             box = QCheckBox(names[i] if names else str(i))
             box.setChecked(i in ticks)
             box.toggled.connect(self._ticked)
-            self.boxes_row.addWidget(box)
+            self.boxes_row.addWidget(box, i // _BOX_COLUMNS, i % _BOX_COLUMNS)
             self.boxes.append(box)
 
     def _describe(self) -> None:

@@ -10,6 +10,7 @@ run between them, and without selecting them: the user's layer stays selected.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,15 +49,20 @@ class LayerFeeder(QObject):
         batch, self._todo = self._todo[: self._per_turn], self._todo[self._per_turn:]
         layers = self.viewer.layers
         # napari selects an inserted layer (and rebuilds its controls panel); a map should not
-        # take the selection from the image the user works on
-        keep = getattr(layers, "_activate_on_insert", None)
-        if keep is not None:
-            layers._activate_on_insert = False
+        # take the selection from the image the user works on.  The switch is private in
+        # napari 0.5-0.9 (it warns); where it is gone, napari's default (select it) applies.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            keep = getattr(layers, "_activate_on_insert", None)
+            if isinstance(keep, bool):
+                layers._activate_on_insert = False
         try:
             self.added.extend(upsert(self.viewer, ld) for ld in batch)
         finally:
-            if keep is not None:
-                layers._activate_on_insert = keep
+            if isinstance(keep, bool):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    layers._activate_on_insert = keep
         if self._todo:
             QTimer.singleShot(0, self._step)
         else:
