@@ -170,10 +170,15 @@ class Labelling:
         if new == old:
             return self.doc.items_of(image, frame, "image")[0] if old else None
         with self.history.change(f"label {image} frame {frame}: {', '.join(new) or 'none'}"):
-            self.doc.items = [it for it in self.doc.items if not (it.image == image and it.frame == frame and it.kind == "image")]
-            item = self.doc.new_item("image", image, frame, new) if new else None
-            if item is not None:
+            before = self.doc.items_of(image, frame, "image")
+            item = None
+            if new and before:  # relabelled: the same annotation (same id, same place) with new labels
+                item = replace(before[0], labels=new)
+                self.doc.items = [item if it is before[0] else it for it in self.doc.items]
+            elif new:
+                item = self.doc.new_item("image", image, frame, new)
                 self.doc.items.append(item)
+            self.doc.items = [it for it in self.doc.items if it is item or not any(it is b for b in before)]
         return item
 
     def apply_key(self, image: str, frame: int, key: str | int) -> Item | None:

@@ -56,9 +56,8 @@ class AnnotationStore:
     (or :meth:`save`) tries again, and :meth:`save_as` moves to another file.
     """
 
-    def __init__(self, path: Path, doc: AnnotationDocument) -> None:
-        self.doc = doc
-        self.file = DocumentFile(path)
+    def __init__(self, file: DocumentFile, doc: AnnotationDocument) -> None:
+        self.doc, self.file = doc, file
         self.history = History(doc, self._commit)
         self.registry = ImageRegistry(doc, self.file, self.history.lock)
         self.labelling = Labelling(doc, self.registry, self.history)
@@ -89,7 +88,7 @@ class AnnotationStore:
             raise AnnotationFileError(f"{p}: is a folder", "give a file name for the annotations, e.g. annotations.json")
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
-            store = cls(p, AnnotationDocument.empty(multilabel))
+            store = cls(DocumentFile(p), AnnotationDocument.empty(multilabel))
             store.save()
             return store
         file = DocumentFile(p)
@@ -99,14 +98,13 @@ class AnnotationStore:
             if on_bad == "raise":
                 raise
             alt = free_name(p)
-            store = cls(alt, AnnotationDocument.empty(multilabel))
+            store = cls(DocumentFile(alt), AnnotationDocument.empty(multilabel))
             store.notice = (f"{p} could not be read and was left untouched ({err.problem}); "
                             f"new annotations are written to {alt}")
             warnings.warn(store.notice, AnnotationWarning, stacklevel=2)
             store.save()
             return store
-        store = cls(p, doc)
-        store.file.sha = file.sha
+        store = cls(file, doc)
         store.painting.collect_garbage()
         store.check_images()
         return store
