@@ -7,7 +7,7 @@ seconds, so it runs in a napari worker thread; the outcome is a notification.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
@@ -15,11 +15,14 @@ from qtpy.QtWidgets import QFileDialog, QPushButton
 
 from ..viewer.notify import notify_error
 
+if TYPE_CHECKING:
+    from .finetune import FineTunePanel
+
 
 class BioimageioExportButton(QPushButton):
     """Writes the dock's new (or kept) fine-tuned model as a bioimage.io package."""
 
-    def __init__(self, dock: Any) -> None:
+    def __init__(self, dock: FineTunePanel) -> None:
         super().__init__("Export for bioimage.io…")
         self.setToolTip("write the fine-tuned model as a BioImage Model Zoo package (spec 0.5 zip) "
                         "for ilastik, deepImageJ, QuPath or another napari")

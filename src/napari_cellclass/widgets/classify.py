@@ -86,7 +86,7 @@ class _NumberItem(QTableWidgetItem):
 class ClassifyDock(QWidget):
     """Classify one, several or all image layers with the session's model."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
