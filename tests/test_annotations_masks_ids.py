@@ -161,3 +161,22 @@ def test_a_stale_window_never_overwrites_the_other_windows_mask(store, key):
     np.testing.assert_array_equal(AnnotationStore.open(store.path).pixel_labels(key, 0), m2)
     second.save_as(store.folder / "mine.json")  # the refused stroke is not lost
     np.testing.assert_array_equal(AnnotationStore.open(store.folder / "mine.json").pixel_labels(key, 0), m3)
+
+
+def test_moving_a_region_keeps_its_id_class_and_place_in_one_undo_step(store, key):
+    r = store.add_rectangle(key, 0, "a", (1, 1, 5, 5))
+    p = store.add_point(key, 0, "b", (10, 10), (8, 6))
+    moved = store.move_region(r.id, key, 0, "polygon", [(2, 2), (2, 9), (9, 2)])
+    assert (moved.id, moved.kind, moved.labels, moved.created) == (r.id, "polygon", r.labels, r.created)
+    assert store.move_region(p.id, key, 0, "point", [(20, 30)]).size == (8, 6)
+    assert [it.id for it in store.items] == [r.id, p.id] and store.item(p.id).center == (20.0, 30.0)
+    with pytest.raises(DataError, match="outside"):
+        store.move_region(r.id, key, 0, "rectangle", [(100, 100), (100, 120), (120, 120), (120, 100)])
+    assert store.item(r.id) == moved  # a refused move changes nothing
+    assert store.undo() == f"move point {p.id}" and store.item(p.id) == p
+    store.undo()
+    assert store.items == [r, p]
+    assert [it.id for it in AnnotationStore.open(store.path).items] == [r.id, p.id]
+    store.set_pixel_labels(key, 0, strokes(1)[0])
+    with pytest.raises(DataError, match="not a region"):
+        store.move_region(store.items_of(key, 0, "pixels")[0].id, key, 0, "point", [(1, 1)])

@@ -315,10 +315,11 @@ def _sync(b: Binding, layer: Layer, current: str, kinds: tuple[str, ...], geomet
             seen.add(item_id)
             if _same_geometry(old, kind, plane, yx, b):
                 continue
-            store.delete(item_id)
-            label = old.label
-        else:  # a new shape (or a copy of one): the class it was drawn with
-            label = _label_of(feats, n, current, store)
+            key, frame = b.target(plane)
+            store.move_region(item_id, key, frame, kind, yx)  # the same annotation: its id stays
+            changed = True
+            continue
+        label = _label_of(feats, n, current, store)  # a new shape (or a copy of one): the class it was drawn with
         key, frame = b.target(plane)
         if kind == "point":
             store.add_point(key, frame, label, yx[0], crop_size if old is None else old.size)

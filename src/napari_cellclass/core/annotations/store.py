@@ -257,6 +257,10 @@ class AnnotationStore:
     def add_shape(self, image: str, frame: int, cls: str | int, shape_type: str, vertices: Sequence[Sequence[float]]) -> Item:
         return self.labelling.add_shape(image, frame, cls, shape_type, vertices)
 
+    def move_region(self, item_id: int, image: str, frame: int, shape_type: str,
+                    vertices: Sequence[Sequence[float]]) -> Item:
+        return self.labelling.move_region(item_id, image, frame, shape_type, vertices)
+
     def relabel(self, item_id: int, cls: str | int) -> Item:
         return self.labelling.relabel(item_id, cls)
 
