@@ -76,7 +76,7 @@ class PixelLabels:
             # write a name of our own (our annotation write will be refused, and Save as… keeps it)
             import secrets
 
-            return f"{stem}-{secrets.token_hex(4)}.tif"
+            return f"{stem}-w{secrets.token_hex(4)}.tif"
         return f"{stem}-b.tif" if current == f"{stem}-a.tif" else f"{stem}-a.tif"
 
     def _keep_for_undo(self, rel: str) -> None:
@@ -101,6 +101,7 @@ class PixelLabels:
             try:
                 if path.is_file() and path.read_bytes() == data:
                     continue
+                path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, data)
             except OSError as err:
                 raise AnnotationSaveError(
