@@ -214,3 +214,38 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path):
             "kwargs": {"model_name": "test_resnet", "num_classes": 5, "in_chans": 2}}
     with pytest.raises(ModelFileError, match="do not fit the architecture"):
         load_model(timm_package(tmp_path / "pkg", architecture=arch))
+
+
+def test_cli_predict_and_explain_on_an_rdf_yaml(tmp_path, capsys):
+    import csv
+
+    import tifffile
+
+    from napari_cellclass.cli import main
+
+    rdf = timm_package(tmp_path / "pkg")
+    x, y = package_test_tensors(rdf)
+    img = tmp_path / "cells.tif"
+    tifffile.imwrite(img, x[0])  # (2, 32, 32) float32, channels first
+    table = tmp_path / "p.csv"
+    assert main(["predict", str(rdf), str(img), "--channel-axis", "0", "--csv", str(table), "--no-progress"]) == 0
+    row = next(csv.DictReader(table.open()))
+    want = torch.from_numpy(y[0]).softmax(-1).numpy()
+    got = np.array([float(row[f"p_{c}"]) for c in CLASSES])
+    assert np.abs(got - want).max() <= 1e-4 and row["predicted_class"] == CLASSES[int(want.argmax())]
+    assert main(["explain", str(rdf), str(img), "--channel-axis", "0", "--out", str(tmp_path / "maps")]) == 0
+    assert list((tmp_path / "maps").rglob("*.tif"))
+
+
+def test_cli_explain_on_a_torchscript_only_package_says_why_not(tmp_path, capsys):
+    import tifffile
+
+    from napari_cellclass.cli import main
+
+    arch = {"import_from": "torchvision.models", "callable": "resnet18", "kwargs": {"num_classes": 3}}
+    rdf = timm_package(tmp_path / "pkg", architecture=arch, torchscript=True)
+    img = tmp_path / "cells.tif"
+    tifffile.imwrite(img, package_test_tensors(rdf)[0][0])
+    assert main(["explain", str(rdf), str(img), "--channel-axis", "0", "--out", str(tmp_path / "maps")]) != 0
+    err = capsys.readouterr().err
+    assert "only TorchScript weights" in err and "cannot be hooked" in err
