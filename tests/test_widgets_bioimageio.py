@@ -117,3 +117,33 @@ def test_model_card_export_of_a_foreign_package_says_why_not(make_napari_viewer,
     qtbot.waitUntil(lambda: not worker.is_running and bool(errors), timeout=60_000)
     assert "bioimage.io package from elsewhere" in str(errors[0]) and str(rdf) in str(errors[0])
     assert not (tmp_path / "again.zip").exists()
+
+
+@pytest.mark.parametrize("torchscript_only", [False, True])
+def test_explain_dock_on_a_foreign_package(make_napari_viewer, qtbot, tmp_path, torchscript_only):
+    """State-dict weights of a timm model: a Grad-CAM layer; TorchScript only: a notification saying why not."""
+    from napari.utils.notifications import notification_manager
+    from test_bioimageio_foreign import timm_package
+
+    from napari_cellclass.app.session import ModelChoice, Session
+    from napari_cellclass.core.models.bioimageio_import import package_test_tensors
+    from napari_cellclass.widgets.explain import ExplainDock
+
+    arch = {"import_from": "torchvision.models", "callable": "resnet18"} if torchscript_only else None
+    rdf = timm_package(tmp_path / "pkg", architecture=arch, torchscript=torchscript_only)
+    session = Session()
+    session.set_choice(ModelChoice("file", str(rdf)))
+    session.load()
+    viewer = make_napari_viewer()
+    dock = ExplainDock(viewer, session)
+    viewer.window.add_dock_widget(dock, name="Explain")
+    dock.image.set_layer(viewer.add_image(package_test_tensors(rdf)[0][0], name="cells"))
+    before = len(viewer.layers)
+    assert dock.run() is not None
+    qtbot.waitUntil(lambda: not dock.controls.running and dock.feeder is None, timeout=60_000)
+    maps = [layer for layer in viewer.layers if layer.name.startswith("cells · Grad-CAM")]
+    if torchscript_only:
+        assert len(viewer.layers) == before and not maps
+        assert any("only TorchScript weights" in str(n.message) for n in notification_manager.records)
+    else:
+        assert maps and maps[0].data.shape[-2:] == (32, 32) and float(maps[0].data.max()) > 0
