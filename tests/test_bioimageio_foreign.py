@@ -115,6 +115,8 @@ def test_timm_state_dict_package_matches_its_test_output_and_explains(tmp_path, 
     bundle = _assert_matches_test_output(path)
     assert bundle.provenance["bioimageio"]["weights"] == "pytorch_state_dict"
     assert default_layer(bundle.network) == "backbone.layer4"  # the map timm's head pools, as for our own models
+    card = bundle.card()
+    assert "timm.create_model (test_resnet)" in card and "zero_mean_unit_variance" in card and "backbone.layer4" in card
     x, _ = package_test_tensors(path)
     result = explain(bundle, x[0], "gradcam", channel_axis=0)
     assert result.maps.shape[-2:] == (32, 32) and np.isfinite(result.maps).all() and float(np.ptp(result.maps)) > 0
@@ -152,6 +154,7 @@ def test_refused_architecture_falls_back_to_torchscript_weights(tmp_path):
     path = timm_package(tmp_path / "pkg", architecture=arch, torchscript=True)
     bundle = _assert_matches_test_output(path)
     assert bundle.provenance["bioimageio"]["weights"] == "torchscript"
+    assert "not explainable (TorchScript weights only)" in bundle.card()
     with pytest.raises(CellclassError, match="only TorchScript weights"):
         explain(bundle, package_test_tensors(path)[0][0], "gradcam", channel_axis=0)
 

@@ -198,7 +198,8 @@ def load_package(path: str | os.PathLike, device: str | torch.device | None,
 
         bundle.network.to(resolve_device(device))
     bundle.provenance = {**bundle.provenance, "loaded_from": str(p),
-                         "bioimageio": {"name": rdf.get("name"), "format_version": rdf.get("format_version"),
+                         "bioimageio": {**(bundle.provenance.get("bioimageio") or {}),
+                                        "name": rdf.get("name"), "format_version": rdf.get("format_version"),
                                         "weights": getattr(bundle.network, "weights_format", "") or "pytorch_state_dict"}}
     return bundle
 
@@ -257,7 +258,21 @@ def _foreign(pkg: Package, inp: dict[str, Any], out: dict[str, Any], classes: li
     pre = Preprocess(input_size=size, resize="squash", normalization=Normalization(method="none"))
     arch = ArchSpec("bioimageio", str(pkg.rdf.get("name") or "bioimage.io package"))
     return ModelBundle(net, classes, mode, in_chans, pre, arch, channel_names,
-                       provenance={"description": str(pkg.rdf.get("description") or "")})
+                       provenance={"description": str(pkg.rdf.get("description") or ""),
+                                   "bioimageio": _network_info(net, inp, weights)})
+
+
+def _network_info(net: torch.nn.Module, inp: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
+    """What the model card says about a foreign package's network (its preprocessing runs inside it)."""
+    info: dict[str, Any] = {"preprocessing": [str(s.get("id")) for s in inp.get("preprocessing") or [] if isinstance(s, dict)]}
+    if getattr(net, "explain_unavailable", ""):
+        info["explain"] = "not explainable (TorchScript weights only)"
+        return info
+    arch = (weights.get("pytorch_state_dict") or {}).get("architecture") or {}
+    model = (arch.get("kwargs") or {}).get("model_name")
+    info["architecture"] = f"{arch.get('import_from')}.{arch.get('callable')}" + (f" ({model})" if model else "")
+    info["explain"] = f"Grad-CAM hooks {getattr(net, 'cam_layer', '') or 'the last convolution'}"
+    return info
 
 
 def package_test_tensors(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
