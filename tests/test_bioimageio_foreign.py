@@ -122,9 +122,15 @@ def test_timm_state_dict_package_matches_its_test_output_and_explains(tmp_path, 
     assert result.maps.shape[-2:] == (32, 32) and np.isfinite(result.maps).all() and float(np.ptp(result.maps)) > 0
 
 
-def test_timm_model_named_as_the_callable(tmp_path):
+def test_timm_model_named_as_the_callable_in_a_zip_written_by_bioimageio_spec(tmp_path):
+    spec = pytest.importorskip("bioimageio.spec")
     arch = {"import_from": "timm.models", "callable": "test_resnet", "kwargs": {"num_classes": 3, "in_chans": 2}}
-    _assert_matches_test_output(timm_package(tmp_path / "pkg", fmt="safetensors", architecture=arch))
+    rdf = timm_package(tmp_path / "pkg", fmt="safetensors", architecture=arch)
+    _assert_matches_test_output(rdf)
+    with spec.ValidationContext(root=rdf.parent, perform_io_checks=True):
+        descr = spec.build_description(yaml.safe_load(rdf.read_text()))
+    assert not isinstance(descr, spec.InvalidDescr)  # safetensors weights are a valid spec-0.5 state dict source
+    _assert_matches_test_output(spec.save_bioimageio_package(descr, output_path=tmp_path / "timm.zip"))
 
 
 def test_timm_package_is_valid_for_bioimageio_itself(tmp_path):
