@@ -258,3 +258,13 @@ def test_cli_explain_on_a_torchscript_only_package_says_why_not(tmp_path, capsys
     assert main(["explain", str(rdf), str(img), "--channel-axis", "0", "--out", str(tmp_path / "maps")]) != 0
     err = capsys.readouterr().err
     assert "only TorchScript weights" in err and "cannot be hooked" in err
+
+
+def test_a_file_outside_the_package_is_refused(tmp_path):
+    rdf = timm_package(tmp_path / "pkg")
+    (tmp_path / "elsewhere.pt").write_bytes((rdf.parent / "weights.pt").read_bytes())
+    text = yaml.safe_load(rdf.read_text())
+    text["weights"]["pytorch_state_dict"]["source"] = "../elsewhere.pt"
+    rdf.write_text(yaml.safe_dump(text))
+    with pytest.raises(ModelFileError, match="lies outside the package"):
+        load_model(rdf)

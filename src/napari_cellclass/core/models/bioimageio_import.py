@@ -107,6 +107,10 @@ class Package:
         if "://" in source:
             raise ModelFileError(f"{self.path}: the {what} is a download ({source}), not a file in the package",
                                  "download the complete package (zip) and open that")
+        parts = source.replace("\\", "/").split("/")
+        if source.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise ModelFileError(f"{self.path}: the {what} {source!r} lies outside the package",
+                                 "a package names its files relative to its rdf.yaml, inside it")
         data = self.raw(source)
         want = entry.get("sha256")
         if want and hashlib.sha256(data).hexdigest() != str(want).lower():
