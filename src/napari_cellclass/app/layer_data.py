@@ -24,6 +24,8 @@ import numpy as np
 if TYPE_CHECKING:
     from napari.layers import Layer
     from ..core.io.images import Layout
+    from ..core.explain.result import ExplainResult
+    from ..core.inference.tiling import TileGrid
 
 SEP = " · "
 META_KEY = "cellclass"
@@ -204,7 +206,7 @@ def heatmap_layer(
 ALL_CLASSES = "all classes"
 
 
-def ranked_maps(result: Any) -> tuple[np.ndarray, list[str]]:
+def ranked_maps(result: ExplainResult) -> tuple[np.ndarray, list[str]]:
     """The maps (K, H, W) and their class names, the most probable class first."""
     maps = np.asarray(result.maps)
     if maps.ndim == 2:
@@ -233,7 +235,7 @@ def with_class_axis(layer: LayerDataTuple, names: Sequence[str], stack: np.ndarr
                   "metadata": {META_KEY: meta}}, kind
 
 
-def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int = 0,
+def explanation_layers(result: ExplainResult, src: SourceInfo, layout: Layout, frame: int = 0,
                        placement: tuple[Sequence[float], Sequence[float]] | None = None) -> list[LayerDataTuple]:
     """The maps of an ``ExplainResult`` (maps (K, H, W) in [0, 1]) as ONE layer: one map as
     it is, several with a leading class axis, the most probable class first (index 0 of
@@ -255,7 +257,7 @@ def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int 
 
 
 def probability_map_layers(
-    prob_map: np.ndarray, grid: Any, classes: Sequence[str], src: SourceInfo, layout: Layout, frame: int = 0,
+    prob_map: np.ndarray, grid: TileGrid, classes: Sequence[str], src: SourceInfo, layout: Layout, frame: int = 0,
     model: str = "",
 ) -> list[LayerDataTuple]:
     """A tiled probability map (K, H', W') as one layer per class, placed by its grid."""
@@ -272,7 +274,7 @@ def probability_map_layers(
 def channel_grid_layers(
     plane: np.ndarray,
     channel_names: Sequence[str],
-    result: Any,
+    result: ExplainResult,
     src: SourceInfo,
     layout: Layout,
 ) -> list[LayerDataTuple]:

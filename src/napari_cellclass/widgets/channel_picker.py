@@ -8,7 +8,7 @@ before guessing from the shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
@@ -24,6 +24,9 @@ from qtpy.QtWidgets import (
 _BOX_COLUMNS = 3  # channel boxes wrap: named channels in one row made the dock wider than a 1366 px screen allows
 
 from ..app.channels import channel_names_of, metadata_channel_axis
+
+if TYPE_CHECKING:
+    from ..core.io.images import ChannelAxis
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ class ChannelPicker(QWidget):
         self._describe()
         self.changed.emit()
 
-    def set_axis(self, axis: Any, channels: list[int] | None = None, layer: Any = None) -> None:
+    def set_axis(self, axis: ChannelAxis | str, channels: list[int] | None = None, layer: Any = None) -> None:
         """Choose ``axis`` ("auto", "none" or an int) and, for an int, the channels,
         for ``layer`` (by default the input shown)."""
         if layer is not None:

@@ -92,7 +92,7 @@ class _Combo(QComboBox):
 class ClassifyObjectsDock(QWidget):
     """Object mode of Classify: a class per object of a Labels layer."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
