@@ -182,3 +182,22 @@ def test_multichannel_samples_open_as_coloured_channels_and_the_docks_use_them(m
     maps = [l for l in explain.viewer.layers if "Grad-CAM" in l.name]
     assert maps and all(m.data.ndim == 2 for m in maps)  # on the channel layers' plane, no channel slider
     assert maps[0].name.startswith("protein localisation (synthetic) · Grad-CAM · ")
+
+
+def test_explain_combines_the_layers_selected_in_the_layer_list(make_napari_viewer, rgb_model, qtbot):
+    dock = _dock(make_napari_viewer, rgb_model, kind="explain")
+    viewer = dock.viewer
+    rng = np.random.default_rng(9)
+    layers = [viewer.add_image(rng.integers(0, 255, (48, 64), dtype=np.uint8), name=n) for n in ("H", "E", "DAB")]
+    dock.image.set_layer(layers[0])
+    dock.combine.setChecked(True)
+    seen = len(notifications())
+    assert dock.run() is None  # only one layer selected (the last added): said, not guessed
+    assert any("needs at least two image layers" in m for m in notifications()[seen:])
+    viewer.layers.selection.clear()
+    viewer.layers.selection.update(layers)
+    assert [b.text() for b in dock.channels.boxes] == ["H", "E", "DAB"]
+    dock.run()
+    _wait(qtbot, dock)
+    cam = next(l for l in viewer.layers if l.name.startswith("H + E + DAB · Grad-CAM · "))
+    assert cam.data.shape == (48, 64) and cam.metadata["cellclass"]["source"] == "H + E + DAB"

@@ -215,7 +215,8 @@ class ChannelPicker(QWidget):
         """Choose ``axis`` ("auto", "none" or an int) and, for an int, the channels,
         for ``layer`` (by default the input shown)."""
         if layer is not None:
-            key = channel_input(layer).key if channel_input(layer) else None
+            inp = channel_input(layer)
+            key = inp.key if inp is not None else None
             keys = [i.key for i in self._inputs]
             if key not in keys:
                 raise ValueError(f"{layer!r} is not offered here")
