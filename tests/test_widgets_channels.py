@@ -163,8 +163,9 @@ def test_multichannel_samples_open_as_coloured_channels_and_the_docks_use_them(m
     assert [l.colormap.name for l in viewer.layers] == ["green", "blue", "red", "yellow"]
     assert all(l.data.shape == (256, 256) for l in viewer.layers)
 
-    dock.layers.set_selected(list(viewer.layers))
-    dock.combine.setChecked(True)
+    assert len(dock.layers.selected()) == 1  # the dock ticks one of the channel layers
+    dock.combine.setChecked(True)  # which stands for its sample's four channel layers
+    assert [b.text() for b in dock.channels.boxes] == ["protein", "nucleus", "microtubules", "ER"]
     dock.run()
     _wait(qtbot, dock)
     [row] = dock.table.rows

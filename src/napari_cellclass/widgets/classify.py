@@ -35,6 +35,7 @@ from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMa
 from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
 from .channel_picker import combined_input, combined_requests
+from ..viewer.layers import channel_layers_of
 from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
@@ -194,9 +195,13 @@ class ClassifyDock(QWidget):
     def _update_channels(self) -> None:
         chosen = self.layers.selected()
         bundle = self.session.cached()
-        if self.combine.isChecked():  # one input: the ticked layers as its channels
-            chosen = [combined_input(chosen)]
+        if self.combine.isChecked():  # one input: the ticked layers (or a sample's channel layers) as its channels
+            chosen = [combined_input(self._to_combine(chosen))]
         self.channels.update_for_layers(chosen, bundle.in_chans if bundle is not None else None)
+
+    def _to_combine(self, chosen: list[Any]) -> list[Any]:
+        """The ticked layers; one ticked layer of a sample's channel group stands for its group."""
+        return channel_layers_of(self.viewer, chosen[0]) if len(chosen) == 1 else chosen
 
     def _model_changed(self, *_: Any) -> None:
         bundle = self.session.cached()
@@ -227,7 +232,7 @@ class ClassifyDock(QWidget):
         self._sources = {}
         requests = []
         if self.combine.isChecked():
-            requests = combined_requests(self.viewer, chosen, self.channels)
+            requests = combined_requests(self.viewer, self._to_combine(chosen), self.channels)
             chosen = []
         for layer in chosen:
             req = make_request(self.viewer, layer)
