@@ -85,6 +85,7 @@ def write_object_csv(outcome: ObjectOutcome, path: str | Path) -> Path:
     """The per-object rows as ``cellclass predict --objects`` writes them, atomically."""
     from ..core.atomicfile import describe_os_error, write_atomic
     from ..core.errors import CellclassError
+    from .tables import ood_cells
 
     target = Path(path)
     if target.suffix.lower() != ".csv":
@@ -92,11 +93,11 @@ def write_object_csv(outcome: ObjectOutcome, path: str | Path) -> Path:
     text = io.StringIO(newline="")
     w = csv.writer(text)
     w.writerow(["path", "frame", "label", "centroid_y", "centroid_x", "area", "predicted_class", "confidence",
-                *[f"p_{c}" for c in outcome.classes], "model"])
+                *[f"p_{c}" for c in outcome.classes], "ood_score", "ood", "model"])
     for r in outcome.table.rows:
         w.writerow([outcome.request.image_name, r.box.frame, r.box.label, f"{r.box.centroid[0]:.2f}",
                     f"{r.box.centroid[1]:.2f}", r.box.area, r.predicted_class, f"{r.confidence:.6f}",
-                    *[f"{float(p):.6f}" for p in r.probs], outcome.model])
+                    *[f"{float(p):.6f}" for p in r.probs], *ood_cells(r.ood_score, r.ood), outcome.model])
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, text.getvalue().encode("utf-8"))
