@@ -41,13 +41,29 @@ def show_objects(viewer: Viewer, labels_layer: Labels, outcome: ObjectOutcome) -
     kwargs = {
         "name": labels_layer.name + CLASSES_SUFFIX,
         "scale": tuple(labels_layer.scale), "translate": tuple(labels_layer.translate),
-        "opacity": 0.5, "colormap": DirectLabelColormap(color_dict=cmap),
+        "opacity": 0.6, "colormap": DirectLabelColormap(color_dict=cmap),
         "metadata": {"cellclass_objects": {"classes": outcome.classes, "colors": colors, "model": outcome.model,
                                            "source": labels_layer.name}},
     }
     layer = _upsert_labels(viewer, coloured, kwargs)
     layer.editable = False  # a view of results; painting belongs on the source Labels layer
+    keep_apart(viewer, layer, labels_layer)
     return layer
+
+
+def keep_apart(viewer: Viewer, classes: Labels, source: Labels) -> None:
+    """Class colours that do not mix with the source's own: the class layer sits directly
+    under the source, drawn translucent over the image, and the source shows only its
+    objects' outlines (``contour``), so each object's inside is its class colour alone
+    while its outline, the selected object and clicks stay on the source layer."""
+    classes.blending = "translucent"
+    if not source.contour:
+        source.contour = 1
+    layers = viewer.layers
+    i, j = layers.index(classes), layers.index(source)
+    if i != j - 1:
+        layers.move(i, j)  # napari inserts before dest_index: directly under the source either way
+    viewer.layers.selection.active = source
 
 
 def go_to_object(viewer: Viewer, labels_layer: Labels, frame: int, label: int, centroid: tuple[float, float]) -> None:
