@@ -227,7 +227,7 @@ class LabellingMixin:
     def _add_region(self, kind: str, image: str, frame: int, cls: str | int, **geometry: Any) -> Item:
         layout = self._check_target(image, frame)
         name = self._check_class(cls)
-        for v in np.ravel([g for g in geometry.values() if g is not None]):
+        for v in np.ravel([g for k, g in geometry.items() if g is not None and k != "obj"]):
             if not math.isfinite(float(v)):
                 raise DataError(f"the {kind} has a non-finite coordinate", "draw it again")
         probe = Item(0, kind, image, int(frame), (name,), "", **geometry)
@@ -245,10 +245,12 @@ class LabellingMixin:
             self._items.append(item)
         return item
 
-    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float]) -> Item:
-        """Axis-aligned box ``(y0, x0, y1, x1)`` in image pixels."""
+    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float], obj: Any = None) -> Item:
+        """Axis-aligned box ``(y0, x0, y1, x1)`` in image pixels; ``obj``: the segmented
+        object it labels (a schema.ObjectRef, see core.annotations.objects)."""
         y0, x0, y1, x1 = (float(v) for v in box)
-        return self._add_region("rectangle", image, frame, cls, box=(min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
+        return self._add_region("rectangle", image, frame, cls, box=(min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)),
+                                **({"obj": obj} if obj is not None else {}))
 
     def add_polygon(self, image: str, frame: int, cls: str | int, vertices: Sequence[Sequence[float]]) -> Item:
         v = np.asarray(vertices, dtype=np.float64)
