@@ -34,6 +34,7 @@ from ..viewer.annotation_controller import AnnotationController
 from ..viewer.annotation_layers import image_name
 from .annotation_next import NextToLabel
 from .annotation_table import AnnotationTable
+from .annotate_objects import ObjectAnnotator
 from .finetune import FineTunePanel
 from .live_mode import LiveMode
 from .runner import notify_error
@@ -90,6 +91,7 @@ class AnnotateDock(QWidget):
         self.table = AnnotationTable()
         self.next = NextToLabel(napari_viewer, self.session, self.labelled_planes, self.go_to)
         self.finetune = FineTunePanel(napari_viewer, self.session, lambda: self.store)
+        self.objects = ObjectAnnotator(self)  # click segmented objects to label them (widgets.annotate_objects)
         self._build()
         self.live = LiveMode(self.finetune, self.next, lambda: self.store)
         self.finetune.layout().insertWidget(1, self.live)  # under the options, above Fine-tune / Cancel
@@ -144,6 +146,9 @@ class AnnotateDock(QWidget):
         inner.addLayout(tools)
         inner.addLayout(form)
         inner.addWidget(self.where)
+        lay.addWidget(box)
+        box = QGroupBox("segmented objects: click one to label it with the current class")
+        QVBoxLayout(box).addWidget(self.objects)
         lay.addWidget(box)
         box = QGroupBox("annotations")
         QVBoxLayout(box).addWidget(self.table)

@@ -1,0 +1,110 @@
+"""Annotate segmented objects by clicking them in the Annotate dock (run under xvfb-run):
+the file records them with their label image, export writes their crops, training reads
+them, and 'what to label next' steps through the objects."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_widgets_annotate import press
+
+import napari_cellclass.widgets.runner  # noqa: F401  (as napari would: docks before torch)
+
+pytestmark = pytest.mark.gui
+
+
+def _scene():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 40, (64, 64)).astype(np.uint8)
+    lab = np.zeros((64, 64), np.int32)
+    for i in range(8):  # 8 objects: even ones dim, odd ones bright
+        r, c = divmod(i, 4)
+        lab[4 + 30 * r:20 + 30 * r, 2 + 16 * c:13 + 16 * c] = i + 1
+        img[lab == i + 1] = 200 if i % 2 else 60
+    return img, lab
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tmp_path):
+    from napari_cellclass.app.session import Session
+    from napari_cellclass.widgets.annotate import AnnotateDock
+
+    viewer = make_napari_viewer()
+    widget = AnnotateDock(viewer, Session())
+    viewer.window.add_dock_widget(widget, name="Annotate")
+    widget.open_annotations(tmp_path / "ann.json")
+    widget.add_class("dim"), widget.add_class("bright")
+    return widget
+
+
+def _click(clicks, viewer, world, drag=False):
+    """What napari does with a mouse press, (moves,) release on the canvas."""
+    event = SimpleNamespace(position=tuple(world), type="mouse_press")
+    gen = clicks._mouse(viewer, event)
+    if gen is None:
+        return
+    next(gen)
+    if drag:
+        event.type = "mouse_move"
+        next(gen)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_click_two_objects_export_train_and_step_through(dock, qtbot, tmp_path):
+    from napari_cellclass import build_model, load_dataset, save_model
+    from napari_cellclass.app.session import ModelChoice
+    from napari_cellclass.cli import main
+    from napari_cellclass.core.annotations.objects import labelled_objects
+
+    viewer = dock.viewer
+    img, lab = _scene()
+    viewer.add_image(img, name="cells", scale=(2, 2))
+    labels = viewer.add_labels(lab, name="cells seg", scale=(2, 2))
+    assert dock.objects.labels.layer() is None
+    dock.objects.labels.set_layer(labels)
+    dock.objects.margin.setValue(2)
+    viewer.layers.selection.active = labels
+    dock.classes.set_current("dim")
+    clicks = dock.objects.clicks
+    _click(clicks, viewer, (2 * 10.2, 2 * 5.0))  # object 1 (world = 2 x data)
+    _click(clicks, viewer, (2 * 12.0, 2 * 22.0), drag=True)  # a drag pans: no label
+    assert [it.obj.label for it in dock.store.items] == [1]
+    _click(clicks, viewer, (2 * 12.0, 2 * 22.0))  # object 2, then key 2 makes it 'bright'
+    press(viewer, "2")
+    qtbot.waitUntil(lambda: dock.store.items[-1].label == "bright")
+    _click(clicks, viewer, (0.0, 0.0))  # background: nothing
+    assert "no object" in dock.objects.info.text()
+
+    doc = json.loads(dock.store.path.read_text())
+    objs = [(it["labels"], it["object"]["label"], it["object"]["labels"]["name"]) for it in doc["items"]]
+    assert objs == [(["dim"], 1, "cells seg"), (["bright"], 2, "cells seg")]
+    assert all(it["object"]["labels"]["hash"].startswith("blake2b:") and it["object"]["margin"] == 2 for it in doc["items"])
+
+    report = dock.export(tmp_path / "export")
+    assert report.n_samples == 2 and report.counts == {"dim": 1, "bright": 1}
+    assert len(load_dataset(tmp_path / "export")) == 2
+    out = tmp_path / "tuned.safetensors"  # fine-tune (train) on the object crops, tiny and from scratch
+    assert main(["train", str(tmp_path / "export"), "--arch", "scaffoldnet", "--no-pretrained", "--epochs", "1",
+                 "--input-size", "32", "--batch-size", "2", "--val-fraction", "0", "--test-fraction", "0",
+                 "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+
+    model = save_model(build_model("resnet18", classes=["dim", "bright"], input_size=(32, 32)), tmp_path / "m.safetensors")
+    dock.session.set_choice(ModelChoice("file", str(model)))
+    assert dock.objects.rank() is not None
+    qtbot.waitUntil(lambda: not dock.objects.controls.running, timeout=120_000)
+    left = dock.objects.remaining()
+    assert len(left) == 6 and {(0, 1), (0, 2)}.isdisjoint(r[:2] for r in left)  # the labelled two are not offered
+    scores = [s for _, _, s in left]
+    assert scores == sorted(scores, reverse=True)
+    frame, label, _ = dock.objects.next()
+    assert (frame, label) == left[0][:2] and labels.selected_label == label
+    ys, xs = np.nonzero(lab == label)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    np.testing.assert_allclose(camera.center[-2:], (2 * ys.mean(), 2 * xs.mean()), atol=1e-6)
+    assert dock.objects.next()[:2] == left[1][:2]  # the next one along
+    assert set(labelled_objects(dock.store, clicks.source())) == {(0, 1), (0, 2)}
