@@ -79,6 +79,11 @@ def test_click_two_objects_export_train_and_step_through(dock, qtbot, tmp_path):
     qtbot.waitUntil(lambda: dock.store.items[-1].label == "bright")
     _click(clicks, viewer, (0.0, 0.0))  # background: nothing
     assert "no object" in dock.objects.info.text()
+    shown = viewer.layers["cells seg · annotated"]  # the labelled objects in their class colours, under the source
+    qtbot.waitUntil(lambda: (shown.data[lab == 2] == 2).all())
+    assert (shown.data[lab == 1] == 1).all() and (shown.data[(lab == 0) | (lab > 2)] == 0).all()
+    assert viewer.layers.index(shown) == viewer.layers.index(labels) - 1 and labels.contour >= 1
+    assert dock.objects.labels.layer() is labels  # the view layers are not offered as objects
 
     doc = json.loads(dock.store.path.read_text())
     objs = [(it["labels"], it["object"]["label"], it["object"]["labels"]["name"]) for it in doc["items"]]
@@ -103,8 +108,32 @@ def test_click_two_objects_export_train_and_step_through(dock, qtbot, tmp_path):
     assert scores == sorted(scores, reverse=True)
     frame, label, _ = dock.objects.next()
     assert (frame, label) == left[0][:2] and labels.selected_label == label
+    box = viewer.layers["cells seg next to label"].data[0]  # outlined, in the layer's data coordinates
+    ys, xs = np.nonzero(lab == label)
+    np.testing.assert_allclose(box.min(0), (ys.min() - 0.5, xs.min() - 0.5))
     ys, xs = np.nonzero(lab == label)
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     np.testing.assert_allclose(camera.center[-2:], (2 * ys.mean(), 2 * xs.mean()), atol=1e-6)
     assert dock.objects.next()[:2] == left[1][:2]  # the next one along
     assert set(labelled_objects(dock.store, clicks.source())) == {(0, 1), (0, 2)}
+    dock.undo()  # key 2 undone: object 2 is 'dim' again, in the file and in the view
+    assert labelled_objects(dock.store, clicks.source())[(0, 2)].label == "dim"
+    qtbot.waitUntil(lambda: (shown.data[lab == 2] == 1).all())
+
+    # fine-tune in the dock on the object crops: label every object by click, 1 tiny epoch
+    for label in range(3, 9):
+        ys, xs = np.nonzero(lab == label)
+        dock.classes.set_current("bright" if label % 2 == 0 else "dim")
+        _click(clicks, viewer, (2 * ys.mean(), 2 * xs.mean()))
+    assert len(dock.store.items) == 8 and all(it.obj is not None for it in dock.store.items)
+    panel = dock.finetune
+    panel.epochs.setValue(1)
+    panel.batch.setValue(4)
+    panel.val.setValue(0.25)
+    panel.size.setValue(32)
+    assert panel.start.choice().kind == "model"
+    assert panel.run() is not None
+    qtbot.waitUntil(lambda: not panel.controls.running, timeout=240_000)
+    outcome = panel.outcome
+    assert outcome is not None and not outcome.cancelled
+    assert outcome.n_train + outcome.n_val == 8 and outcome.bundle.classes == ["dim", "bright"]

@@ -20,7 +20,7 @@ import numpy as np
 from ..core.annotations.objects import LabelsSource, annotate_object, label_at, labels_source
 from ..core.errors import DataError
 from ..core.io.objects import label_plane
-from .object_layers import CLASSES_SUFFIX
+from .object_layers import show_annotated
 
 if TYPE_CHECKING:
     from napari import Viewer
@@ -111,7 +111,18 @@ class ObjectClicks:
         plane = np.asarray(label_plane(self.layer.data, frame, self.layer.name))
         self.last = annotate_object(store, key, store_frame, plane, label, cls, self.margin, self.source())
         self._notify(f"object {label}" + (f" of frame {frame}" if self.layer.ndim >= 3 else "") + f": {cls}")
+        self.show()
         return self.last
+
+    def show(self) -> None:
+        """Redraw ``<labels> · annotated`` from the store (after a click, an undo, a delete)."""
+        from ..core.annotations.objects import labelled_objects
+
+        store = self.controller.store
+        if self.layer is None or store is None or self.layer not in self.viewer.layers:
+            return
+        done = {k: it.label for k, it in labelled_objects(store, self.source()).items()}
+        show_annotated(self.viewer, self.layer, done, {c.name: c.color for c in store.classes})
 
     def _key_handler(self, n: int) -> Callable[[Any], None]:
         def handler(_layer: Any) -> None:
@@ -132,7 +143,8 @@ class ObjectClicks:
         active = viewer.layers.selection.active
         if self.layer is None or active is None or self.controller.store is None:
             return
-        if active is not self.layer and active.name != self.layer.name + CLASSES_SUFFIX:
+        views = active.metadata.get("cellclass_objects") or {}  # its · classes / · annotated layers
+        if active is not self.layer and views.get("source") != self.layer.name:
             return
         if getattr(active, "mode", "pan_zoom") != "pan_zoom":  # painting or picking: not a label click
             return

@@ -357,6 +357,8 @@ class AnnotateDock(QWidget):
         else:  # renamed or removed: the list's choice
             self.controller.set_current_class(self.classes.current())
         self.table.refresh(store)
+        if hasattr(self, "objects"):  # built after the controller, which reports the first change
+            self.objects.store_changed()
         for b in (self.save_as_button, self.export_button, self.undo_button):
             b.setEnabled(store is not None)
         self.undo_button.setToolTip(f"undo {store.undo_description}" if store is not None and store.can_undo else "")

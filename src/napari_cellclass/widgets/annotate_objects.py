@@ -10,7 +10,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayo
 
 from ..app.object_jobs import ObjectOutcome, ObjectRequest, object_job
 from ..viewer.object_annotation import ObjectClicks
-from ..viewer.object_layers import go_to_object
+from ..viewer.object_layers import go_to_object, outline_object
 from .classify_objects import ObjectsCombo
 from .runner import JobControls, notify_error
 
@@ -40,6 +40,7 @@ class ObjectAnnotator(QWidget):
                                    dock.classes.set_current)
         self.ranked: list[tuple[int, int, float]] = []
         self._centroids: dict[tuple[int, int], tuple[float, float]] = {}
+        self._boxes: dict[tuple[int, int], tuple[int, int, int, int]] = {}
         self._shown: set[tuple[int, int]] = set()
         self._build()
         self.labels.currentIndexChanged.connect(self._picked)
@@ -67,12 +68,21 @@ class ObjectAnnotator(QWidget):
         layer = self.labels.layer()
         self.clicks.set_layer(layer)
         self.controls.setEnabled(layer is not None)
+        if layer is not None and self.dock.store is not None:
+            self.store_changed()
         self.ranked, self._shown = [], set()
         self.next_button.setEnabled(False)
         if layer is not None:
             self.dock.ensure_store()
             self.info.setText(f"click a cell of '{layer.name}' (pan/zoom mode) to label it with the current class; "
                               "keys 1–9 pick the class and relabel the last clicked cell")
+
+    def store_changed(self) -> None:
+        """The annotations changed (a click, undo, delete, another file): redraw the labelled objects."""
+        try:
+            self.clicks.show()
+        except Exception as err:  # noqa: BLE001 - e.g. an edited layer that no longer fits
+            notify_error(err)
 
     def _margin_changed(self, v: int) -> None:
         self.clicks.margin = int(v)
@@ -107,6 +117,7 @@ class ObjectAnnotator(QWidget):
 
         self.ranked = rank_objects(outcome.table, self._method())
         self._centroids = {(r.box.frame, r.box.label): r.box.centroid for r in outcome.table.rows}
+        self._boxes = {(r.box.frame, r.box.label): r.box.bbox for r in outcome.table.rows}
         self._shown = set()
         left = self.remaining()
         self.next_button.setEnabled(bool(left))
@@ -134,6 +145,8 @@ class ObjectAnnotator(QWidget):
         frame, label, score = left[0]
         self._shown.add((frame, label))
         go_to_object(self.viewer, layer, frame, label, self._centroids[(frame, label)])
+        outline_object(self.viewer, layer, frame, self._boxes[(frame, label)])
+        self.viewer.layers.selection.active = layer  # the next click labels it
         self.info.setText(f"object {label}" + (f" of frame {frame}" if layer.ndim >= 3 else "")
                           + f": uncertainty {score:.2f} ({len(left) - 1} more to go); click it to label it")
         return left[0]

@@ -166,7 +166,7 @@ class ClassifyDock(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addWidget(self.view, 1)
-        layout.addWidget(self.objects.legend)
+        layout.addWidget(self.objects.footer)
         layout.addWidget(self.export_button)
         box = QGroupBox("model card")
         QVBoxLayout(box).addWidget(self.card)

@@ -122,7 +122,8 @@ class ObjectMode(QWidget):
         self.margin.setSuffix(" px")
         self.margin.setToolTip("pixels around each object's bounding box in its crop (0: the box exactly)")
         self.margin.setValue(int(settings.get("objects.margin", 4)))
-        self.mask = QCheckBox("mask background + other objects")
+        self.mask = QCheckBox("mask")
+        self.mask.setToolTip("set the background and the other objects in each crop to 0")
         self.mask.setChecked(bool(settings.get("objects.mask", False)))
         self.explain_button = QPushButton("Explain objects")
         self.explain_button.setToolTip("Grad-CAM of every object of the frame on screen, pasted at its place")
@@ -144,8 +145,14 @@ class ObjectMode(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("margin"))
         row.addWidget(self.margin)
-        row.addWidget(self.mask, 1)
-        row.addWidget(self.explain_button)
+        row.addWidget(self.mask)
+        row.addStretch(1)
+        # below the table: the legend, and Explain beside it (the options row is wide enough already)
+        self.footer = QWidget()
+        foot = QHBoxLayout(self.footer)
+        foot.setContentsMargins(0, 0, 0, 0)
+        foot.addWidget(self.legend, 1)
+        foot.addWidget(self.explain_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.labels)
@@ -166,6 +173,7 @@ class ObjectMode(QWidget):
     def _picked(self, *_: Any) -> None:
         on = self.active()
         self.options.setVisible(on)
+        self.footer.setVisible(on)
         self.dock.mode.setEnabled(not on)  # whole image / tiled does not apply to objects
         self.outcome = None
         self.legend.setText("")
@@ -232,12 +240,14 @@ class ObjectMode(QWidget):
         colors = class_colors(outcome.classes)
         self.legend.setText("classes: " + "&nbsp;&nbsp;".join(
             f"<span style='color:{colors[c]}; font-size:14pt'>■</span> {c} ({counts.get(c, 0)})" for c in outcome.classes))
+        bundle = self.session.cached()
+        if bundle is not None:
+            self.dock.card.setPlainText(bundle.card())
         n_ood = sum(bool(r.ood) for r in outcome.table.rows)
         self.dock.controls.status.setText(
             f"classified {len(outcome.table)} object(s) of '{outcome.request.labels_name}' with {outcome.model}"
             + (f"; {n_ood} flagged out of distribution (marked)" if n_ood else "")
-            + ("" if self.session.cached() is None or self.session.cached().ood is not None
-               else "; the model has no OOD statistics (ood empty)"))
+            + ("" if bundle is None or bundle.ood is not None else "; the model has no OOD statistics (ood empty)"))
 
     # ------------------------------------------------------------------ showing
     def fill_view(self) -> None:
