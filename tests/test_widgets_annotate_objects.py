@@ -137,3 +137,12 @@ def test_click_two_objects_export_train_and_step_through(dock, qtbot, tmp_path):
     outcome = panel.outcome
     assert outcome is not None and not outcome.cancelled
     assert outcome.n_train + outcome.n_val == 8 and outcome.bundle.classes == ["dim", "bright"]
+
+
+def test_switching_objects_off_gives_the_layer_its_keys_back(dock):
+    labels = dock.viewer.add_labels(np.zeros((8, 8), np.int32), name="seg")
+    dock.objects.labels.set_layer(labels)
+    assert len(labels.keymap) == 9
+    dock.objects.labels.set_layer(None)
+    assert len(labels.keymap) == 0 and dock.objects.clicks.layer is None
+    assert dock.objects.rank() is None  # nothing to rank: a message, no job

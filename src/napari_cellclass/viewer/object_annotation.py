@@ -52,6 +52,8 @@ class ObjectClicks:
             for ev in ("data", "paint"):
                 if hasattr(self.layer.events, ev):
                     getattr(self.layer.events, ev).disconnect(self._forget)
+            for n in range(1, 10):  # napari's own keys for the layer again
+                self.layer.bind_key(str(n), None)
         self.layer, self.last, self._source = layer, None, None
         if layer is not None:
             for ev in ("data", "paint"):  # edited objects: hash the pixels again

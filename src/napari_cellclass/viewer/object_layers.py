@@ -160,8 +160,11 @@ def _upsert_labels(viewer: Viewer, data: np.ndarray, kwargs: dict[str, Any]) -> 
 
 
 def object_labels_layers(viewer: Viewer) -> list[Any]:
-    """The viewer's Labels layers that hold objects (not the class-coloured results)."""
+    """The viewer's Labels layers that hold objects (not the class-coloured results, nor
+    the Annotate dock's painted-pixel layers)."""
     from napari.layers import Labels
 
+    from .annotation_layers import META
+
     return [layer for layer in viewer.layers
-            if isinstance(layer, Labels) and "cellclass_objects" not in layer.metadata]
+            if isinstance(layer, Labels) and "cellclass_objects" not in layer.metadata and META not in layer.metadata]
