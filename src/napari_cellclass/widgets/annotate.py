@@ -10,6 +10,7 @@ Thin shell.  Annotations live in an :class:`~napari_cellclass.core.annotations.A
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, TYPE_CHECKING
 
 from napari.utils.notifications import show_info, show_warning
@@ -64,7 +65,7 @@ def default_annotation_file(layer: Layer | None) -> Path:
 class AnnotateDock(QWidget):
     """Annotate (classes, keys 1–9, regions, pixels, table, what next) and fine-tune."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
@@ -308,7 +309,7 @@ class AnnotateDock(QWidget):
                     out[(image_name(layer), plane)] = None if whole else [it.bbox() for it in items]
         return out
 
-    def go_to(self, layer_name: str, plane: int, box: Any = None) -> bool:
+    def go_to(self, layer_name: str, plane: int, box: Sequence[float] | None = None) -> bool:
         """Select the layer, move the slider to ``plane`` and, for a region, centre the
         view on it and outline it in a '<image> next to label' layer."""
         import numpy as np
