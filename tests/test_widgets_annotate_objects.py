@@ -146,3 +146,28 @@ def test_switching_objects_off_gives_the_layer_its_keys_back(dock):
     dock.objects.labels.set_layer(None)
     assert len(labels.keymap) == 0 and dock.objects.clicks.layer is None
     assert dock.objects.rank() is None  # nothing to rank: a message, no job
+
+
+def test_reopened_file_finds_its_objects_on_an_unsaved_labels_layer(dock, make_napari_viewer):
+    """Reloading resolves object annotations by the label image's pixels when it has no file."""
+    from napari_cellclass.widgets.annotate import AnnotateDock
+
+    img, lab = _scene()
+    dock.viewer.add_image(img, name="cells")
+    first = dock.viewer.add_labels(lab, name="seg")
+    dock.objects.labels.set_layer(first)
+    dock.viewer.layers.selection.active = first
+    dock.classes.set_current("bright")
+    assert dock.objects.click((40.0, 38.0)).obj.label == 7
+    path = dock.store.path
+
+    viewer = make_napari_viewer()  # another session: the same image, the segmentation under another name
+    again = AnnotateDock(viewer, dock.session)
+    viewer.window.add_dock_widget(again, name="Annotate")
+    again.open_annotations(path)
+    viewer.add_image(img, name="cells")
+    labels = viewer.add_labels(lab.copy(), name="segmentation (reloaded)")
+    again.objects.labels.set_layer(labels)
+    shown = viewer.layers["segmentation (reloaded) · annotated"]
+    assert (shown.data[lab == 7] == 2).all() and (shown.data[lab != 7] == 0).all()
+    assert again.objects.labelled() == {(0, 7)}
