@@ -118,3 +118,15 @@ def test_object_mode_needs_the_image_on_its_grid(dock):
     dock.layers.set_selected(list(viewer.layers)[:2])
     assert dock.run() is None  # two ticked images, neither on the Labels layer's grid: a warning, no job
     assert dock.objects.export_csv("x.csv") is None
+
+
+def test_class_image_is_painted_per_frame():
+    from napari_cellclass.viewer.object_layers import paint_classes
+
+    lab = np.zeros((2, 6, 6), np.int32)
+    lab[:, 1:3, 1:3] = 4  # the same id in both frames: another cell each time
+    lab[1, 4:, 4:] = 9
+    out = paint_classes(lab, {(0, 4): 1, (1, 4): 3, (1, 9): 2})
+    assert (out[0][lab[0] == 4] == 1).all() and (out[1][lab[1] == 4] == 3).all() and (out[1][lab[1] == 9] == 2).all()
+    assert (out[lab == 0] == 0).all() and out.dtype == np.uint16
+    assert not paint_classes(lab[0], {}).any()

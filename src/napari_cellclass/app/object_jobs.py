@@ -71,16 +71,6 @@ class _Source:
         self.data, self.name, self.rgb = data, name, rgb
 
 
-def class_lookup(outcome: ObjectOutcome) -> np.ndarray:
-    """label id -> 1 + predicted class index (0: background or not classified), for a class-coloured layer."""
-    cols = outcome.table.columns()
-    labels = cols["label"]
-    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, np.uint16)
-    index = {c: k for k, c in enumerate(outcome.classes)}
-    lut[labels] = [index.get(str(c).split(";")[0], -1) + 1 for c in cols["predicted_class"]]
-    return lut
-
-
 def write_object_csv(outcome: ObjectOutcome, path: str | Path) -> Path:
     """The per-object rows as ``cellclass predict --objects`` writes them, atomically."""
     from ..core.atomicfile import describe_os_error, write_atomic

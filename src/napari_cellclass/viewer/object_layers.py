@@ -29,13 +29,11 @@ def show_objects(viewer: Viewer, labels_layer: Labels, outcome: ObjectOutcome) -
     import pandas as pd
     from napari.utils.colormaps import DirectLabelColormap
 
-    from ..app.object_jobs import class_lookup
-
     labels_layer.features = pd.DataFrame(outcome.columns())
-    lut = class_lookup(outcome)
-    data = np.asarray(labels_layer.data)
-    safe = np.where((data >= 0) & (data < lut.size), data, 0)
-    coloured = lut[safe]
+    index = {c: k + 1 for k, c in enumerate(outcome.classes)}
+    # per (frame, label): in a stack the same id may be another cell, of another class, in each frame
+    coloured = paint_classes(labels_layer.data, {(r.box.frame, r.box.label): index.get(str(r.predicted_class).split(";")[0], 0)
+                                                 for r in outcome.table.rows})
     colors = class_colors(outcome.classes)
     cmap = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
     cmap.update({k + 1: colors[c] for k, c in enumerate(outcome.classes)})
