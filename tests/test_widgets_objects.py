@@ -130,3 +130,43 @@ def test_class_image_is_painted_per_frame():
     assert (out[0][lab[0] == 4] == 1).all() and (out[1][lab[1] == 4] == 3).all() and (out[1][lab[1] == 9] == 2).all()
     assert (out[lab == 0] == 0).all() and out.dtype == np.uint16
     assert not paint_classes(lab[0], {}).any()
+
+
+def test_object_rows_show_and_export_ood(make_napari_viewer, qtbot, tmp_path, model_file):
+    import dataclasses
+
+    from napari_cellclass import load_model, predict_objects, save_model
+    from napari_cellclass.app.session import ModelChoice, Session
+    from napari_cellclass.core.models.ood import OodStats, feature_dim
+    from napari_cellclass.widgets.classify import ClassifyDock
+
+    bundle = load_model(model_file)
+    d = feature_dim(bundle.network)
+    rng = np.random.default_rng(2)
+    probe = dataclasses.replace(bundle, ood=OodStats(rng.normal(size=(3, d)).astype(np.float32), np.eye(d, dtype=np.float32), 0.0))
+    viewer = make_napari_viewer()
+    image, labels = _sample(viewer)
+    scores = [r.ood_score for r in predict_objects(probe, image.data, labels.data, margin=4).rows]
+    probe.ood.threshold = float(np.median(scores))  # about half the objects flagged
+    path = save_model(probe, tmp_path / "with_ood.safetensors")
+    session = Session()
+    session.set_choice(ModelChoice("file", str(path)))
+    dock = ClassifyDock(viewer, session)
+    viewer.window.add_dock_widget(dock, name="Classify")
+    dock.objects.labels.set_layer(labels)
+    dock.objects.margin.setValue(4)
+    dock.layers.set_selected([image])
+    dock.run()
+    qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
+    head = [dock.view.horizontalHeaderItem(c).text() for c in range(dock.view.columnCount())]
+    col = head.index("ood")
+    shown = [dock.view.item(r, col).text() for r in range(dock.view.rowCount())]
+    flagged = [s > probe.ood.threshold for s in scores]
+    assert shown == ["OOD" if f else "ok" for f in flagged] and 0 < sum(flagged) < len(flagged)
+    assert "flagged out of distribution" in dock.controls.status.text()
+    np.testing.assert_allclose(labels.features["ood_score"].astype(float), scores, rtol=1e-4)
+    import csv
+
+    with open(dock.export_csv(tmp_path / "o.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["ood"] for r in rows] == ["true" if f else "false" for f in flagged]
