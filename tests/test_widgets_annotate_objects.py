@@ -171,3 +171,16 @@ def test_reopened_file_finds_its_objects_on_an_unsaved_labels_layer(dock, make_n
     shown = viewer.layers["segmentation (reloaded) · annotated"]
     assert (shown.data[lab == 7] == 2).all() and (shown.data[lab != 7] == 0).all()
     assert again.objects.labelled() == {(0, 7)}
+
+
+def test_one_label_image_for_a_stack_labels_the_frame_on_screen(dock):
+    img, lab = _scene()
+    viewer = dock.viewer
+    viewer.add_image(np.stack([img, img, img]), name="movie")
+    labels = viewer.add_labels(lab, name="seg")
+    dock.objects.labels.set_layer(labels)
+    viewer.layers.selection.active = labels
+    viewer.dims.set_point(0, 2)
+    dock.classes.set_current("dim")
+    item = dock.objects.click((2.0, 40.0, 38.0))
+    assert item is not None and item.frame == 2 and item.obj.label == 7

@@ -109,8 +109,10 @@ class ObjectClicks:
             raise DataError(f"no image layer on the grid of '{self.layer.name}'",
                             "open the image the Labels layer segments (same height and width)")
         b = self.controller.binding(image)
+        if self.layer.ndim == 2 and b.n_planes > 1:  # one label image for every frame: the frame on screen
+            frame = self.controller.plane_now(b)
         key, store_frame = b.target(frame if b.n_planes > 1 else 0)
-        plane = np.asarray(label_plane(self.layer.data, frame, self.layer.name))
+        plane = np.asarray(label_plane(self.layer.data, frame if self.layer.ndim >= 3 else 0, self.layer.name))
         self.last = annotate_object(store, key, store_frame, plane, label, cls, self.margin, self.source())
         self._notify(f"object {label}" + (f" of frame {frame}" if self.layer.ndim >= 3 else "") + f": {cls}")
         self.show()
