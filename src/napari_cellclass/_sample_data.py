@@ -113,7 +113,7 @@ def nuclei_labels(nucleus) -> Any:
 
 def protein_objects() -> list[LayerDataTuple]:
     """Study 5's 4-channel image with a Labels layer of its nuclei (the nucleus channel thresholded):
-    the input of object mode (Classify objects, ``cellclass predict --objects``)."""
+    the input of object mode (the Classify dock's *objects* row, ``cellclass predict --objects``)."""
     # one (C, H, W) layer, not coloured channel layers: object mode reads one image layer,
     # and its channel axis comes from the metadata ("axes": "CYX"), so "auto" is not ambiguous
     (data, kwargs, kind), = _sample("protein", "protein localisation (synthetic)", as_channels=False)

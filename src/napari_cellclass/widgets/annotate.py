@@ -35,6 +35,7 @@ from ..viewer.annotation_controller import AnnotationController
 from ..viewer.annotation_layers import image_name
 from .annotation_next import NextToLabel
 from .annotation_table import AnnotationTable
+from .annotate_objects import ObjectAnnotator
 from .finetune import FineTunePanel
 from .live_mode import LiveMode
 from .runner import notify_error
@@ -91,6 +92,7 @@ class AnnotateDock(QWidget):
         self.table = AnnotationTable()
         self.next = NextToLabel(napari_viewer, self.session, self.labelled_planes, self.go_to)
         self.finetune = FineTunePanel(napari_viewer, self.session, lambda: self.store)
+        self.objects = ObjectAnnotator(self)  # click segmented objects to label them (widgets.annotate_objects)
         self._build()
         self.live = LiveMode(self.finetune, self.next, lambda: self.store)
         self.finetune.layout().insertWidget(1, self.live)  # under the options, above Fine-tune / Cancel
@@ -145,6 +147,9 @@ class AnnotateDock(QWidget):
         inner.addLayout(tools)
         inner.addLayout(form)
         inner.addWidget(self.where)
+        lay.addWidget(box)
+        box = QGroupBox("segmented objects: click one to label it with the current class")
+        QVBoxLayout(box).addWidget(self.objects)
         lay.addWidget(box)
         box = QGroupBox("annotations")
         QVBoxLayout(box).addWidget(self.table)
@@ -353,6 +358,8 @@ class AnnotateDock(QWidget):
         else:  # renamed or removed: the list's choice
             self.controller.set_current_class(self.classes.current())
         self.table.refresh(store)
+        if hasattr(self, "objects"):  # built after the controller, which reports the first change
+            self.objects.store_changed()
         for b in (self.save_as_button, self.export_button, self.undo_button):
             b.setEnabled(store is not None)
         self.undo_button.setToolTip(f"undo {store.undo_description}" if store is not None and store.can_undo else "")

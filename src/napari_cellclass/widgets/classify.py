@@ -36,6 +36,7 @@ from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
 from .channel_picker import combined_input, combined_requests
 from ..viewer.layers import channel_layers_of
+from .classify_objects import ObjectMode
 from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
@@ -126,6 +127,7 @@ class ClassifyDock(QWidget):
         self.card.setReadOnly(True)
         self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
         self.card.setMaximumHeight(150)
+        self.objects = ObjectMode(self)  # object mode: 'objects: <a Labels layer>' (widgets.classify_objects)
         from .bioimageio_button import BioimageioExportButton
 
         self.card_export = BioimageioExportButton(self, self.session.cached, "model.zip", "the current model")
@@ -152,6 +154,7 @@ class ClassifyDock(QWidget):
     def _build(self) -> None:
         form = QFormLayout()
         form.addRow("images", self.layers)
+        form.addRow("objects", self.objects)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.card_button)
@@ -173,6 +176,7 @@ class ClassifyDock(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.objects.footer)
         layout.addWidget(self.export_button)
         box = QGroupBox("model card")
         card_layout = QVBoxLayout(box)
@@ -219,7 +223,8 @@ class ClassifyDock(QWidget):
         CSV would write them under the new model's name, so they go."""
         if self.table.rows:
             self.table = PredictionTable([], "")
-            self._fill_view()
+            if not self.objects.active():
+                self._fill_view()
             self.controls.status.setText("the model changed: classify again for its table")
 
     # ------------------------------------------------------------------ running
@@ -229,6 +234,8 @@ class ClassifyDock(QWidget):
         if not chosen:
             show_warning("Classify: no image layer is selected — open an image, then tick it in the list")
             return None
+        if self.objects.active():
+            return self.objects.run(chosen)
         self._sources = {}
         requests = []
         if self.combine.isChecked():
@@ -285,7 +292,8 @@ class ClassifyDock(QWidget):
             meta = L.prediction_metadata(item.name, layer.name, layer_predictions(self.table, item.name), item.layout)
             layer.metadata = {**layer.metadata, L.META_KEY: meta}
             self._show_in_name(layer)
-        self._fill_view()
+        if not self.objects.active():  # the table shows object rows in object mode
+            self._fill_view()
 
     def _classified(self, outcome: ClassifyOutcome) -> None:
         self.card.setPlainText(outcome.model_card)
@@ -365,6 +373,8 @@ class ClassifyDock(QWidget):
             self.export_csv(path)
 
     def export_csv(self, path: str | Path) -> Path | None:
+        if self.objects.active():
+            return self.objects.export_csv(path)
         if not self.table.rows:
             show_warning("Classify: nothing to export yet — classify some images first")
             return None

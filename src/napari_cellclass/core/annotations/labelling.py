@@ -194,7 +194,7 @@ class Labelling:
         """Validate and add a region, or (``replaces``) put that one in its new place."""
         layout = check_target(self.images, image, frame)
         name = check_class(self.doc, cls)
-        for v in np.ravel([g for g in geometry.values() if g is not None]):
+        for v in np.ravel([g for k, g in geometry.items() if g is not None and k != "obj"]):
             if not math.isfinite(float(v)):
                 raise DataError(f"the {kind} has a non-finite coordinate", "draw it again")
         probe = Item(0, kind, image, int(frame), (name,), "", **geometry)
@@ -217,9 +217,11 @@ class Labelling:
             self.doc.items.append(item)
         return item
 
-    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float]) -> Item:
-        """Axis-aligned box ``(y0, x0, y1, x1)`` in image pixels."""
-        return self._add_region("rectangle", image, frame, cls, rectangle_geometry(box))
+    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float], obj: Any = None) -> Item:
+        """Axis-aligned box ``(y0, x0, y1, x1)`` in image pixels; ``obj``: the segmented
+        object it labels (a schema.ObjectRef, see core.annotations.objects)."""
+        return self._add_region("rectangle", image, frame, cls,
+                                {**rectangle_geometry(box), **({"obj": obj} if obj is not None else {})})
 
     def add_polygon(self, image: str, frame: int, cls: str | int, vertices: Sequence[Sequence[float]]) -> Item:
         return self._add_region("polygon", image, frame, cls, polygon_geometry(vertices))

@@ -245,8 +245,8 @@ class AnnotationStore:
     def apply_key(self, image: str, frame: int, key: str | int) -> Item | None:
         return self.labelling.apply_key(image, frame, key)
 
-    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float]) -> Item:
-        return self.labelling.add_rectangle(image, frame, cls, box)
+    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float], obj: Any = None) -> Item:
+        return self.labelling.add_rectangle(image, frame, cls, box, obj)
 
     def add_polygon(self, image: str, frame: int, cls: str | int, vertices: Sequence[Sequence[float]]) -> Item:
         return self.labelling.add_polygon(image, frame, cls, vertices)
