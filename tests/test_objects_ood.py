@@ -9,12 +9,13 @@ import numpy as np
 
 from napari_cellclass import predict_objects
 from napari_cellclass.core.inference.predict import predict_records
-from napari_cellclass.core.models.ood import OodStats, feature_dim
+from napari_cellclass.core.models.ood import OodStats, PartStats, feature_dim
 
 
 def _with_stats(bundle, rng, threshold: float):
     d = feature_dim(bundle.network)
-    stats = OodStats(rng.normal(size=(len(bundle.classes), d)).astype(np.float32), np.eye(d, dtype=np.float32), threshold)
+    part = PartStats("pooled", rng.normal(size=(len(bundle.classes), d)).astype(np.float32), np.eye(d, dtype=np.float32))
+    stats = OodStats([part], threshold)
     return dataclasses.replace(bundle, ood=stats)
 
 
