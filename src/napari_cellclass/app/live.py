@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,20 @@ def live_job(session: Session, store: AnnotationStore, options: Any, stop: threa
         return LiveSkip(str(err))
 
 
+def reusing_features(job: Callable[..., Generator[Progress, None, Any]]) -> Callable[..., Generator[Progress, None, Any]]:
+    """``job`` (the Classify or the ranking job) run inside ``reuse_features``: images whose pixels
+    did not change since a live model last saw them are re-classified by the new head on their
+    cached backbone features, with no backbone pass (the live head is all that changes)."""
+    from ..core.models.feature_store import reuse_features
+
+    def run(*args: Any, **kwargs: Any) -> Generator[Progress, None, Any]:
+        with reuse_features():  # per thread: the worker that runs this generator
+            return (yield from job(*args, **kwargs))
+
+    run.__name__ = getattr(job, "__name__", "job")
+    return run
+
+
 def preview_session(session: Session, bundle: Any) -> Session:
     """A session whose model is ``bundle`` (same settings and device), for re-classifying and
     re-ranking with a model that is not the session's yet; ``session`` itself is untouched."""
@@ -72,4 +86,5 @@ def preview_session(session: Session, bundle: Any) -> Session:
     return preview
 
 
-__all__ = ["LIVE_VIEWS", "LiveSkip", "labels_fingerprint", "live_job", "live_options", "preview_session"]
+__all__ = ["LIVE_VIEWS", "LiveSkip", "labels_fingerprint", "live_job", "live_options", "preview_session",
+           "reusing_features"]

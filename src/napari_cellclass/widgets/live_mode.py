@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
-from ..app.live import LiveSkip, labels_fingerprint, live_job, preview_session
+from ..app.finetune_jobs import rank_job
+from ..app.jobs import classify_job
+from ..app.live import (
+    LiveSkip,
+    labels_fingerprint,
+    live_job,
+    preview_session,
+    reusing_features,
+)
 
 if TYPE_CHECKING:
     from .annotation_next import NextToLabel
@@ -155,7 +163,8 @@ class LiveMode(QWidget):
         self._learnt = learnt if not outcome.cancelled else None  # a stopped run learnt part of them
         self.panel._done(outcome)  # the panel's pending model: before/after, Keep, Discard, Save
         preview = preview_session(self.panel.session, outcome.bundle)
-        if self.panel.classify_open_layers(session=preview, on_end=lambda: self._shown(preview)) is None:
+        if self.panel.classify_open_layers(session=preview, on_end=lambda: self._shown(preview),
+                                           job=reusing_features(classify_job)) is None:
             self._shown(preview)
 
     def _shown(self, preview: Any) -> None:
@@ -168,7 +177,7 @@ class LiveMode(QWidget):
         self.status.setText(f"live: model trained on {n_train} label(s), predictions updated {took}; "
                             "Keep makes it the session's model")
         if self.next_widget is not None and not self.next_widget.controls.running and not self._again:
-            self.next_widget.rank(session=preview)  # a ranking still running is kept; the next one follows
+            self.next_widget.rank(session=preview, job=reusing_features(rank_job))  # a ranking still running is kept; the next one follows
         self._after()
 
     def _after(self) -> None:

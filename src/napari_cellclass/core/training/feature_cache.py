@@ -34,9 +34,16 @@ import torch
 from torch import nn
 
 from ..data.augment import Augment, draw_turns, make_generator
+from ..models.feature_store import (
+    AVERAGE,
+    FEATURES,
+    FeatureStore,
+    average_pool,
+    row_hashes,
+    weights_hash,
+)
 from ..presets.recipe import TrainRecipe
 from .distributed import DistContext
-from .feature_store import FEATURES, FeatureStore, row_hashes, weights_hash
 from .loop import LoopData
 from .optim import classifiers, set_trainable, stages_of
 
@@ -173,11 +180,13 @@ class CachedHead(nn.Module):
         r_all, v_all = codes // n_v, codes % n_v
         for s in range(0, len(codes), self.chunk):
             r, v = r_all[s:s + self.chunk], v_all[s:s + self.chunk]
-            f = self._compute(r, v)
+            f, avg = self._compute(r, v)
             self.feats[r.to(self.dev), v.to(self.dev)] = f
             self.done[r, v] = True
-            for ri, vi, fi in zip(r.tolist(), v.tolist(), f):
+            for ri, vi, fi, ai in zip(r.tolist(), v.tolist(), f, avg):
                 FEATURES.put(self._key(ri, vi), fi)
+                if vi == 0:  # the identity view: its average-pooled features serve the OOD fit (training.trust)
+                    FEATURES.put((self.hashes[ri], self.weights, AVERAGE), ai)
         self.computed += len(codes)
         FEATURES.count(misses=len(codes))
 
@@ -186,7 +195,8 @@ class CachedHead(nn.Module):
         return self.hashes[r], self.weights, (view.hflip, view.vflip, view.turns)
 
     @torch.no_grad()
-    def _compute(self, rows: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    def _compute(self, rows: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(head-pooled, average-pooled) features of each (row, view)."""
         net = self._net[0]
         ids = self.ids[rows]
         xb = None
@@ -203,7 +213,8 @@ class CachedHead(nn.Module):
         was = [(m, m.training) for m in net.modules()]
         net.eval()  # frozen batch norms run in inference mode in training too; nothing else differs (checked)
         try:
-            return net.pool_features(net.forward_features(xb)).float()
+            f = net.forward_features(xb)
+            return net.pool_features(f).float(), average_pool(f)
         finally:
             for m, flag in was:
                 m.training = flag

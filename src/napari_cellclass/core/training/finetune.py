@@ -29,6 +29,7 @@ import numpy as np
 
 from ..atomicfile import file_sha256
 from ..errors import DataError
+from ..models.feature_store import copy_network
 from ..presets.recipe import TrainRecipe
 from ..progress import drain, relay
 
@@ -143,7 +144,7 @@ def adapt_to_classes(bundle: Any, classes: Sequence[str], multilabel: bool = Fal
     classes = list(classes)
     want = "sigmoid" if multilabel else ("binary" if bundle.output == "binary" and len(classes) == 2 else "softmax")
     with bundle.lock:
-        new = copy.deepcopy(bundle.network)
+        new = copy_network(bundle.network)  # a deep copy that keeps the known weights hash (feature cache)
     if list(bundle.classes) == classes and bundle.output == want:
         out = copy.copy(bundle)
         out.network, out.lock, out.provenance = new, threading.RLock(), dict(bundle.provenance)
