@@ -174,3 +174,15 @@ def test_woodbury_precision_and_cross_fitted_scores_are_sklearns(n, d):
     h = ood.unit_rows(torch.from_numpy(rng.normal(size=(7, d)))).numpy()
     want = ood.OodStats(means, ref.astype(np.float32), 0.0).score(h)
     np.testing.assert_allclose(ood._fold_scores(f, y, 2, h), want, rtol=1e-4)
+
+
+def test_epoch_macro_f1_is_sklearns():
+    from sklearn.metrics import f1_score
+
+    from napari_cellclass.core.evaluation.thresholds import macro_f1
+
+    rng = np.random.default_rng(3)
+    for k, n in [(2, 7), (3, 40), (5, 12), (4, 1)]:
+        t, pred = rng.integers(0, k, n), rng.integers(0, max(1, k - 1), n)  # some class never predicted
+        want = f1_score(t, pred, average="macro", labels=list(range(k)), zero_division=0)
+        assert macro_f1(t, pred, k) == pytest.approx(want, abs=1e-12)

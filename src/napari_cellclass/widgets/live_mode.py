@@ -14,6 +14,7 @@ viewer stays responsive.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,11 @@ if TYPE_CHECKING:
     from .annotation_next import NextToLabel
     from .finetune import FineTunePanel
 
-DEBOUNCE_MS = 400  # quiet time after the last label before a retrain starts
+DEBOUNCE_MS = 250  # quiet time after the last label before a retrain starts
+#: while live mode is on, the UI thread waits at most this long for the GIL (Python's default is 5 ms):
+#: every Qt → Python callback of the event loop re-takes the GIL, and while a retrain runs Python code
+#: in its worker (copying the network, metrics) each of them waited up to 5 ms — tens per repaint
+SWITCH_INTERVAL_S = 0.001
 
 
 class LiveMode(QWidget):
@@ -69,8 +74,10 @@ class LiveMode(QWidget):
         self._first_change: float | None = None  # when the first label since the last update came
         self.latencies: list[float] = []  # label → re-classified open images, seconds
         self.retrains = 0
+        self._interval: float | None = None  # the switch interval before live mode was turned on
         self.toggle.toggled.connect(self._toggled)
         self.destroyed.connect(lambda *_: self._unwatch())
+        self.destroyed.connect(lambda *_: self._interval is not None and sys.setswitchinterval(self._interval))
 
     @property
     def on(self) -> bool:
@@ -96,6 +103,12 @@ class LiveMode(QWidget):
         self._unsubscribe, self._store = None, None
 
     def _toggled(self, on: bool) -> None:
+        if on and self._interval is None:
+            self._interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL_S))
+        elif not on and self._interval is not None:
+            sys.setswitchinterval(self._interval)
+            self._interval = None
         if on:
             self._watch()
             self.status.setText("live: retrains after each new or changed label")

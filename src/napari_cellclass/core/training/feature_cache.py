@@ -288,34 +288,40 @@ def loop_inputs(net: nn.Module, r: TrainRecipe, data: LoopData, dev: torch.devic
     return head_net, plain, cached, f"cached: {len(head_net.views)} view(s) of {len(used)} images"
 
 
-def cached_probabilities(bundle, items: Sequence[tuple], device: torch.device) -> np.ndarray | None:
+def cached_probabilities(bundle, items: Sequence[tuple], device: torch.device, compute: bool = False
+                         ) -> np.ndarray | None:
     """``bundle``'s probabilities on ``(image, labels)`` items from the identity features a
     head-only run left in :data:`FEATURES` (so the before/after comparison of a live retrain
-    costs no backbone pass), or None when the network or any item's feature is not there."""
+    costs no backbone pass), or None when the network or (unless ``compute``) any item's feature
+    is not there.  With ``compute`` the missing features are computed and stored: the starting
+    model's pass over the validation items then gives a head-only run those features."""
     from ..data import load_dataset
     from ..data.tensors import cached_inputs
+    from ..device import eval_mode, prepare_network
+    from ..models.feature_store import IDENTITY, cacheable, cached_forward
     from ..models.heads import probabilities
 
     net = bundle.network
-    if len(classifiers(net)) != 1 or getattr(net, "is_fcn", False) or not items or not hasattr(net, "pool_features") \
-            or not hasattr(getattr(net, "head", None), "in_features"):
+    if len(classifiers(net)) != 1 or not items or not cacheable(net):
         return None
     ds = load_dataset([(it[0], list(it[1]), f"item {i}") for i, it in enumerate(items)], list(bundle.classes),
                       channel_axis=0, multi_label=bundle.multilabel)
     x, rows = cached_inputs(ds, bundle.preprocess, bundle.in_chans, device)
-    hashes, weights = row_hashes(x, rows), weights_hash(net)
-    feats = [FEATURES.peek((hashes[int(r)], weights, (False, False, 0))) for r in rows]
-    if any(f is None for f in feats):
-        return None
-    head_dev = next(net.head.parameters()).device
-    was = net.head.training
-    net.head.eval()
-    try:
-        with torch.no_grad():
-            logits = net.head(torch.stack(feats).to(head_dev))  # type: ignore[arg-type]
-    finally:
-        net.head.train(was)
-    return probabilities(logits, bundle.output).float().cpu().numpy()
+    with torch.no_grad():
+        if compute:
+            prepare_network(net, device)
+            with eval_mode(net):
+                logits = torch.cat([cached_forward(net, x[torch.as_tensor(rows[s:s + 64], device=x.device)])[0]
+                                    for s in range(0, len(rows), 64)])
+        else:
+            hashes, weights = row_hashes(x, rows), weights_hash(net)
+            feats = [FEATURES.peek((hashes[int(r)], weights, IDENTITY)) for r in rows]
+            if any(f is None for f in feats):
+                return None
+            with eval_mode(net.head):
+                logits = net.head(torch.stack(feats).to(next(net.head.parameters()).device))  # type: ignore[arg-type]
+    # the calibration's temperature, as predict() applies it (1 when none was fitted)
+    return probabilities(logits.float() / bundle.temperature, bundle.output).float().cpu().numpy()
 
 
 __all__ = [

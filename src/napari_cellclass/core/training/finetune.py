@@ -185,7 +185,7 @@ def in_chans_of(items: Sequence[tuple[Any, ...]]) -> int:
 
 
 def evaluate_items(bundle: Any, items: Sequence[tuple[Any, ...]], device: str = "auto",
-                   batch_size: int = 32) -> dict:
+                   batch_size: int = 32, store: bool = False) -> dict:
     """``core.metrics`` of ``bundle`` on canonical (C, H, W) items with labels (the
     numbers ``cellclass evaluate`` reports: accuracy, macro F1, confusion …), plus
     the ``probabilities`` (dropped before they go into provenance)."""
@@ -196,7 +196,8 @@ def evaluate_items(bundle: Any, items: Sequence[tuple[Any, ...]], device: str = 
 
     if not items:
         return {"n_images": 0, "accuracy": None, "macro_f1": None}
-    probs = cached_probabilities(bundle, items, resolve_device(device))  # head-only runs: no backbone pass
+    # head-only runs: no backbone pass; ``store`` (the starting model) leaves the features for the run
+    probs = cached_probabilities(bundle, items, resolve_device(device), compute=store)
     if probs is None:
         probs = predict(bundle, [it[0] for it in items], batch_size=batch_size, device=device, channel_axis=0)
     if bundle.multilabel:
@@ -293,7 +294,7 @@ def _train_folds(start: Any, dataset: Any, items: list, labels: list, splits: li
             runs.cancelled = True
             break
         val_items = [(items[i][0], labels[i]) for i in va]
-        before = evaluate_items(start, val_items, device)
+        before = evaluate_items(start, val_items, device, store=True)
         gen = train(start, dataset.subset(tr), classes=list(start.classes), val_data=dataset.subset(va), device=device,
                     stop=stop, seed=options.seed + f, channel_axis=0, recipe=recipe)
         result = yield from relay(gen, lambda ev, f=f: _fold_event(ev, f, len(splits)))
