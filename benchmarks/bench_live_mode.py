@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import faulthandler
+import gc
 import json
 import os
 import sys
@@ -75,6 +76,16 @@ def _one(n_per_class: int, size: int, root: Path, profile: str | None = None) ->
         stamps.append(now)
         last[0] = now
 
+    collections: list[tuple[int, float]] = []  # (generation, ms) of every garbage collection meanwhile
+    started: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif "t" in started:
+            collections.append((int(info["generation"]), 1000 * (time.perf_counter() - started.pop("t"))))
+
+    gc.callbacks.append(on_gc)
     timer = QTimer()
     timer.timeout.connect(beat)
     timer.start(10)
@@ -90,13 +101,15 @@ def _one(n_per_class: int, size: int, root: Path, profile: str | None = None) ->
         prof.disable()
         prof.dump_stats(profile)
     timer.stop()
+    gc.callbacks.remove(on_gc)
     if trace is not None:
         faulthandler.cancel_dump_traceback_later()
         trace.close()
     long_gaps = [(round(1000 * (t_end - t0 - g), 1), round(1000 * g, 1)) for t_end, g in zip(stamps, gaps) if g > 0.05]
     out = {"labels": 2 * n_per_class + 1, "open_frames": len(stack), "first_retrain_s": first,
            "latency_s": live.latencies[-1], "max_ui_gap_ms": 1000 * max(gaps) if gaps else None,
-           "gaps_over_50ms": long_gaps, "load_average": list(os.getloadavg()),
+           "gaps_over_50ms": long_gaps,
+           "gc_over_20ms": [(g, round(ms, 1)) for g, ms in collections if ms > 20], "load_average": list(os.getloadavg()),
            "before_after": [dock.finetune.outcome.before.get("accuracy"), dock.finetune.outcome.after.get("accuracy")]}
     dock.live.toggle.setChecked(False)
     _wait(app, lambda: not dock.finetune.controls.running and not dock.next.controls.running)  # the re-rank

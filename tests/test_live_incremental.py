@@ -186,3 +186,24 @@ def test_epoch_macro_f1_is_sklearns():
         t, pred = rng.integers(0, k, n), rng.integers(0, max(1, k - 1), n)  # some class never predicted
         want = f1_score(t, pred, average="macro", labels=list(range(k)), zero_division=0)
         assert macro_f1(t, pred, k) == pytest.approx(want, abs=1e-12)
+
+
+def test_stable_split_keeps_the_proportions_and_barely_moves_when_a_label_comes():
+    from napari_cellclass.core.data import stratified_split
+    from napari_cellclass.core.data.splits import stable_split
+
+    rng = np.random.default_rng(0)
+    labels = [[int(c)] for c in rng.integers(0, 3, 60)]
+    keys = [f"stack · frame {i}" for i in range(60)]
+    tr, va = stable_split(labels, keys, 0.25, seed=0)
+    ref_tr, ref_va = stratified_split(labels, 0.25, seed=0)
+    assert len(va) == len(ref_va) and len(tr) == len(ref_tr)  # the same share of each class
+    for c in range(3):
+        assert sum(labels[i][0] == c for i in va) == sum(labels[i][0] == c for i in ref_va)
+    moved = []
+    for n in range(20, 60):  # label after label: the earlier items keep their side, but for one at most
+        _, v0 = stable_split(labels[:n], keys[:n], 0.25, seed=0)
+        _, v1 = stable_split(labels[: n + 1], keys[: n + 1], 0.25, seed=0)
+        moved.append(len(set(v0.tolist()) ^ (set(v1.tolist()) - {n})))
+    assert max(moved) <= 1
+    assert not np.array_equal(stable_split(labels, keys, 0.25, seed=1)[1], va)  # the seed still draws

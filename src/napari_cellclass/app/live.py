@@ -37,9 +37,10 @@ class LiveSkip:
 
 
 def live_options(options: Any) -> Any:
-    """The panel's options made head-only (frozen backbone, one split, cached views)."""
+    """The panel's options made head-only (frozen backbone, cached views) with one split that a new
+    label barely changes (so only the new label's features are computed)."""
     return replace(options, freeze_fraction=1.0, two_stage=False, folds=0, feature_cache=True,
-                   cache_views=LIVE_VIEWS if options.augment else 0)
+                   cache_views=LIVE_VIEWS if options.augment else 0, stable_split=True)
 
 
 def labels_fingerprint(store: AnnotationStore) -> str:

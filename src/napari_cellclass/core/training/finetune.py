@@ -53,6 +53,7 @@ class FineTuneOptions:
     input_size: tuple[int, int] | None = None  # None: the model's own
     feature_cache: bool = True  # head-only runs train on cached backbone features (training.feature_cache)
     cache_views: int = 2  # identity + flip (at most 2 forwards per label); 0: every view the augmentation reaches
+    stable_split: bool = False  # validation items chosen by name (data.splits.stable_split): live mode's retrains
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -211,16 +212,22 @@ def _public(metrics: dict | None) -> dict | None:
     return None if metrics is None else {k: v for k, v in metrics.items() if k != "probabilities"}
 
 
-def split_items(labels: list[list[int]], options: FineTuneOptions) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) index pairs: one stratified split, or k folds."""
+def split_items(labels: list[list[int]], options: FineTuneOptions,
+                keys: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) index pairs: one stratified split (by the items' names ``keys`` with
+    ``options.stable_split``), or k folds."""
     from ..data import kfold_splits, stratified_split
+    from ..data.splits import stable_split
 
     n = len(labels)
     if options.folds:
         if n < options.folds:
             raise DataError(f"{n} labelled samples cannot make {options.folds} folds", "label more, or use fewer folds")
         return [(np.asarray(a), np.asarray(b)) for a, b in kfold_splits(labels, options.folds, options.seed)]
-    tr, va = stratified_split(labels, options.val_fraction, options.seed)
+    if options.stable_split and keys is not None:
+        tr, va = stable_split(labels, keys, options.val_fraction, options.seed)
+    else:
+        tr, va = stratified_split(labels, options.val_fraction, options.seed)
     if len(tr) == 0 or len(va) == 0:
         raise DataError(f"{n} labelled samples are too few to hold out a validation set",
                         "label at least 2 samples per class")
@@ -255,7 +262,7 @@ def finetune_steps(start: Any, items: Sequence[tuple[Any, ...]], classes: Sequen
     if sum(1 for c in counts if c) < 2 and not start.multilabel:
         raise DataError(f"labels of at least 2 classes are needed to fine-tune; counts per class: "
                         f"{dict(zip(classes, counts))}", "label examples of another class")
-    splits = split_items(labels, options)
+    splits = split_items(labels, options, [str(it[2]) if len(it) > 2 else str(i) for i, it in enumerate(items)])
     sha = file_sha256(annotations) if annotations is not None and Path(annotations).is_file() else None
     runs = yield from _train_folds(start, dataset, items, labels, splits, options, stop, device)
     if not runs.results:

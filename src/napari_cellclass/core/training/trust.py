@@ -15,6 +15,7 @@ makes it more confident, not better calibrated.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ def _pass(bundle: ModelBundle, x: torch.Tensor, rows: torch.Tensor, dev: torch.d
     logits, feats = [], []
     r = rows.cpu().numpy()
     reuse = len(r) > 0 and _head_only_run(bundle, x, int(r[0]))
-    with eval_mode(bundle.network):
+    with eval_mode(bundle.network), (feature_store.reuse_features() if reuse else contextlib.nullcontext()):
         for s in range(0, len(r), bs):
             xb = x[torch.from_numpy(r[s : s + bs]).to(x.device)].to(dev)
             if reuse:  # a head-only run cached these images' features: no backbone pass
