@@ -34,6 +34,7 @@ from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
+from .classify_objects import ObjectMode
 from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
@@ -86,7 +87,7 @@ class _NumberItem(QTableWidgetItem):
 class ClassifyDock(QWidget):
     """Classify one, several or all image layers with the session's model."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
@@ -122,6 +123,10 @@ class ClassifyDock(QWidget):
         self.card.setReadOnly(True)
         self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
         self.card.setMaximumHeight(150)
+        self.objects = ObjectMode(self)  # object mode: 'objects: <a Labels layer>' (widgets.classify_objects)
+        from .bioimageio_button import BioimageioExportButton
+
+        self.card_export = BioimageioExportButton(self, self.session.cached, "model.zip", "the current model")
 
         self._build()
         self.controls.run_requested.connect(self.run)
@@ -139,10 +144,12 @@ class ClassifyDock(QWidget):
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self.session))
         self._mode_changed(self.mode.currentText())
         self._update_channels()
+        self.card_export.refresh()
 
     def _build(self) -> None:
         form = QFormLayout()
         form.addRow("images", self.layers)
+        form.addRow("objects", self.objects)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.card_button)
@@ -163,9 +170,12 @@ class ClassifyDock(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.objects.footer)
         layout.addWidget(self.export_button)
         box = QGroupBox("model card")
-        QVBoxLayout(box).addWidget(self.card)
+        card_layout = QVBoxLayout(box)
+        card_layout.addWidget(self.card)
+        card_layout.addWidget(self.card_export)
         layout.addWidget(box)
 
     def _disconnect(self, viewer: Viewer, session: Session) -> None:
@@ -191,6 +201,7 @@ class ClassifyDock(QWidget):
         self.card.setPlainText(bundle.card() if bundle is not None else "")
         self._update_channels()
         self._clear_stale()
+        self.card_export.refresh()
 
     def _tuned_changed(self, *_: Any) -> None:
         if self.session.choice.kind == "fine-tuned":  # Keep again: same choice, another model
@@ -201,7 +212,8 @@ class ClassifyDock(QWidget):
         CSV would write them under the new model's name, so they go."""
         if self.table.rows:
             self.table = PredictionTable([], "")
-            self._fill_view()
+            if not self.objects.active():
+                self._fill_view()
             self.controls.status.setText("the model changed: classify again for its table")
 
     # ------------------------------------------------------------------ running
@@ -211,6 +223,8 @@ class ClassifyDock(QWidget):
         if not chosen:
             show_warning("Classify: no image layer is selected — open an image, then tick it in the list")
             return None
+        if self.objects.active():
+            return self.objects.run(chosen)
         self._sources = {}
         requests = []
         for layer in chosen:
@@ -237,6 +251,7 @@ class ClassifyDock(QWidget):
         if bundle is not None:
             self.session.model_loaded.emit(bundle)
             self._update_channels()
+        self.card_export.refresh()
 
     def _show_item(self, item: Any) -> None:
         if isinstance(item, LayerFailure):
@@ -260,7 +275,8 @@ class ClassifyDock(QWidget):
             meta = L.prediction_metadata(item.name, layer.name, layer_predictions(self.table, item.name), item.layout)
             layer.metadata = {**layer.metadata, L.META_KEY: meta}
             self._show_in_name(layer)
-        self._fill_view()
+        if not self.objects.active():  # the table shows object rows in object mode
+            self._fill_view()
 
     def _classified(self, outcome: ClassifyOutcome) -> None:
         self.card.setPlainText(outcome.model_card)
@@ -340,6 +356,8 @@ class ClassifyDock(QWidget):
             self.export_csv(path)
 
     def export_csv(self, path: str | Path) -> Path | None:
+        if self.objects.active():
+            return self.objects.export_csv(path)
         if not self.table.rows:
             show_warning("Classify: nothing to export yet — classify some images first")
             return None

@@ -34,6 +34,8 @@ from ..app.live import (
 )
 
 if TYPE_CHECKING:
+    from ..app.live import LiveSkip
+    from ..core.training.finetune import FineTuneOutcome
     from .annotation_next import NextToLabel
     from .finetune import FineTunePanel
 
@@ -174,7 +176,7 @@ class LiveMode(QWidget):
         self.panel.curves.clear()
         return worker
 
-    def _trained(self, outcome: Any) -> None:
+    def _trained(self, outcome: FineTuneOutcome | LiveSkip) -> None:
         self._outcome = outcome  # followed up in _train_ended: the controls are free only then
 
     def _train_ended(self) -> None:
