@@ -207,3 +207,30 @@ def test_stable_split_keeps_the_proportions_and_barely_moves_when_a_label_comes(
         moved.append(len(set(v0.tolist()) ^ (set(v1.tolist()) - {n})))
     assert max(moved) <= 1
     assert not np.array_equal(stable_split(labels, keys, 0.25, seed=1)[1], va)  # the seed still draws
+
+
+def test_clone_network_is_the_deep_copy_deepcopy_makes():
+    import copy
+
+    from napari_cellclass.core.models.clone import clone_network
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.BatchNorm2d(2),
+                              torch.nn.Conv2d(2, 2, 3, padding=1))
+    net[2].weight = net[0].weight  # tied weights stay tied
+    net[1].weight.requires_grad_(False)
+    calls = []
+    net[1].register_forward_hook(lambda *_: calls.append(1))
+    net[1].running_mean.add_(0.5)
+    clone, ref = clone_network(net), copy.deepcopy(net)
+    x = torch.randn(3, 2, 8, 8)
+    net.eval(), clone.eval(), ref.eval()
+    torch.testing.assert_close(clone(x), ref(x), rtol=0, atol=0)
+    assert len(calls) == 2  # the hook came along, as deepcopy copies it
+    assert clone[2].weight is clone[0].weight and clone[0].weight is not net[0].weight
+    assert not clone[1].weight.requires_grad and isinstance(clone[0].weight, torch.nn.Parameter)
+    assert clone.state_dict().keys() == ref.state_dict().keys()
+    with torch.no_grad():
+        clone[0].weight.add_(1.0)
+        clone[1].running_mean.add_(1.0)
+    assert not torch.equal(clone[0].weight, net[0].weight)  # independent tensors
+    assert torch.equal(net[1].running_mean, ref[1].running_mean)

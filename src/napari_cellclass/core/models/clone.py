@@ -34,7 +34,7 @@ def _copy(obj: Any, memo: dict[int, Any]) -> Any:
         return memo[id(obj)]
     if not isinstance(obj, nn.Module) or not _plain(type(obj)):
         return copy.deepcopy(obj, memo)
-    new = object.__new__(type(obj))
+    new = type(obj).__new__(type(obj))  # as copy.deepcopy rebuilds it (copyreg.__newobj__)
     memo[id(obj)] = new
     state: dict[str, Any] = {}
     for key, value in obj.__dict__.items():
