@@ -25,6 +25,8 @@ from ..io.images import ChannelAxis, get_plane, inspect, match_channels
 from ..io.multiscale import LevelPick, Pyramid
 from ..io.pyramid_source import pick_level
 from ..models.heads import probabilities
+from ..models.feature_store import cache_tag, cacheable, cached_forward, reusing
+from ..models.ood_parts import POOLED
 from .options import RunOptions, run_options
 
 ImageLike = Any  # np.ndarray | dask/zarr array | path (.zarr too) | ImageFile | Pyramid | an object with .data (a napari layer)
@@ -154,9 +156,15 @@ def run_network(bundle: ModelBundle, x: torch.Tensor, device: torch.device, amp:
         if members:
             # the members' own probabilities, before the vote that forward() applies
             return bundle.network.member_probabilities(x).float().transpose(0, 1).cpu().numpy()
-        if ood_scores is not None and bundle.ood is not None:
-            logits, scores = bundle.ood.logits_and_scores(bundle.network, x)
-            ood_scores.extend(scores.tolist())
+        want = ood_scores is not None and bundle.ood is not None
+        if reusing() and cacheable(bundle.network) and (not want or bundle.ood.part_names == [POOLED]):  # type: ignore[union-attr]
+            # live mode: the backbone's features from the cache (statistics of more parts need the maps)
+            logits, pooled = cached_forward(bundle.network, x, want, cache_tag(device, amp))
+            if want:
+                ood_scores.extend(bundle.ood.score(pooled).tolist())  # type: ignore[union-attr]
+        elif want:
+            logits, scores = bundle.ood.logits_and_scores(bundle.network, x)  # type: ignore[union-attr]
+            ood_scores.extend(scores.tolist())  # type: ignore[union-attr]
         else:
             logits = bundle.network(x)
     # the calibration's temperature (1 when none was fitted) sharpens or softens, never reorders

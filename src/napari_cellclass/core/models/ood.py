@@ -136,23 +136,86 @@ def unit_rows(f: torch.Tensor) -> torch.Tensor:
     return f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def _means(f: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.stack([f[y == k].mean(0) if np.any(y == k) else f.mean(0) for k in range(n_classes)])
+
+
+def _low_rank(c: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """sklearn's Ledoit–Wolf covariance of the centred rows ``c`` (N, D) as ``a I + b cᵀc``, with
+    ``(a, inverse of (a/b) I_N + c cᵀ)`` — the Woodbury form of its precision — when N < D and
+    the shrinkage is positive; None otherwise.  The shrinkage is sklearn's formula
+    (``ledoit_wolf_shrinkage``) written with N × N Gram sums instead of D × D ones."""
+    n, d = c.shape
+    if n >= d:
+        return None
+    r = (c * c).sum(1)  # squared row norms
+    gram = c @ c.T
+    mu = r.sum() / (n * d)
+    beta_, delta_ = float(np.sum(r * r)), float(np.sum(gram * gram)) / n**2
+    beta = (beta_ / n - delta_) / (d * n)
+    delta = (delta_ - 2.0 * mu * r.sum() / n + d * mu**2) / d
+    beta = min(beta, delta)
+    shrink = 0.0 if beta == 0 else beta / delta
+    a, b = shrink * mu, (1.0 - shrink) / n
+    if not a > 1e-12 * max(mu, 1e-300):
+        return None  # (almost) no shrinkage: singular, sklearn's pseudo-inverse applies
+    if b <= 0:
+        return a, np.zeros((n, n))
+    return a, np.linalg.inv((a / b) * np.eye(n) + gram)
+
+
+def _standardised_residuals(name: str, f: np.ndarray, y: np.ndarray, n_classes: int
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class means, residuals over their per-feature spread, that spread) of one part."""
+    f = np.asarray(f, np.float64)
+    if name == ood_parts.POOLED:
+        f = unit_rows(torch.from_numpy(f)).numpy()
+    means = _means(f, y, n_classes)
+    resid = f - means[y]
+    sd = resid.std(0)
+    sd = np.maximum(sd, max(1e-6, 1e-3 * float(np.median(sd))))  # a dead channel must not divide by zero
+    return means, resid / sd, sd
+
+
 def _gaussian(name: str, f: np.ndarray, y: np.ndarray, n_classes: int) -> PartStats:
     """Class means and the Ledoit–Wolf shared precision of one part.
 
     Each feature is standardised first (input statistics mix quantiles and log
     spreads; shrinkage towards a multiple of the identity assumes equal scales) and
-    the scaling folded back into the precision, so scoring needs no extra numbers."""
+    the scaling folded back into the precision, so scoring needs no extra numbers.
+    With fewer images than features the precision comes from the Woodbury identity
+    (:func:`_low_rank`: an N × N inverse instead of a D × D eigendecomposition)."""
     from sklearn.covariance import LedoitWolf
 
-    f = np.asarray(f, np.float64)
+    means, c, sd = _standardised_residuals(name, f, y, n_classes)
+    low = _low_rank(c)
+    if low is None:
+        prec = LedoitWolf(assume_centered=True).fit(c).precision_
+    else:
+        a, inner = low
+        prec = -(c.T @ (inner @ c))
+        prec[np.diag_indices_from(prec)] += 1.0
+        prec /= a
+    return PartStats(name, means.astype(np.float32), (prec / np.outer(sd, sd)).astype(np.float32))
+
+
+def _fold_distance(name: str, f: np.ndarray, y: np.ndarray, n_classes: int, h: np.ndarray) -> np.ndarray:
+    """``PartStats.distance`` of ``h`` under the part fitted on ``(f, y)``, without forming its
+    D × D precision where the Woodbury form applies (cross-fitting needs distances only)."""
+    means, c, sd = _standardised_residuals(name, f, y, n_classes)
+    low = _low_rank(c)
+    if low is None:
+        return _gaussian(name, f, y, n_classes).distance(h)
+    a, inner = low
+    hh = np.asarray(h, np.float64)
     if name == ood_parts.POOLED:
-        f = unit_rows(torch.from_numpy(f)).numpy()
-    means = np.stack([f[y == k].mean(0) if np.any(y == k) else f.mean(0) for k in range(n_classes)])
-    resid = f - means[y]
-    sd = resid.std(0)
-    sd = np.maximum(sd, max(1e-6, 1e-3 * float(np.median(sd))))  # a dead channel must not divide by zero
-    prec = LedoitWolf(assume_centered=True).fit(resid / sd).precision_ / np.outer(sd, sd)
-    return PartStats(name, means.astype(np.float32), prec.astype(np.float32))
+        hh = unit_rows(torch.from_numpy(hh)).numpy()
+    d = (hh[:, None, :] - means[None, :, :]) / sd  # (M, K, D)
+    cd = d @ c.T  # (M, K, N)
+    m2 = ((d * d).sum(-1) - ((cd @ inner) * cd).sum(-1)) / a
+    return np.sqrt(np.clip(m2, 0.0, None).min(axis=1))
+
+
 
 
 def _as_parts(feats: Features | np.ndarray) -> dict[str, np.ndarray]:
@@ -195,9 +258,9 @@ def fit_stats(features: Features | np.ndarray | None, labels: np.ndarray | None,
     dist = np.empty((len(f), n_h))
     for j in range(folds):
         rest = fold != j
-        fj = {k: np.concatenate([f[k], h[k][rest]]) for k in f}
-        for i, p in enumerate(_fit_parts(fj, np.concatenate([y, hy[rest]]), n_classes)):
-            dist[i, ~rest] = p.distance(h[p.name][~rest])
+        fy = np.concatenate([y, hy[rest]])
+        for i, k in enumerate(f):
+            dist[i, ~rest] = _fold_distance(k, np.concatenate([f[k], h[k][rest]]), fy, n_classes, h[k][~rest])
     parts = _fit_parts({k: np.concatenate([f[k], h[k]]) for k in f}, np.concatenate([y, hy]), n_classes)
     return _finish(parts, dist, percentile, fitted_on)
 

@@ -17,6 +17,7 @@ it more confident, not better calibrated: the card says "uncalibrated".
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 
 from ..device import eval_mode
 from ..evaluation import calibration
-from ..models import ood, ood_parts
+from ..models import feature_store, ood, ood_parts
 from ..models.bundle import ModelBundle
 from ..models.heads import probabilities
 from .loop import LoopData
@@ -40,10 +41,15 @@ def _pass(bundle: ModelBundle, x: torch.Tensor, rows: torch.Tensor, dev: torch.d
     logits: list[np.ndarray] = []
     feats: dict[str, list[np.ndarray]] = {p: [] for p in parts}
     r = rows.cpu().numpy()
-    with eval_mode(bundle.network):
+    reuse = len(r) > 0 and _head_only_run(bundle, x, int(r[0]))
+    with eval_mode(bundle.network), (feature_store.reuse_features() if reuse else contextlib.nullcontext()):
         for s in range(0, len(r), bs):
             xb = x[torch.from_numpy(r[s : s + bs]).to(x.device)].to(dev)
-            if parts:
+            if reuse:  # a head-only run cached these images' features: no backbone pass
+                z, f = feature_store.cached_forward(bundle.network, xb, bool(parts))
+                if f is not None:
+                    feats[ood_parts.POOLED].append(f.float().cpu().numpy())
+            elif parts:
                 z, f = ood_parts.logits_and_parts(bundle.network, xb, parts)
                 for p in parts:
                     feats[p].append(f[p].float().cpu().numpy())
@@ -55,6 +61,15 @@ def _pass(bundle: ModelBundle, x: torch.Tensor, rows: torch.Tensor, dev: torch.d
             {p: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for p, v in feats.items()})
 
 
+def _head_only_run(bundle: ModelBundle, x: torch.Tensor, row: int) -> bool:
+    """Whether the feature cache holds this network's features of ``x[row]`` (a head-only run put them there)."""
+    net = bundle.network
+    if not feature_store.cacheable(net):
+        return False
+    key = (feature_store.row_hashes(x, [row])[row], feature_store.weights_hash(net), feature_store.IDENTITY)
+    return feature_store.FEATURES.peek(key) is not None
+
+
 def _classes(y: torch.Tensor) -> np.ndarray:
     t = y.float().cpu().numpy()
     return t.argmax(1) if t.ndim == 2 and t.shape[1] > 1 else (t.reshape(len(t), -1)[:, 0] > 0.5).astype(int)
@@ -64,7 +79,10 @@ def fit_trust(bundle: ModelBundle, data_t: LoopData, dev: torch.device, batch_si
     """Fit OOD statistics and the temperature on ``bundle`` in place; returns what was fitted, for the provenance."""
     bs = max(1, batch_size)
     use_ood = ood.supports_ood(bundle.network) and len(data_t.train_rows) >= 2
-    parts = ood_parts.default_parts(bundle.network) if use_ood else []
+    # a head-only run (live mode) has the backbone's pooled features cached and no maps: it
+    # models the pooled part alone, as the first format did, and stays a head-only pass
+    head_only = len(data_t.train_rows) > 0 and _head_only_run(bundle, data_t.x, int(data_t.train_rows[0]))
+    parts = ([ood_parts.POOLED] if head_only else ood_parts.default_parts(bundle.network)) if use_ood else []
     _, f_tr = _pass(bundle, data_t.x, data_t.train_rows, dev, bs, parts)
     z_va, f_va = _pass(bundle, data_t.x_val, data_t.val_rows, dev, bs, parts)
     y_tr, y_va = _classes(data_t.y_train), _classes(data_t.y_val)
