@@ -109,6 +109,8 @@ def test_one_more_label_is_incremental_and_equals_a_retrain_from_nothing(live):
     np.testing.assert_allclose(probs_inc, probs_plain, atol=TOL)
     assert inc.before == scratch.before and inc.after == scratch.after  # the held-out before/after comparison
     assert inc.bundle.ood is not None and scratch.bundle.ood is not None
+    # head-only runs read cached pooled features: the pooled part alone, so predict keeps using the cache
+    assert inc.bundle.ood.part_names == scratch.bundle.ood.part_names == ["pooled"]
     np.testing.assert_allclose(inc.bundle.ood.means, scratch.bundle.ood.means, atol=1e-5)
     assert inc.bundle.ood.threshold == pytest.approx(scratch.bundle.ood.threshold, rel=1e-3)
 
