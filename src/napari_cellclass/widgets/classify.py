@@ -101,8 +101,9 @@ class ClassifyDock(QWidget):
         self.model = ModelPicker(self.session)
         self.card_button = QPushButton("model card")
         self.channels = ChannelPicker()
-        self.combine = QCheckBox("combine ticked layers as channels (in layer order)")
-        self.combine.setToolTip("napari's one-layer-per-channel images (e.g. H, E, DAB): one multichannel input")
+        self.combine = QCheckBox("combine ticked layers as channels")
+        self.combine.setToolTip("napari's one-layer-per-channel images (e.g. H, E, DAB): one multichannel "
+                                "input, channels in layer-list order")
         self.mode = QComboBox()
         self.mode.addItems([WHOLE, TILED])
         self.mode.setCurrentText(WHOLE)  # not persisted: a remembered tiled mode silently gave no table
