@@ -33,6 +33,7 @@ from ..app import layer_data as L
 from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
+from .level_picker import LevelPicker
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
 from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
@@ -98,6 +99,7 @@ class ClassifyDock(QWidget):
         self.model = ModelPicker(self.session)
         self.card_button = QPushButton("model card")
         self.channels = ChannelPicker()
+        self.level = LevelPicker()  # multiscale layers only
         self.mode = QComboBox()
         self.mode.addItems([WHOLE, TILED])
         self.mode.setCurrentText(WHOLE)  # not persisted: a remembered tiled mode silently gave no table
@@ -149,6 +151,7 @@ class ClassifyDock(QWidget):
         form.addRow("model", model_row)
         form.addRow("", self.channels)
         form.addRow("mode", self.mode)
+        form.addRow("", self.level)
         tiles = QHBoxLayout()
         tiles.addWidget(self.tile)
         tiles.addWidget(self.overlap)
@@ -177,6 +180,7 @@ class ClassifyDock(QWidget):
     # ------------------------------------------------------------------ inputs
     def _mode_changed(self, text: str) -> None:
         self._tiles_row.setEnabled(text == TILED)
+        self._update_channels()  # the level row: chosen by hand for tiled maps only
         if text == TILED:
             self.advanced.set_open(True)  # the tile settings now matter
 
@@ -185,6 +189,8 @@ class ClassifyDock(QWidget):
         multi = [layer for layer in chosen if not getattr(layer, "rgb", False) and layer.data.ndim >= 3]
         bundle = self.session.cached()
         self.channels.update_for(multi[0] if multi else None, bundle.in_chans if bundle is not None else None)
+        pyramid = next((layer for layer in chosen if getattr(layer, "multiscale", False)), None)
+        self.level.update_for(pyramid, bundle, "map" if self.mode.currentText() == TILED else "classify")
 
     def _model_changed(self, *_: Any) -> None:
         bundle = self.session.cached()
@@ -218,6 +224,7 @@ class ClassifyDock(QWidget):
             self._sources[req.info.name] = layer
             requests.append(req)
         options = self.channels.options()
+        options.level = self.level.level()
         if self.mode.currentText() == TILED:
             return self.controls.start(
                 tiled_map_job, self.session, requests, self.tile.value() or None, self.overlap.value(),

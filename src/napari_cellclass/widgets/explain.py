@@ -15,6 +15,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpin
 
 from ..app import layer_data as L
 from ..app.jobs import Explanation, explain_job, make_request
+from .level_picker import LevelPicker
 from .pickers import ChannelPicker, LayerCombo, ModelPicker
 from .feeder import LayerFeeder
 from .fold import Fold, scroll_body
@@ -40,6 +41,7 @@ class ExplainDock(QWidget):
         self.image = LayerCombo(napari_viewer)
         self.model = ModelPicker(self.session)
         self.channels = ChannelPicker()
+        self.level = LevelPicker()  # multiscale layers only
         self.method = QComboBox()
         for m in METHODS:
             self.method.addItem(L.METHOD_TITLES[m], m)
@@ -68,7 +70,8 @@ class ExplainDock(QWidget):
         self.image.currentIndexChanged.connect(self._image_changed)
         self.method.currentIndexChanged.connect(lambda *_: settings.set("explain.method", self.method.currentData()))
         self.method.activated.connect(lambda *_: setattr(self, "_method_chosen", True))  # the user's hand only
-        self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v)))
+        self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v),
+                                              self._image_changed()))
         self.tile.valueChanged.connect(lambda v: settings.set("explain.tile", int(v)))
         self.grid.toggled.connect(lambda v: settings.set("explain.grid", bool(v)))
         self.session.choice_changed.connect(self._model_changed)
@@ -82,6 +85,7 @@ class ExplainDock(QWidget):
         form.addRow("image", self.image)
         form.addRow("model", self.model)
         form.addRow("", self.channels)
+        form.addRow("", self.level)
         form.addRow("method", self.method)
         form.addRow("target", self.target)
         self.advanced = Fold("advanced: layer, tiles, grid")
@@ -144,6 +148,7 @@ class ExplainDock(QWidget):
         layer = self.image.layer()
         bundle = self.session.cached()
         self.channels.update_for(layer, bundle.in_chans if bundle is not None else None)
+        self.level.update_for(layer, bundle, "map" if self.tiled.isChecked() else "classify")
         multi = layer is not None and not getattr(layer, "rgb", False) and layer.data.ndim >= 3
         self.grid.setEnabled(multi)
 
@@ -161,10 +166,12 @@ class ExplainDock(QWidget):
             show_warning("Explain: there is no image layer — open an image first")
             return None
         layer_name = self.cam_layer.currentText().strip()
+        options = self.channels.options()
+        options.level = self.level.level()
         return self.controls.start(
             explain_job, self.session, make_request(self.viewer, layer), self.method.currentData(),
             self.target_value(), None if layer_name in ("", "auto") else layer_name,
-            self.tile.value() if self.tiled.isChecked() else None, self.channels.options(),
+            self.tile.value() if self.tiled.isChecked() else None, options,
             fcn_models_use_fcn=not self._method_chosen,
             desc=f"explain ({L.METHOD_TITLES[self.method.currentData()]})", on_done=self._show, on_end=self._after_run,
         )
