@@ -54,8 +54,8 @@ class LevelChoices:
         if self.auto is None:
             return "auto (chosen when the model is loaded)"
         row = self.rows[self.auto]
-        why = ("the model's training pixel size" if self.by_pixel_size
-               else "the smallest of at least the model's input" if self.purpose == "classify"
+        why = ("model's pixel size" if self.by_pixel_size
+               else "smallest ≥ model input" if self.purpose == "classify"
                else "no pixel size to match")
         detail = f", {row.pixel_text()}" if row.pixel_size is not None else ""
         return f"auto (level {row.index}{detail}: {why})"

@@ -21,6 +21,9 @@ class LevelPicker(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.combo = QComboBox()
+        # the automatic choice's text is long: it must not widen the dock
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(16)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("level"))
@@ -48,9 +51,9 @@ class LevelPicker(QWidget):
         self.combo.setCurrentIndex(max(0, self.combo.findData(chosen)) if chosen is not None else 0)
         self.combo.blockSignals(False)
         self.setEnabled(choices.override)
-        self.setToolTip("" if choices.override else
-                        "whole-image runs always read the smallest level of at least the model's input size; "
-                        "tick a tiled mode to choose the level")
+        self.setToolTip(choices.auto_text() + ("" if choices.override else
+                        "\nwhole-image runs always read the smallest level of at least the model's input size; "
+                        "choose a tiled mode to pick the level by hand"))
         self.setVisible(True)
 
     def level(self) -> int | None:
