@@ -163,7 +163,10 @@ def _decimate(samples: list, n: int) -> list:
     return [list(s) for s in samples[::step]]
 
 
-def run(size: int, max_tiles: int, out: Path | None) -> list[dict]:
+KINDS = ("level 0", "auto")
+
+
+def run(size: int, max_tiles: int, out: Path | None, kinds: tuple[str, ...] = KINDS) -> list[dict]:
     import tempfile
 
     from napari_cellclass import build_model, save_model
@@ -173,7 +176,7 @@ def run(size: int, max_tiles: int, out: Path | None) -> list[dict]:
         bundle = build_model("resnet18", classes=["a", "b", "c"], input_size=(INPUT, INPUT))
         bundle.provenance["pixel_size"] = 2.0  # um: the automatic choice is level 3
         model = save_model(bundle, Path(tmp) / "m.safetensors")
-        for kind in ("level 0", "auto"):
+        for kind in kinds:
             code = (f"import json, benchmarks.bench_multiscale_50k as b; "
                     f"print(json.dumps(b._measure({kind!r}, {size}, {max_tiles}, {str(model)!r})))")
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -193,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=50000, help="level-0 side in pixels")
     p.add_argument("--max-tiles", type=int, default=3000, help="Cancel after this many tiles (when the grid is larger)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--only", action="append", choices=KINDS, help="run only these (repeatable)")
     a = p.parse_args(argv)
-    run(a.size, a.max_tiles, a.out)
+    run(a.size, a.max_tiles, a.out, tuple(a.only or KINDS))
     return 0
 
 

@@ -108,3 +108,15 @@ def test_bands_keep_the_chunks_in_use_inside_the_budget():
         cache[:, y:y + 50, x:x + 50]
     n_chunks = 20 * 40
     assert cache.reads < 1.3 * n_chunks  # row-major over the full width would re-read nearly every chunk
+
+
+def test_a_planned_cache_holds_only_the_chunk_rows_in_use():
+    img = np.zeros((3, 2000, 4000), np.uint8)
+    cache = ChunkCache(da.from_array(img, chunks=(3, 100, 100)), 1, 2)  # the default budget: all of it would fit
+    origins = [(y, x) for y in range(0, 1950, 25) for x in range(0, 3950, 25)]
+    most = 0
+    for y, x in chunk_friendly_order(origins, cache, (50, 50)):
+        cache[:, y:y + 50, x:x + 50]
+        most = max(most, cache._bytes)
+    assert cache.reads == 20 * 40  # every chunk once
+    assert most <= (2 * 40 + 2) * 3 * 100 * 100  # two chunk rows across the width, not the whole image

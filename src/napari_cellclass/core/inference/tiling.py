@@ -125,7 +125,7 @@ def predict_map_steps(
     count = np.zeros(grid.map_hw, np.int32)
     cy, cx = grid.cell_centres(0), grid.cell_centres(1)
     th, tw = grid.tile_hw
-    data = chunk_cached(data, layout.y_axis, layout.x_axis)  # a lazy array: each chunk read ~once, not per tile
+    data = chunk_cached(data, layout.y_axis, layout.x_axis, tile_hw=grid.tile_hw)  # lazy: each chunk read ~once
     origins = chunk_friendly_order([(y, x) for y in grid.ys for x in grid.xs], data, grid.tile_hw)
     with bundle.lock, eval_mode(bundle.network):
         prepare_network(bundle.network, dev)

@@ -48,6 +48,7 @@ class ChunkCache:
         self.shape, self.dtype, self.ndim = tuple(data.shape), data.dtype, len(data.shape)
         self.chunks = data.chunks
         self.reads = 0
+        self.band_px: int | None = None  # set by plan(): the width of the column bands tiles run in
         self._held: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._bytes = 0
 
@@ -60,6 +61,18 @@ class ChunkCache:
         """Bytes of the largest chunk over all the other axes (a bound for any call)."""
         rest = math.prod(int(s) for d, s in enumerate(self.shape) if d not in (self.y_axis, self.x_axis))
         return math.prod(self.chunk_hw) * rest * np.dtype(self.dtype).itemsize
+
+    def plan(self, tile_hw: tuple[int, int]) -> None:
+        """Size the cache for tiles of ``tile_hw`` visited by :func:`chunk_friendly_order`:
+        the chunk rows one tile row touches, across one band (plus the column a tile
+        straddles into), so chunk rows behind the tiles are evicted and memory stays
+        flat instead of filling the whole budget."""
+        ch, cw = self.chunk_hw
+        rows = -(-(int(tile_hw[0]) - 1) // ch) + 1  # chunk rows a tile of this height can span
+        n_cols = len(self.xs) - 1
+        band_cols = min(n_cols, max(1, self.budget // (self.chunk_bytes() * rows)))
+        self.band_px = max(band_cols * cw, int(tile_hw[1]))
+        self.budget = min(self.budget, rows * min(n_cols, band_cols + 1) * self.chunk_bytes() + 2 * self.chunk_bytes())
 
     def __getitem__(self, index: Any) -> Any:
         index = index if isinstance(index, tuple) else (index,)
@@ -113,13 +126,19 @@ class ChunkCache:
         return chunk
 
 
-def chunk_cached(data: Any, y_axis: int, x_axis: int, budget: int = DEFAULT_BUDGET) -> Any:
+def chunk_cached(data: Any, y_axis: int, x_axis: int, budget: int = DEFAULT_BUDGET,
+                 tile_hw: tuple[int, int] | None = None) -> Any:
     """``data`` through a :class:`ChunkCache` when it is chunked and a few of its chunks
-    fit ``budget``; else ``data`` itself (numpy, or chunks too large to hold)."""
+    fit ``budget``; else ``data`` itself (numpy, or chunks too large to hold).
+    ``tile_hw``: the cache is sized for those tiles (:meth:`ChunkCache.plan`)."""
     if isinstance(data, (np.ndarray, ChunkCache)) or chunk_edges(data, y_axis) is None or chunk_edges(data, x_axis) is None:
         return data
     cache = ChunkCache(data, y_axis, x_axis, budget)
-    return cache if cache.chunk_bytes() * 4 <= budget else data
+    if cache.chunk_bytes() * 4 > budget:
+        return data
+    if tile_hw is not None:
+        cache.plan(tile_hw)
+    return cache
 
 
 def chunk_friendly_order(origins: Sequence[tuple[int, int]], data: Any, tile_hw: tuple[int, int]) -> list[tuple[int, int]]:
@@ -128,8 +147,7 @@ def chunk_friendly_order(origins: Sequence[tuple[int, int]], data: Any, tile_hw:
     fits), so a chunk row is finished before it is evicted.  Any other ``data``: as given."""
     if not isinstance(data, ChunkCache):
         return list(origins)
-    ch, cw = data.chunk_hw
-    rows_in_use = -(-(tile_hw[0] - 1) // ch) + 2  # chunk rows a tile row touches, and the next one
-    band_chunks = max(1, data.budget // (data.chunk_bytes() * rows_in_use))
-    band_px = max(band_chunks * cw, tile_hw[1])
+    if data.band_px is None:
+        data.plan(tile_hw)
+    band_px = data.band_px
     return sorted(origins, key=lambda o: (o[1] // band_px, o[0], o[1]))
