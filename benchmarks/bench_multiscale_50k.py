@@ -12,8 +12,9 @@ fresh subprocess with RSS sampled every 0.25 s by a thread:
   job's generator driven with the CLI's progress bar and closed ("Cancel") after
   ``--max-tiles`` tiles; the full run's time is extrapolated from the tiles per second;
 * ``auto``: the model records a training pixel size of 2 um, so the automatic level
-  choice is level 3 (6250 x 6250 px, 2 um); 64-px tiles, run to the end, or to
-  ``--max-tiles`` as well when that is smaller than the grid.
+  choice is level 3 (6250 x 6250 px, 2 um); 64-px tiles, run to the end.
+
+Writes ``multiscale_50k.json`` (every figure, RSS sampled over time) and ``.md`` under ``--out``.
 
 The model is a resnet18 with random weights: reading and tiling, not accuracy, is measured.
 """
@@ -110,6 +111,7 @@ def _measure(kind: str, size: int, max_tiles: int, model: str) -> dict:
     sampler.start()
     bar, batch_s = Bar(stream=sys.stderr), []
     steps = predict_map_steps(bundle, pyr, tile, 0.0, options=opts)
+    max_tiles = max_tiles if kind == "level 0" else grid.n_tiles
     t0 = last = time.perf_counter()
     done, cancelled, cancel_s, result_shape = 0, False, None, None
     try:
@@ -186,9 +188,31 @@ def run(size: int, max_tiles: int, out: Path | None, kinds: tuple[str, ...] = KI
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             print({k: v for k, v in rows[-1].items() if k != "rss_samples"}, flush=True)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "multiscale_50k.json").write_text(json.dumps({"size": size, "max_tiles": max_tiles, "rows": rows}, indent=1))
+        write_report(rows, size, max_tiles, out)
     return rows
+
+
+def _timeline(row: dict, n: int = 10) -> str:
+    s = row["rss_samples"]
+    picks = [s[min(len(s) - 1, round(i * (len(s) - 1) / n))] for i in range(n + 1)]
+    return " | ".join(f"{t:.0f} s: {rss:.0f} MiB ({tiles} tiles)" for t, rss, tiles in picks)
+
+
+def write_report(rows: list[dict], size: int, max_tiles: int, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "multiscale_50k.json").write_text(json.dumps({"size": size, "max_tiles": max_tiles, "rows": rows}, indent=1))
+    lines = [f"# Tiled map of a {size:,} x {size:,} RGB pyramid (generated chunk by chunk, 512 x 512 per channel)", "",
+             ("| run | level (px, um/px) | tile px | tiles done / grid | seconds | tiles/s | full run s (extrapolated) "
+              "| chunks read / touched | RSS MiB start / peak / end | Cancel s |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['kind']} | {r['level']} ({r['level_hw'][0]}², {r['pixel_size_um']}) | {r['tile_px']} "
+                     f"| {r['tiles_done']} / {r['grid_tiles']} | {r['seconds']} | {r['tiles_per_second']} "
+                     f"| {r['full_run_seconds_extrapolated']} | {r['chunks_generated']} / {r['chunks_touched']} "
+                     f"| {r['rss_mib_start']:.0f} / {r['rss_mib_peak']:.0f} / {r['rss_mib_end']:.0f} "
+                     f"| {r['cancel_seconds'] if r['cancelled'] else '-'} |")
+    lines += ["", "RSS over time (11 of the samples taken every 0.25 s):", ""]
+    lines += [f"- {r['kind']}: {_timeline(r)}" for r in rows]
+    (out / "multiscale_50k.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
