@@ -27,8 +27,8 @@ def test_manifest_validates_and_names_every_contribution(manifest):
     c = manifest.contributions
     assert manifest.name == "napari-cellclass"
     ids = {cmd.id for cmd in c.commands}
-    docks = {"napari-cellclass.classify", "napari-cellclass.explain", "napari-cellclass.annotate",
-             "napari-cellclass.classify_objects"}
+    # object mode is part of the Classify dock (its 'objects' picker), not a dock of its own
+    docks = {"napari-cellclass.classify", "napari-cellclass.explain", "napari-cellclass.annotate"}
     assert {w.command for w in c.widgets} == docks
     assert {m.command for m in c.menus["napari/layers/classify"]} == docks
     keys = {s.key for s in c.sample_data}
@@ -82,8 +82,12 @@ def test_sample_data_for_every_modality():
         [(data, kwargs, kind)] = getattr(_sample_data, name)()
         assert kind == "image" and data.shape == shape, name
         assert bool(kwargs.get("rgb", False)) == rgb, name
-        meta = kwargs["metadata"]["cellclass_sample"]
-        assert meta["true_classes"] and "synthetic" in meta["note"]
+        metas = kwargs["metadata"] if isinstance(kwargs["metadata"], list) else [kwargs["metadata"]]
+        for meta in (m["cellclass_sample"] for m in metas):
+            assert meta["true_classes"] and "synthetic" in meta["note"]
+        if len(shape) == 3 and not rgb:  # channel-first samples open as one coloured layer per channel
+            assert kwargs["channel_axis"] == 0 and kwargs["name"] == metas[0]["cellclass_sample"]["channel_names"]
+            assert len(kwargs["colormap"]) == shape[0] and len(metas) == shape[0]
         assert float(np.std(data)) > 0, f"{name} is blank"
     [(cell, kwargs, _)] = _sample_data.phase_contrast_cell()
     assert cell.ndim == 2 and kwargs["name"] == "cell"
@@ -103,10 +107,9 @@ def test_napari_opens_the_docks_from_the_manifest_sharing_one_session(make_napar
     assert isinstance(classify, ClassifyDock) and isinstance(explain, ExplainDock)
     assert isinstance(annotate, AnnotateDock)
     assert classify.session is explain.session is annotate.session
-    from napari_cellclass.widgets.classify_objects import ClassifyObjectsDock
+    from napari_cellclass.widgets.classify_objects import NONE, ObjectMode
 
-    _, objects = viewer.window.add_plugin_dock_widget("napari-cellclass", "Classify objects")
-    assert isinstance(objects, ClassifyObjectsDock) and objects.session is classify.session
+    assert isinstance(classify.objects, ObjectMode) and classify.objects.labels.currentText() == NONE
 
 
 def test_sample_files_are_what_the_script_makes(tmp_path):

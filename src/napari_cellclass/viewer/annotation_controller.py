@@ -6,7 +6,7 @@ after napari has finished the event that changed them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from napari.utils.events import Event
     from napari.layers import Layer
     from napari import Viewer
+    from ..core.annotations.table import ItemRow
 
 KEYS = tuple(str(n) for n in range(1, 10))
 
@@ -162,7 +163,7 @@ class AnnotationController:
             # napari binds 1–7 to layer modes; on these layers the keys label instead
             self._key_target(layer, lambda n: lambda lyr: self.key(n, lyr))
 
-    def _key_target(self, target: Any, make: Callable[[int], Callable[[Any], None]]) -> None:
+    def _key_target(self, target: Viewer | Layer, make: Callable[[int], Callable[[Any], None]]) -> None:
         for k in KEYS:
             target.bind_key(k, make(int(k)), overwrite=True)
         self._keyed.append(target)
@@ -331,7 +332,7 @@ class AnnotationController:
                     layer.feature_defaults["label"] = name
 
     # ------------------------------------------------------------------ jumping
-    def jump(self, row: Any) -> bool:
+    def jump(self, row: ItemRow) -> bool:
         """Show annotation ``row`` (an ``ItemRow``): select its image, move the slider to
         its frame and centre the view on it."""
         for layer in self.image_layers():
@@ -347,7 +348,7 @@ class AnnotationController:
             return True
         return False
 
-    def center_on(self, b: AL.Binding, plane: int, yx: Any) -> None:
+    def center_on(self, b: AL.Binding, plane: int, yx: Sequence[float] | np.ndarray) -> None:
         """Centre the view on image pixel ``yx`` of ``plane``."""
         coords = np.zeros(b.layer.ndim)
         coords[-2:] = yx

@@ -35,6 +35,9 @@ from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMa
 from ..viewer.layers import image_layers
 from .level_picker import LevelPicker
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
+from .channel_picker import combined_input, combined_requests
+from ..viewer.layers import channel_layers_of
+from .classify_objects import ObjectMode
 from .fold import Fold, scroll_body
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
@@ -87,7 +90,7 @@ class _NumberItem(QTableWidgetItem):
 class ClassifyDock(QWidget):
     """Classify one, several or all image layers with the session's model."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
@@ -100,6 +103,8 @@ class ClassifyDock(QWidget):
         self.card_button = QPushButton("model card")
         self.channels = ChannelPicker()
         self.level = LevelPicker()  # multiscale layers only
+        self.combine = QCheckBox("combine ticked layers as channels (in layer order)")
+        self.combine.setToolTip("napari's one-layer-per-channel images (e.g. H, E, DAB): one multichannel input")
         self.mode = QComboBox()
         self.mode.addItems([WHOLE, TILED])
         self.mode.setCurrentText(WHOLE)  # not persisted: a remembered tiled mode silently gave no table
@@ -124,6 +129,7 @@ class ClassifyDock(QWidget):
         self.card.setReadOnly(True)
         self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
         self.card.setMaximumHeight(150)
+        self.objects = ObjectMode(self)  # object mode: 'objects: <a Labels layer>' (widgets.classify_objects)
         from .bioimageio_button import BioimageioExportButton
 
         self.card_export = BioimageioExportButton(self, self.session.cached, "model.zip", "the current model")
@@ -133,6 +139,7 @@ class ClassifyDock(QWidget):
         self.export_button.clicked.connect(self._export_clicked)
         self.card_button.clicked.connect(self.show_card)
         self.layers.changed.connect(self._update_channels)
+        self.combine.toggled.connect(self._update_channels)
         self.mode.currentTextChanged.connect(self._mode_changed)
         self.tile.valueChanged.connect(lambda v: settings.set("classify.tile", int(v)))
         self.overlap.valueChanged.connect(lambda v: settings.set("classify.overlap", float(v)))
@@ -149,10 +156,12 @@ class ClassifyDock(QWidget):
     def _build(self) -> None:
         form = QFormLayout()
         form.addRow("images", self.layers)
+        form.addRow("objects", self.objects)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.card_button)
         form.addRow("model", model_row)
+        form.addRow("", self.combine)
         form.addRow("", self.channels)
         form.addRow("mode", self.mode)
         form.addRow("", self.level)
@@ -170,6 +179,7 @@ class ClassifyDock(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.objects.footer)
         layout.addWidget(self.export_button)
         box = QGroupBox("model card")
         card_layout = QVBoxLayout(box)
@@ -192,11 +202,16 @@ class ClassifyDock(QWidget):
 
     def _update_channels(self) -> None:
         chosen = self.layers.selected()
-        multi = [layer for layer in chosen if not getattr(layer, "rgb", False) and layer.data.ndim >= 3]
         bundle = self.session.cached()
-        self.channels.update_for(multi[0] if multi else None, bundle.in_chans if bundle is not None else None)
         pyramid = next((layer for layer in chosen if getattr(layer, "multiscale", False)), None)
         self.level.update_for(pyramid, bundle, "map" if self.mode.currentText() == TILED else "classify")
+        if self.combine.isChecked():  # one input: the ticked layers (or a sample's channel layers) as its channels
+            chosen = [combined_input(self._to_combine(chosen))]
+        self.channels.update_for_layers(chosen, bundle.in_chans if bundle is not None else None)
+
+    def _to_combine(self, chosen: list[Any]) -> list[Any]:
+        """The ticked layers; one ticked layer of a sample's channel group stands for its group."""
+        return channel_layers_of(self.viewer, chosen[0]) if len(chosen) == 1 else chosen
 
     def _model_changed(self, *_: Any) -> None:
         bundle = self.session.cached()
@@ -214,7 +229,8 @@ class ClassifyDock(QWidget):
         CSV would write them under the new model's name, so they go."""
         if self.table.rows:
             self.table = PredictionTable([], "")
-            self._fill_view()
+            if not self.objects.active():
+                self._fill_view()
             self.controls.status.setText("the model changed: classify again for its table")
 
     # ------------------------------------------------------------------ running
@@ -224,14 +240,22 @@ class ClassifyDock(QWidget):
         if not chosen:
             show_warning("Classify: no image layer is selected — open an image, then tick it in the list")
             return None
+        if self.objects.active():
+            return self.objects.run(chosen)
         self._sources = {}
         requests = []
+        if self.combine.isChecked():
+            requests = combined_requests(self.viewer, self._to_combine(chosen), self.channels)
+            chosen = []
         for layer in chosen:
             req = make_request(self.viewer, layer)
+            req.options = self.channels.options_for(layer)  # each layer its own channel choice
             self._sources[req.info.name] = layer
             requests.append(req)
-        options = self.channels.options()
-        options.level = self.level.level()
+        if not requests:
+            return None
+        options = None
+        self.level.apply(requests)  # a multiscale layer's level, where chosen
         if self.mode.currentText() == TILED:
             return self.controls.start(
                 tiled_map_job, self.session, requests, self.tile.value() or None, self.overlap.value(),
@@ -275,7 +299,8 @@ class ClassifyDock(QWidget):
             meta = L.prediction_metadata(item.name, layer.name, layer_predictions(self.table, item.name), item.layout)
             layer.metadata = {**layer.metadata, L.META_KEY: meta}
             self._show_in_name(layer)
-        self._fill_view()
+        if not self.objects.active():  # the table shows object rows in object mode
+            self._fill_view()
 
     def _classified(self, outcome: ClassifyOutcome) -> None:
         self.card.setPlainText(outcome.model_card)
@@ -355,6 +380,8 @@ class ClassifyDock(QWidget):
             self.export_csv(path)
 
     def export_csv(self, path: str | Path) -> Path | None:
+        if self.objects.active():
+            return self.objects.export_csv(path)
         if not self.table.rows:
             show_warning("Classify: nothing to export yet — classify some images first")
             return None

@@ -61,3 +61,16 @@ class LevelPicker(QWidget):
         if self.choices is None:
             return None
         return self.choices.level_for(self.combo.currentData())
+
+    def apply(self, requests: list[Any]) -> None:
+        """Set the chosen level on each request's own options (a single-resolution layer
+        ignores it; a level a pyramid lacks is reported for that layer)."""
+        from dataclasses import replace
+
+        from ..app.jobs import InputOptions
+
+        level = self.level()
+        if level is None:
+            return
+        for req in requests:
+            req.options = replace(req.options or InputOptions(), level=level)
