@@ -67,3 +67,33 @@ def test_a_long_status_line_scrolls_instead_of_overlapping(make_napari_viewer, q
     target_bottom = explain.target.mapTo(body, QPoint(0, explain.target.height())).y()
     controls_top = explain.controls.mapTo(body, QPoint(0, 0)).y()
     assert target_bottom <= controls_top  # no widget drawn over another
+
+
+def _fits_its_width(name, dock):
+    from qtpy.QtWidgets import QScrollArea
+
+    areas = [a for a in dock.widget().findChildren(QScrollArea)
+             if hasattr(a.parentWidget(), "scroll_area") and a.isVisible()]
+    assert areas, name
+    for area in areas:
+        need, have = area.widget().minimumSizeHint().width(), area.viewport().width()
+        assert need <= have, (name, need, have)
+        assert not area.horizontalScrollBar().isVisible(), name
+
+
+def test_the_docks_fit_napari_s_default_dock_width_without_sideways_scrolling(make_napari_viewer, qtbot):
+    """At 1366x768 the docks were cut on the right (a long model name, the mode list and
+    a long check box asked for ~520 px of a ~508 px dock): every body fits its area."""
+    import numpy as np
+
+    viewer, docks, win = _three(make_napari_viewer)
+    viewer.add_image(np.zeros((4, 32, 32)), name="a layer name long enough to widen any combo box it sits in")
+    win.show()
+    qtbot.wait(50)
+    _fits_its_width("Classify", docks["Classify"])
+    _fits_its_width("Explain", docks["Explain"])
+    annotate = docks["Annotate and fine-tune"]
+    for tab in range(annotate.widget().tabs.count()):  # a tab's area narrows its combo boxes when shown
+        annotate.widget().tabs.setCurrentIndex(tab)
+        qtbot.wait(50)
+        _fits_its_width(f"Annotate tab {tab}", annotate)

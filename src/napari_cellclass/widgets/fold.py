@@ -8,8 +8,10 @@ options a first run does not need.
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
+    QApplication,
+    QComboBox,
     QFormLayout,
     QFrame,
     QScrollArea,
@@ -22,12 +24,49 @@ from qtpy.QtWidgets import (
 #: the least height a scrolled dock asks for: the first rows stay visible
 MIN_BODY_HEIGHT = 120
 
+#: characters a dock's combo box shows at least.  A combo box otherwise asks for the
+#: width of its longest entry (a model path, a long layer name), which pushed the docks
+#: past napari's default dock width on a 1366x768 screen; the list still shows it all.
+COMBO_CHARS = 10
+
+
+def narrow_combos(root: QWidget) -> None:
+    """Let every combo box under ``root`` shrink to ``COMBO_CHARS``; the full entry is its tooltip."""
+    short = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+    for combo in root.findChildren(QComboBox):
+        if combo.sizeAdjustPolicy() == short:
+            continue
+        before = (combo.sizeAdjustPolicy(), combo.minimumContentsLength(), combo.minimumSizeHint().width())
+        _set_width_policy(combo, short, COMBO_CHARS)
+        if combo.minimumSizeHint().width() >= before[2]:  # already narrow ("auto", "cpu"): as it was
+            _set_width_policy(combo, before[0], before[1])
+            continue
+        if not combo.toolTip():  # a cut entry can still be read
+            combo.setToolTip(combo.currentText())
+            combo.currentTextChanged.connect(combo.setToolTip)
+
+
+def _set_width_policy(combo: QComboBox, policy: QComboBox.SizeAdjustPolicy, chars: int) -> None:
+    combo.setSizeAdjustPolicy(policy)
+    combo.setMinimumContentsLength(chars)
+    # Qt caches the minimum size hint and drops it only on a style or font change
+    QApplication.sendEvent(combo, QEvent(QEvent.Type.StyleChange))
+
+
+class _DockScroll(QScrollArea):
+    """The docks' scroll area; narrows combo boxes added by the time it is shown."""
+
+    def showEvent(self, event) -> None:  # noqa: ANN001 - Qt event
+        if self.widget() is not None:
+            narrow_combos(self.widget())
+        super().showEvent(event)
+
 
 def scroll_body(dock: QWidget) -> QWidget:
     """Give ``dock`` a scroll area filling it; returns the widget to lay contents on."""
     outer = QVBoxLayout(dock)
     outer.setContentsMargins(0, 0, 0, 0)
-    area = QScrollArea()
+    area = _DockScroll()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)

@@ -179,7 +179,9 @@ class ModelPicker(QWidget):
         self.session = session
         self.combo = QComboBox()
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(16)
+        # 12 characters fit beside "model card" in a default-width dock; a cut name is its tooltip
+        self.combo.setMinimumContentsLength(12)
+        self.combo.currentTextChanged.connect(self.combo.setToolTip)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(session.device)
