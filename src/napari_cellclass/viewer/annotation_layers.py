@@ -261,7 +261,6 @@ def render_pixels(b: Binding, layer: Layer) -> None:
 
     store = b.store
     colors = {i + 1: hex_to_rgba(c.color) for i, c in enumerate(store.classes)}
-    layer.colormap = DirectLabelColormap(color_dict={None: TRANSPARENT, 0: TRANSPARENT, **colors})
     new = np.zeros_like(layer.data)
     for (key, frame), p in b.planes().items():
         mask = store.pixel_labels(key, frame)
@@ -272,8 +271,11 @@ def render_pixels(b: Binding, layer: Layer) -> None:
             new[:h, :w] = mask
         else:
             new[p, :h, :w] = mask
+    # blocked: the controller reads set_data as napari's own undo/redo of a stroke
     with layer.events.set_data.blocker(), layer.events.paint.blocker():
-        layer.data = new
+        layer.colormap = DirectLabelColormap(color_dict={None: TRANSPARENT, 0: TRANSPARENT, **colors})
+        if not np.array_equal(new, layer.data):
+            layer.data = new
 
 
 # ------------------------------------------------------------------------ layers → store
