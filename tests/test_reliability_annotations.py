@@ -163,8 +163,8 @@ def export_stays_inside_the_target(tmp_path: Path) -> None:
 
     s, k = _store(tmp_path / "ann")
     s.label_image(k, 0, "a")
-    s._classes[0] = ClassInfo("../escaped", s._classes[0].color)  # what a bypassed check would give
-    s._items = [type(it)(**{**it.__dict__, "labels": ("../escaped",)}) for it in s._items]
+    s.doc.classes[0] = ClassInfo("../escaped", s.doc.classes[0].color)  # what a bypassed check would give
+    s.doc.items = [type(it)(**{**it.__dict__, "labels": ("../escaped",)}) for it in s.doc.items]
     with pytest.raises(DataError, match="outside the export folder"):
         export_dataset(s, tmp_path / "out" / "ds", layout="folders")
     assert not (tmp_path / "out" / "escaped").exists()

@@ -1,10 +1,13 @@
-"""Registering annotated images and reaching their pixels (mixed into
-:class:`AnnotationStore`): file images by path + hash, in-memory images saved once."""
+"""Registering annotated images and reaching their pixels: file images by path +
+hash, in-memory images saved once.  :class:`ImageRegistry` owns the open pixel
+arrays; the records themselves are the document's ``images``."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import threading
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +19,8 @@ from ..atomicfile import describe_os_error
 from ..errors import DataError, ImageError
 from ..io.images import ChannelAxis, Layout
 from . import imagerefs
+from .docfile import DocumentFile
+from .document import AnnotationDocument
 from .schema import AnnotationSaveError, ImageRecord
 
 
@@ -23,14 +28,24 @@ class AnnotationWarning(UserWarning):
     """Something the user should know about their annotations (shown, not raised)."""
 
 
-class ImagesMixin:
-    _images: dict[str, ImageRecord]
-    _live: dict[str, Any]
-    _file_cache: dict[str, Any]
-    folder: Path
-    images_folder: Path
+class ImageRegistry:
+    """The document's images: registering them (written through, not undoable) and their pixels."""
 
-    # ------------------------------------------------------------------ images
+    def __init__(self, doc: AnnotationDocument, file: DocumentFile, lock: threading.RLock) -> None:
+        self.doc, self.file, self.lock = doc, file, lock
+        #: key -> array standing in for the file (in-memory images, attached layers)
+        self._live: dict[str, Any] = {}
+        #: key -> opened file pixels (the two most recent)
+        self._file_cache: dict[str, Any] = {}
+
+    @property
+    def _images(self) -> dict[str, ImageRecord]:
+        return self.doc.images
+
+    @property
+    def folder(self) -> Path:
+        return self.file.folder
+
     @property
     def images(self) -> dict[str, ImageRecord]:
         return dict(self._images)
@@ -66,7 +81,7 @@ class ImagesMixin:
         it ``data`` is saved once into ``images/`` under ``name``.  ``channel_axis`` /
         ``rgb`` (napari: ``layer.rgb``) settle the layout, as in ``guess_layout``.
         """
-        with self._lock:
+        with self.lock:
             if path is not None:
                 return self._add_file(Path(path), data, name, channel_axis, rgb)
             if data is None:
@@ -81,7 +96,7 @@ class ImagesMixin:
             rec = self._images[key]
             if data is not None and tuple(data.shape) != rec.shape:
                 warnings.warn(f"{rec.name}: the layer has shape {tuple(data.shape)} but was annotated with shape "
-                              f"{rec.shape}; check its annotations", AnnotationWarning, stacklevel=3)
+                              f"{rec.shape}; check its annotations", AnnotationWarning, stacklevel=4)
             self._check_one(key)
             return key
         head = read_header(path)
@@ -104,11 +119,11 @@ class ImagesMixin:
         shape = tuple(int(s) for s in data.shape)
         axis = imagerefs.resolve_channel_axis(shape, channel_axis, rgb, name)
         key = imagerefs.unique_key(name, set(self._images))
-        self.images_folder.mkdir(parents=True, exist_ok=True)
-        file = self.images_folder / f"{key}.tif"
+        self.file.images_folder.mkdir(parents=True, exist_ok=True)
+        file = self.file.images_folder / f"{key}.tif"
         n = 2
         while file.exists() and imagerefs.hash_array(_tiff(file)) != digest:
-            file, n = self.images_folder / f"{key}-{n}.tif", n + 1
+            file, n = self.file.images_folder / f"{key}-{n}.tif", n + 1
         if not file.exists():
             is_rgb = axis is not None and axis == len(shape) - 1 and shape[-1] in (3, 4)
             try:
@@ -125,7 +140,7 @@ class ImagesMixin:
 
     def _register(self, rec: ImageRecord) -> str:
         self._images[rec.key] = rec
-        self._write()  # registering is not an undoable change, but is written through
+        self.file.write(self.doc)  # registering is not an undoable change, but is written through
         return rec.key
 
     def attach(self, key: str, data: Any) -> None:
@@ -149,7 +164,7 @@ class ImagesMixin:
 
     def check_images(self) -> list[imagerefs.ImageProblem]:
         """Images whose file is missing or changed since annotated (each also warned)."""
-        with self._lock:
+        with self.lock:
             return [p for k in list(self._images) if (p := self._check_one(k)) is not None]
 
     def _check_one(self, key: str) -> imagerefs.ImageProblem | None:
@@ -157,23 +172,39 @@ class ImagesMixin:
         if rec is not self._images[key]:
             self._images[key] = rec
             with contextlib.suppress(AnnotationSaveError):
-                self._write()
+                self.file.write(self.doc)
         if problem is not None:
-            warnings.warn(problem.message, AnnotationWarning, stacklevel=3)
+            warnings.warn(problem.message, AnnotationWarning, stacklevel=4)
         return problem
 
     def accept_image_change(self, key: str) -> None:
         """The file changed on purpose: record its new hash, size and shape."""
         from ..io.header import read_header
 
-        with self._lock:
+        with self.lock:
             rec = self.image(key)
             path = imagerefs.absolute(rec, self.folder)
             head, st = read_header(path), path.stat()
             self._images[key] = replace(rec, shape=head.shape, dtype=str(head.dtype), hash=imagerefs.hash_file(path),
                                         size=st.st_size, mtime_ns=st.st_mtime_ns)
             self._file_cache.pop(key, None)
-            self._write()
+            self.file.write(self.doc)
+
+    def relocated(self, new_folder: Path) -> dict[str, ImageRecord]:
+        """The records as seen from ``new_folder`` (Save as): saved in-memory images are
+        copied there, file paths re-expressed relative to it.  The document is unchanged."""
+        out = {}
+        for key, rec in self._images.items():
+            src = imagerefs.absolute(rec, self.folder)
+            if rec.origin == "memory":
+                dst = new_folder / rec.path
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if src.is_file() and not dst.exists():
+                    shutil.copy2(src, dst)
+                out[key] = rec
+            else:
+                out[key] = replace(rec, path=imagerefs.record_path(src, new_folder))
+        return out
 
 
 def _tiff(path: Path) -> np.ndarray:

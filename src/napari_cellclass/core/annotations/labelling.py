@@ -1,7 +1,8 @@
-"""Changing classes and annotation items (mixed into :class:`AnnotationStore`).
+"""Changing classes, image-level labels and regions of an annotation document.
 
-Every public method here validates first, then changes inside ``self._change``,
-which writes the file through and records one undo step.
+Every public method of :class:`Labelling` validates first, then changes the
+document inside ``history.change``, which writes the file through and records one
+undo step.  Pixel labels are :mod:`.pixels`; read-only queries are :mod:`.table`.
 """
 
 from __future__ import annotations
@@ -13,45 +14,42 @@ from typing import Any
 
 import numpy as np
 
-from ..atomicfile import describe_os_error
 from ..errors import DataError
 from ..io import crops
-from . import masks
+from ..io.images import Layout
+from .document import AnnotationDocument
+from .history import History
+from .imageregistry import ImageRegistry
 from .palette import check_color, default_color
-from .schema import AnnotationSaveError, ClassInfo, Item, now
+from .schema import ClassInfo, Item
 from .schema import check_class_name as _check_name
 
 IMAGE_MODES = ("set", "toggle", "add", "remove")
 SHAPE_TYPES = ("rectangle", "polygon")
 
 
-class LabellingMixin:
-    # state and helpers provided by AnnotationStore
-    _classes: list[ClassInfo]
-    _items: list[Item]
-    _multilabel: bool
-    _next_id: int
-    _next_color: int
+class Labelling:
+    """Classes, image labels and regions of ``doc``; images are looked up in ``images``."""
+
+    def __init__(self, doc: AnnotationDocument, images: ImageRegistry, history: History) -> None:
+        self.doc, self.images, self.history = doc, images, history
 
     # ------------------------------------------------------------------ classes
     @property
     def classes(self) -> list[ClassInfo]:
         """The classes in order; class ``i`` has keyboard shortcut ``i + 1`` (1–9)."""
-        return list(self._classes)
+        return list(self.doc.classes)
 
     @property
     def class_names(self) -> list[str]:
-        return [c.name for c in self._classes]
+        return [c.name for c in self.doc.classes]
 
     @property
     def multilabel(self) -> bool:
-        return self._multilabel
+        return self.doc.multilabel
 
     def class_index(self, name: str) -> int:
-        for i, c in enumerate(self._classes):
-            if c.name == name:
-                return i
-        raise DataError(f"no class named {name!r}", f"the classes are: {', '.join(self.class_names) or '(none yet)'}")
+        return self.doc.class_index(name)
 
     def class_for_key(self, key: str | int) -> str | None:
         """Keyboard shortcut ('1'..'9') → class name, None if no class has that key."""
@@ -59,16 +57,16 @@ class LabellingMixin:
             n = int(key)
         except (TypeError, ValueError):
             return None
-        return self._classes[n - 1].name if 1 <= n <= min(9, len(self._classes)) else None
+        return self.doc.classes[n - 1].name if 1 <= n <= min(9, len(self.doc.classes)) else None
 
     def add_class(self, name: str, color: str | None = None) -> ClassInfo:
         name = _check_name(name)
-        if any(c.name.casefold() == name.casefold() for c in self._classes):
+        if any(c.name.casefold() == name.casefold() for c in self.doc.classes):
             raise DataError(f"a class named {name!r} exists already", "choose another name")
-        with self._change(f"add class {name}"):
-            info = ClassInfo(name, check_color(color) if color else default_color(self._next_color))
-            self._next_color += 1
-            self._classes.append(info)
+        with self.history.change(f"add class {name}"):
+            info = ClassInfo(name, check_color(color) if color else default_color(self.doc.next_color))
+            self.doc.next_color += 1
+            self.doc.classes.append(info)
         return info
 
     def rename_class(self, old: str, new: str) -> None:
@@ -77,7 +75,7 @@ class LabellingMixin:
         new = _check_name(new)
         if new == old:
             return
-        if any(c.name.casefold() == new.casefold() and c.name != old for c in self._classes):
+        if any(c.name.casefold() == new.casefold() and c.name != old for c in self.doc.classes):
             raise DataError(f"a class named {new!r} exists already", "choose another name, or remove one of the two classes")
 
         def fix(it: Item) -> Item:
@@ -85,22 +83,22 @@ class LabellingMixin:
             values = tuple((v, new if c == old else c) for v, c in it.values)
             return replace(it, labels=labels, values=values) if (labels, values) != (it.labels, it.values) else it
 
-        with self._change(f"rename class {old} to {new}"):
-            self._classes[i] = replace(self._classes[i], name=new)
-            self._items = [fix(it) for it in self._items]
+        with self.history.change(f"rename class {old} to {new}"):
+            self.doc.classes[i] = replace(self.doc.classes[i], name=new)
+            self.doc.items = [fix(it) for it in self.doc.items]
 
     def set_class_color(self, name: str, color: str) -> None:
         i = self.class_index(name)
-        with self._change(f"colour of {name}"):
-            self._classes[i] = replace(self._classes[i], color=check_color(color))
+        with self.history.change(f"colour of {name}"):
+            self.doc.classes[i] = replace(self.doc.classes[i], color=check_color(color))
 
     def move_class(self, name: str, index: int) -> None:
         """Reorder (changes keyboard shortcuts and export class indices, not labels)."""
         i = self.class_index(name)
-        if not 0 <= index < len(self._classes):
-            raise DataError(f"position {index} does not exist", f"use 0..{len(self._classes) - 1}")
-        with self._change(f"move class {name}"):
-            self._classes.insert(index, self._classes.pop(i))
+        if not 0 <= index < len(self.doc.classes):
+            raise DataError(f"position {index} does not exist", f"use 0..{len(self.doc.classes) - 1}")
+        with self.history.change(f"move class {name}"):
+            self.doc.classes.insert(index, self.doc.classes.pop(i))
 
     def remove_class(self, name: str, *, reassign_to: str | None = None, delete_items: bool = False) -> int:
         """Remove a class.  Its items must be dealt with explicitly: ``reassign_to``
@@ -112,7 +110,7 @@ class LabellingMixin:
             self.class_index(reassign_to)
             if reassign_to == name or delete_items:
                 raise DataError("reassign_to must name another class, and excludes delete_items", "pick one of the two")
-        affected = [it for it in self._items if name in it.labels]
+        affected = [it for it in self.doc.items if name in it.labels]
         if affected and reassign_to is None and not delete_items:
             raise DataError(f"class {name!r} still has {len(affected)} annotation(s)",
                             "reassign them to another class (reassign_to=...) or delete them (delete_items=True)")
@@ -126,60 +124,22 @@ class LabellingMixin:
             else:
                 labels = tuple(c for c in it.labels if c != name)
                 values = tuple((v, c) for v, c in it.values if c != name)
-            if not labels or (not self._multilabel and it.kind == "image" and len(labels) != 1):
+            if not labels or (not self.doc.multilabel and it.kind == "image" and len(labels) != 1):
                 return None
             return replace(it, labels=labels, values=values)
 
-        with self._change(f"remove class {name}"):
-            self._classes = [c for c in self._classes if c.name != name]
-            self._items = [f for it in self._items if (f := fix(it)) is not None]
+        with self.history.change(f"remove class {name}"):
+            self.doc.classes = [c for c in self.doc.classes if c.name != name]
+            self.doc.items = [f for it in self.doc.items if (f := fix(it)) is not None]
         return len(affected)
 
     def set_multilabel(self, multilabel: bool) -> None:
-        if not multilabel and any(it.kind == "image" and len(it.labels) > 1 for it in self._items):
+        if not multilabel and any(it.kind == "image" and len(it.labels) > 1 for it in self.doc.items):
             raise DataError("some images carry several labels", "remove the extra labels before switching to single-label")
-        with self._change("multi-label" if multilabel else "single-label"):
-            self._multilabel = bool(multilabel)
-
-    # ------------------------------------------------------------------ items: helpers
-    def _new_item(self, kind: str, image: str, frame: int, labels: Sequence[str], **geometry: Any) -> Item:
-        it = Item(self._next_id, kind, image, int(frame), tuple(labels), now(), **geometry)
-        self._next_id += 1
-        return it
-
-    def _check_target(self, image: str, frame: int) -> Any:
-        layout = self.layout(image)  # type: ignore[attr-defined]
-        if not 0 <= int(frame) < layout.n_frames:
-            raise DataError(f"{self.image(image).name}: frame {frame} does not exist (it has {layout.n_frames})",  # type: ignore[attr-defined]
-                            "label a frame of the stack")
-        return layout
-
-    def _check_class(self, cls: str | int) -> str:
-        if isinstance(cls, (int, np.integer)) and not isinstance(cls, bool):
-            if not 0 <= int(cls) < len(self._classes):
-                raise DataError(f"class index {cls} does not exist", f"use 0..{len(self._classes) - 1}")
-            return self._classes[int(cls)].name
-        self.class_index(cls)
-        return cls
-
-    def item(self, item_id: int) -> Item:
-        for it in self._items:
-            if it.id == item_id:
-                return it
-        raise DataError(f"no annotation with id {item_id}", "it may have been deleted already")
-
-    @property
-    def items(self) -> list[Item]:
-        return list(self._items)
-
-    def items_of(self, image: str, frame: int | None = None, kind: str | None = None) -> list[Item]:
-        return [it for it in self._items if it.image == image and (frame is None or it.frame == frame)
-                and (kind is None or it.kind == kind)]
+        with self.history.change("multi-label" if multilabel else "single-label"):
+            self.doc.multilabel = bool(multilabel)
 
     # ------------------------------------------------------------------ image-level labels
-    def image_labels(self, image: str, frame: int = 0) -> tuple[str, ...]:
-        its = self.items_of(image, frame, "image")
-        return its[0].labels if its else ()
 
     def label_image(self, image: str, frame: int, labels: str | int | Sequence[str | int], mode: str = "set") -> Item | None:
         """Give an image (one frame of a stack) image-level label(s).
@@ -191,42 +151,42 @@ class LabellingMixin:
         """
         if mode not in IMAGE_MODES:
             raise DataError(f"unknown mode {mode!r}", f"use one of {', '.join(IMAGE_MODES)}")
-        self._check_target(image, frame)
+        check_target(self.images, image, frame)
         given = [labels] if isinstance(labels, (str, int, np.integer)) else list(labels)
-        wanted = [self._check_class(c) for c in given]
-        old = self.image_labels(image, frame)
+        wanted = [check_class(self.doc, c) for c in given]
+        old = image_labels(self.doc, image, frame)
         if mode == "set":
             new = tuple(dict.fromkeys(wanted))
-        elif mode == "toggle" and not self._multilabel:
+        elif mode == "toggle" and not self.doc.multilabel:
             new = () if tuple(wanted) == old else tuple(wanted)
         elif mode in ("add", "toggle") and not (mode == "toggle" and set(wanted) <= set(old)):
             new = tuple(dict.fromkeys([*old, *wanted]))
         else:
             new = tuple(c for c in old if c not in wanted)
-        if not self._multilabel and len(new) > 1:
+        if not self.doc.multilabel and len(new) > 1:
             raise DataError(f"{len(new)} labels for one image in a single-label class list",
                             "give one class, or switch the class list to multi-label")
         new = tuple(c for c in self.class_names if c in new)  # class order, whatever the click order
         if new == old:
-            return self.items_of(image, frame, "image")[0] if old else None
-        with self._change(f"label {image} frame {frame}: {', '.join(new) or 'none'}"):
-            self._items = [it for it in self._items if not (it.image == image and it.frame == frame and it.kind == "image")]
-            item = self._new_item("image", image, frame, new) if new else None
+            return self.doc.items_of(image, frame, "image")[0] if old else None
+        with self.history.change(f"label {image} frame {frame}: {', '.join(new) or 'none'}"):
+            self.doc.items = [it for it in self.doc.items if not (it.image == image and it.frame == frame and it.kind == "image")]
+            item = self.doc.new_item("image", image, frame, new) if new else None
             if item is not None:
-                self._items.append(item)
+                self.doc.items.append(item)
         return item
 
     def apply_key(self, image: str, frame: int, key: str | int) -> Item | None:
         """What a number key does: toggle (multi-label) or set/unset (single-label) class ``key``."""
         cls = self.class_for_key(key)
         if cls is None:
-            raise DataError(f"no class has the key {key!r}", f"there are {len(self._classes)} classes (keys 1–{min(9, len(self._classes))})")
+            raise DataError(f"no class has the key {key!r}", f"there are {len(self.doc.classes)} classes (keys 1–{min(9, len(self.doc.classes))})")
         return self.label_image(image, frame, cls, mode="toggle")
 
     # ------------------------------------------------------------------ regions
     def _add_region(self, kind: str, image: str, frame: int, cls: str | int, **geometry: Any) -> Item:
-        layout = self._check_target(image, frame)
-        name = self._check_class(cls)
+        layout = check_target(self.images, image, frame)
+        name = check_class(self.doc, cls)
         for v in np.ravel([g for g in geometry.values() if g is not None]):
             if not math.isfinite(float(v)):
                 raise DataError(f"the {kind} has a non-finite coordinate", "draw it again")
@@ -240,9 +200,9 @@ class LabellingMixin:
         if not inside:
             raise DataError(f"the {kind} lies outside the {layout.height}x{layout.width} image",
                             "draw it on the image (coordinates are image pixels: row y, column x)")
-        with self._change(f"add {kind} ({name})"):
-            item = self._new_item(kind, image, frame, (name,), **geometry)
-            self._items.append(item)
+        with self.history.change(f"add {kind} ({name})"):
+            item = self.doc.new_item(kind, image, frame, (name,), **geometry)
+            self.doc.items.append(item)
         return item
 
     def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float]) -> Item:
@@ -276,61 +236,48 @@ class LabellingMixin:
 
     def relabel(self, item_id: int, cls: str | int) -> Item:
         """Give one region (or single-label image) annotation another class."""
-        it = self.item(item_id)
-        name = self._check_class(cls)
+        it = self.doc.item(item_id)
+        name = check_class(self.doc, cls)
         if it.kind == "pixels":
             raise DataError("a pixel annotation holds several classes", "repaint it in the Labels layer")
-        with self._change(f"relabel {it.kind} {item_id} as {name}"):
+        with self.history.change(f"relabel {it.kind} {item_id} as {name}"):
             new = replace(it, labels=(name,))
-            self._items = [new if x.id == item_id else x for x in self._items]
+            self.doc.items = [new if x.id == item_id else x for x in self.doc.items]
         return new
 
     def delete(self, *item_ids: int) -> int:
         """Delete annotations by id; returns how many were deleted."""
         ids = {int(i) for i in item_ids}
-        missing = ids - {it.id for it in self._items}
+        missing = ids - {it.id for it in self.doc.items}
         if missing:
             raise DataError(f"no annotation with id(s) {sorted(missing)}", "they may have been deleted already")
         if not ids:
             return 0
-        with self._change(f"delete {len(ids)} annotation(s)"):
-            self._items = [it for it in self._items if it.id not in ids]
+        with self.history.change(f"delete {len(ids)} annotation(s)"):
+            self.doc.items = [it for it in self.doc.items if it.id not in ids]
         return len(ids)
 
-    # ------------------------------------------------------------------ pixel labels
-    def set_pixel_labels(self, image: str, frame: int, mask: Any) -> Item | None:
-        """Store a painted label mask for one plane: 0 = unlabelled, ``k`` = class
-        ``k - 1`` (napari Labels value = class position + 1).  An empty mask removes
-        the plane's pixel labels.  Returns the item, or None when removed."""
-        layout = self._check_target(image, frame)
-        where = f"{self.image(image).name}, frame {frame}"  # type: ignore[attr-defined]
-        m = masks.check_mask(mask, (layout.height, layout.width), len(self._classes), where)
-        present = [int(v) for v in np.unique(m) if v > 0]
-        values = tuple((v, self._classes[v - 1].name) for v in present)
-        old = self.items_of(image, frame, "pixels")
-        if not present and not old:
-            return None
-        with self._change(f"paint {image} frame {frame}"):
-            self._items = [it for it in self._items if it not in old]
-            item = None
-            if present:
-                iid = self._next_id
-                rel = f"{self.masks_folder.name}/{image}-f{int(frame)}-{iid}.tif"  # type: ignore[attr-defined]
-                try:
-                    masks.write_mask(self.folder / rel, m, len(self._classes))  # type: ignore[attr-defined]
-                except OSError as err:
-                    raise AnnotationSaveError(
-                        f"{self.folder / rel}: could not save the painted labels ({describe_os_error(err)})",  # type: ignore[attr-defined]
-                        "free disk space or fix the permissions and paint again, or save the annotations "
-                        "to another file (Save as…)") from err
-                item = self._new_item("pixels", image, frame, tuple(c for _, c in values), mask=rel, values=values)
-                self._items.append(item)
-        return item
 
-    def pixel_labels(self, image: str, frame: int = 0) -> np.ndarray | None:
-        """The plane's label mask with values = current class position + 1, or None."""
-        its = self.items_of(image, frame, "pixels")
-        if not its:
-            return None
-        stored = masks.read_mask(self.folder / its[0].mask)  # type: ignore[attr-defined]
-        return masks.remap(stored, its[0].values, self.class_names)
+# ---------------------------------------------------------------------- checks shared with .pixels
+def check_target(images: ImageRegistry, image: str, frame: int) -> Layout:
+    """The image's layout, once ``frame`` is known to be one of its planes."""
+    layout = images.layout(image)
+    if not 0 <= int(frame) < layout.n_frames:
+        raise DataError(f"{images.image(image).name}: frame {frame} does not exist (it has {layout.n_frames})",
+                        "label a frame of the stack")
+    return layout
+
+
+def check_class(doc: AnnotationDocument, cls: str | int) -> str:
+    """A class given by name or position → its name (:class:`DataError` when there is none)."""
+    if isinstance(cls, (int, np.integer)) and not isinstance(cls, bool):
+        if not 0 <= int(cls) < len(doc.classes):
+            raise DataError(f"class index {cls} does not exist", f"use 0..{len(doc.classes) - 1}")
+        return doc.classes[int(cls)].name
+    doc.class_index(cls)
+    return cls
+
+
+def image_labels(doc: AnnotationDocument, image: str, frame: int = 0) -> tuple[str, ...]:
+    its = doc.items_of(image, frame, "image")
+    return its[0].labels if its else ()

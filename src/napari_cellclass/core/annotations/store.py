@@ -1,31 +1,52 @@
-"""The annotation store: opening, persistence and undo.  Classes and items change
-through :class:`~.labelling.LabellingMixin`, images register through
-:class:`~.imageregistry.ImagesMixin`; this module holds what makes every change
-safe — each one is written atomically before the call returns."""
+"""The annotation store: a thin facade over the annotation document and the
+components that change it.
+
+    AnnotationDocument (document.py)  the file's content: classes, images, items, header
+    DocumentFile       (docfile.py)   its path; atomic, locked, compare-and-swap writes
+    History            (history.py)   the lock, undo steps, on_change listeners
+    ImageRegistry      (imageregistry.py)  registering images, their pixels
+    Labelling          (labelling.py) classes, image-level labels, regions
+    PixelLabels        (pixels.py)    painted masks and their files
+    Table              (table.py)     read-only queries: items, counts, table rows
+
+Each component owns its own state and is handed the document explicitly; this
+class only wires them and forwards its public methods.  Code that wants one part
+reaches it as ``store.doc``, ``.file``, ``.history``, ``.registry``, ``.labelling``,
+``.painting`` or ``.table``.  Every change is written atomically before the call
+returns.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomicfile import describe_os_error, write_atomic
-from . import filelock, imagerefs, masks
-from .imageregistry import AnnotationWarning, ImagesMixin
-from .labelling import LabellingMixin
-from .schema import (AnnotationFileError, AnnotationSaveError, ClassInfo, ImageRecord, Item, decode, encode, item_line, now)
-from .table import TableMixin
+import numpy as np
 
-UNDO_DEPTH = 100
+from ..io.images import ChannelAxis, Layout
+from . import imagerefs
+from .docfile import DocumentFile, free_name
+from .document import AnnotationDocument
+from .history import UNDO_DEPTH, History
+from .imageregistry import AnnotationWarning, ImageRegistry
+from .labelling import Labelling
+from .pixels import PixelLabels
+from .schema import (
+    AnnotationFileError,
+    AnnotationSaveError,
+    ClassInfo,
+    ImageRecord,
+    Item,
+)
+from .table import ItemRow, Table
+
+__all__ = ["UNDO_DEPTH", "AnnotationStore", "AnnotationWarning"]
 
 
-class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
+class AnnotationStore:
     """Classes, images and annotation items, written through to one JSON file.
 
     Open with :meth:`open`.  Every method that changes something writes the whole
@@ -35,30 +56,21 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
     (or :meth:`save`) tries again, and :meth:`save_as` moves to another file.
     """
 
-    def __init__(self, path: Path, doc: dict[str, Any], classes: list[ClassInfo],
-                 images: dict[str, ImageRecord], items: list[Item]) -> None:
-        self.path = Path(os.path.abspath(path))
-        self._lock = threading.RLock()
-        self._multilabel = bool(doc.get("multilabel", False))
-        self._next_id = int(doc.get("next_id", 1))
-        self._next_color = int(doc.get("next_color", len(classes)))
-        self._created = doc.get("created") or now()
-        self._classes = list(classes)
-        self._images = dict(images)
-        self._items = list(items)
-        self._undo: list[tuple[str, tuple[Any, ...]]] = []
-        self._live: dict[str, Any] = {}
-        self._file_cache: dict[str, Any] = {}
-        self._lines: dict[int, tuple[Item, str]] = {}
-        #: sha256 of the file's content as this store last loaded or wrote it
-        self._sha: str | None = None
-        self._listeners: list[Callable[[str], None]] = []
-        #: True while a change is only in memory (the last write failed)
-        self.unsaved = False
+    def __init__(self, path: Path, doc: AnnotationDocument) -> None:
+        self.doc = doc
+        self.file = DocumentFile(path)
+        self.history = History(doc, self._commit)
+        self.registry = ImageRegistry(doc, self.file, self.history.lock)
+        self.labelling = Labelling(doc, self.registry, self.history)
+        self.painting = PixelLabels(doc, self.registry, self.history, self.file)
+        self.table = Table(doc, self.registry)
         #: a message for the user set when opening (e.g. a damaged file was kept)
         self.notice: str | None = None
-        #: seconds the last write took (encode + fsync + rename)
-        self.last_write_s = 0.0
+
+    def _commit(self, what: str) -> None:
+        self.file.write(self.doc)
+        # only after a successful write: a refused store's view of the masks is stale
+        self.painting.collect_garbage()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -75,188 +87,239 @@ class AnnotationStore(ImagesMixin, LabellingMixin, TableMixin):
         p = Path(os.path.abspath(path))
         if p.is_dir():
             raise AnnotationFileError(f"{p}: is a folder", "give a file name for the annotations, e.g. annotations.json")
-        if p.exists():
-            try:
-                with filelock.locked(p):
-                    filelock.remove_orphan_temporaries(p)
-                    raw = p.read_bytes()
-                store = cls(p, *decode(raw, str(p)))
-            except (AnnotationFileError, OSError) as err:
-                if isinstance(err, OSError):
-                    err = AnnotationFileError(f"{p}: cannot be read ({describe_os_error(err)})",
-                                              "check the permissions, or open another file")
-                if on_bad == "raise":
-                    raise err from None
-                alt = _free_name(p)
-                store = cls(alt, {"multilabel": multilabel}, [], {}, [])
-                store.notice = (f"{p} could not be read and was left untouched ({err.problem}); "
-                                f"new annotations are written to {alt}")
-                warnings.warn(store.notice, AnnotationWarning, stacklevel=2)
-                store._write()
-                return store
-            store._sha = filelock.sha256(raw)
-            store._collect_mask_garbage()
-            store.check_images()
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            store = cls(p, AnnotationDocument.empty(multilabel))
+            store.save()
             return store
-        p.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(p, {"multilabel": multilabel}, [], {}, [])
-        store._write()
+        file = DocumentFile(p)
+        try:
+            doc = file.read()
+        except AnnotationFileError as err:
+            if on_bad == "raise":
+                raise
+            alt = free_name(p)
+            store = cls(alt, AnnotationDocument.empty(multilabel))
+            store.notice = (f"{p} could not be read and was left untouched ({err.problem}); "
+                            f"new annotations are written to {alt}")
+            warnings.warn(store.notice, AnnotationWarning, stacklevel=2)
+            store.save()
+            return store
+        store = cls(p, doc)
+        store.file.sha = file.sha
+        store.painting.collect_garbage()
+        store.check_images()
         return store
+
+    # ------------------------------------------------------------------ the file
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    @property
+    def unsaved(self) -> bool:
+        """True while a change is only in memory (the last write failed)."""
+        return self.file.unsaved
+
+    @property
+    def last_write_s(self) -> float:
+        """Seconds the last write took (encode + fsync + rename)."""
+        return self.file.last_write_s
 
     @property
     def folder(self) -> Path:
-        return self.path.parent
+        return self.file.folder
 
     @property
     def masks_folder(self) -> Path:
-        return self.folder / f"{self.path.stem}.masks"
+        return self.file.masks_folder
 
     @property
     def images_folder(self) -> Path:
-        return self.folder / "images"
-
-    def on_change(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``callback(description)`` after every change; returns an unsubscribe."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
-
-    # ------------------------------------------------------------------ writing
-    def _document(self) -> bytes:
-        doc = {"created": self._created, "modified": now(), "multilabel": self._multilabel,
-               "next_id": self._next_id, "next_color": self._next_color}
-        # items are frozen: serialise each once and reuse its line while it lives
-        cache, lines = self._lines, {}
-        for it in self._items:
-            hit = cache.get(id(it))
-            lines[id(it)] = hit if hit is not None and hit[0] is it else (it, item_line(it))
-        self._lines = lines
-        return encode(doc, self._classes, self._images, self._items, [self._lines[id(it)][1] for it in self._items])
-
-    def _write(self) -> None:
-        t0 = time.perf_counter()
-        data = self._document()
-        try:
-            with filelock.locked(self.path):
-                # compare-and-swap under the lock: the content must still be what we last saw
-                on_disk = filelock.current_sha(self.path)
-                if on_disk is not None and on_disk != self._sha:
-                    self.unsaved = True
-                    raise AnnotationSaveError(
-                        f"{self.path}: was changed by another program since it was opened here; not overwritten",
-                        "your changes are kept in memory: save them to another file (Save as…), or reopen the file",
-                    )
-                write_atomic(self.path, data)
-        except OSError as err:
-            self.unsaved = True
-            raise AnnotationSaveError(
-                f"{self.path}: could not save the annotations ({describe_os_error(err)}); the previous file is intact",
-                "your changes are kept in memory: free disk space or fix the permissions (the next change "
-                "saves again), or save them to another file (Save as…)",
-            ) from err
-        self._sha = filelock.sha256(data)
-        self.unsaved = False
-        self.last_write_s = time.perf_counter() - t0
+        return self.file.images_folder
 
     def save(self) -> None:
         """Write now (after a failed write, once the cause is fixed)."""
-        with self._lock:
-            self._write()
+        with self.history.lock:
+            self.file.write(self.doc)
 
     def save_as(self, path: str | os.PathLike) -> None:
         """Move the annotations to a new file: masks and saved images are copied,
         file paths re-expressed relative to the new folder.  The old file stays."""
-        import shutil
-
         new = Path(os.path.abspath(path))
-        with self._lock:
+        with self.history.lock:
             if new.exists():
                 raise AnnotationSaveError(f"{new}: already exists", "choose a new file name")
             new.parent.mkdir(parents=True, exist_ok=True)
-            old_folder, old_masks = self.folder, self.masks_folder
-            images = {}
-            for key, rec in self._images.items():
-                src = imagerefs.absolute(rec, old_folder)
-                if rec.origin == "memory":
-                    dst = new.parent / rec.path
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    if src.is_file() and not dst.exists():
-                        shutil.copy2(src, dst)
-                    images[key] = rec
-                else:
-                    images[key] = replace(rec, path=imagerefs.record_path(src, new.parent))
-            new_masks = new.parent / f"{new.stem}.masks"
-            items = []
-            for it in self._items:
-                if it.mask is not None:
-                    dst = new_masks / Path(it.mask).name
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(old_masks / Path(it.mask).name, dst)
-                    it = replace(it, mask=f"{new_masks.name}/{dst.name}")
-                items.append(it)
-            self.path, self._images, self._items = new, images, items
-            self._undo.clear()  # old snapshots point at the old folder's masks
-            self._sha = None
-            self._write()
+            images = self.registry.relocated(new.parent)
+            items = self.painting.relocated(new.parent / f"{new.stem}.masks")
+            self.file.move_to(new)
+            self.doc.images, self.doc.items = images, items
+            self.history.clear()  # old snapshots point at the old folder's masks
+            self.file.write(self.doc)
 
-    @contextlib.contextmanager
-    def _change(self, what: str) -> Iterator[None]:
-        """Apply a change atomically in memory, push an undo step, write through."""
-        with self._lock:
-            snap = self._snapshot()
-            try:
-                yield
-            except BaseException:
-                self._restore(snap)
-                raise
-            self._undo.append((what, snap))
-            del self._undo[:-UNDO_DEPTH]
-            self._committed(what)
-
-    def _committed(self, what: str) -> None:
-        try:
-            self._write()
-            # only after a successful write: a refused store's view of the masks is stale
-            self._collect_mask_garbage()
-        finally:
-            for cb in list(self._listeners):
-                cb(what)
-
-    def _snapshot(self) -> tuple[Any, ...]:
-        return (tuple(self._classes), tuple(self._items), self._multilabel)
-
-    def _restore(self, snap: tuple[Any, ...]) -> None:
-        classes, items, multilabel = snap
-        self._classes, self._items, self._multilabel = list(classes), list(items), multilabel
+    # ------------------------------------------------------------------ undo, notifications
+    def on_change(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        return self.history.on_change(callback)
 
     @property
     def can_undo(self) -> bool:
-        return bool(self._undo)
+        return self.history.can_undo
 
     @property
     def undo_description(self) -> str | None:
-        return self._undo[-1][0] if self._undo else None
+        return self.history.undo_description
 
     def undo(self) -> str | None:
-        """Undo the last change (written through); returns its description, or None."""
-        with self._lock:
-            if not self._undo:
-                return None
-            what, snap = self._undo.pop()
-            self._restore(snap)
-            self._committed(f"undo {what}")
-            return what
+        return self.history.undo()
 
-    def _collect_mask_garbage(self) -> None:
-        if not self.masks_folder.is_dir():
-            return
-        refs = [it.mask for it in self._items if it.mask]
-        refs += [it.mask for _, (_, items, _) in self._undo for it in items if it.mask]
-        masks.collect_garbage(self.masks_folder, refs, self.folder, min_age_s=masks.GARBAGE_AGE_S)
+    # ------------------------------------------------------------------ images (ImageRegistry)
+    @property
+    def images(self) -> dict[str, ImageRecord]:
+        return self.registry.images
 
-def _free_name(p: Path) -> Path:
-    n = 1
-    while True:
-        alt = p.with_name(f"{p.stem}-new{'' if n == 1 else f'-{n}'}{p.suffix or '.json'}")
-        if not alt.exists():
-            return alt
-        n += 1
+    def image(self, key: str) -> ImageRecord:
+        return self.registry.image(key)
+
+    def layout(self, key: str) -> Layout:
+        return self.registry.layout(key)
+
+    def find_image(self, *, path: str | os.PathLike | None = None, name: str | None = None) -> str | None:
+        return self.registry.find_image(path=path, name=name)
+
+    def add_image(self, data: Any = None, *, path: str | os.PathLike | None = None, name: str | None = None,
+                  channel_axis: ChannelAxis = "auto", rgb: bool | None = None) -> str:
+        return self.registry.add_image(data, path=path, name=name, channel_axis=channel_axis, rgb=rgb)
+
+    def attach(self, key: str, data: Any) -> None:
+        self.registry.attach(key, data)
+
+    def pixels(self, key: str) -> Any:
+        return self.registry.pixels(key)
+
+    def check_images(self) -> list[imagerefs.ImageProblem]:
+        return self.registry.check_images()
+
+    def accept_image_change(self, key: str) -> None:
+        self.registry.accept_image_change(key)
+
+    # ------------------------------------------------------------------ classes (Labelling)
+    @property
+    def classes(self) -> list[ClassInfo]:
+        return self.labelling.classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.labelling.class_names
+
+    @property
+    def multilabel(self) -> bool:
+        return self.labelling.multilabel
+
+    def class_index(self, name: str) -> int:
+        return self.labelling.class_index(name)
+
+    def class_for_key(self, key: str | int) -> str | None:
+        return self.labelling.class_for_key(key)
+
+    def add_class(self, name: str, color: str | None = None) -> ClassInfo:
+        return self.labelling.add_class(name, color)
+
+    def rename_class(self, old: str, new: str) -> None:
+        self.labelling.rename_class(old, new)
+
+    def set_class_color(self, name: str, color: str) -> None:
+        self.labelling.set_class_color(name, color)
+
+    def move_class(self, name: str, index: int) -> None:
+        self.labelling.move_class(name, index)
+
+    def remove_class(self, name: str, *, reassign_to: str | None = None, delete_items: bool = False) -> int:
+        return self.labelling.remove_class(name, reassign_to=reassign_to, delete_items=delete_items)
+
+    def set_multilabel(self, multilabel: bool) -> None:
+        self.labelling.set_multilabel(multilabel)
+
+    # ------------------------------------------------------------------ labels and regions (Labelling)
+    def label_image(self, image: str, frame: int, labels: str | int | Sequence[str | int], mode: str = "set") -> Item | None:
+        return self.labelling.label_image(image, frame, labels, mode)
+
+    def apply_key(self, image: str, frame: int, key: str | int) -> Item | None:
+        return self.labelling.apply_key(image, frame, key)
+
+    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float]) -> Item:
+        return self.labelling.add_rectangle(image, frame, cls, box)
+
+    def add_polygon(self, image: str, frame: int, cls: str | int, vertices: Sequence[Sequence[float]]) -> Item:
+        return self.labelling.add_polygon(image, frame, cls, vertices)
+
+    def add_point(self, image: str, frame: int, cls: str | int, center: Sequence[float], size: Sequence[int] | int) -> Item:
+        return self.labelling.add_point(image, frame, cls, center, size)
+
+    def add_shape(self, image: str, frame: int, cls: str | int, shape_type: str, vertices: Sequence[Sequence[float]]) -> Item:
+        return self.labelling.add_shape(image, frame, cls, shape_type, vertices)
+
+    def relabel(self, item_id: int, cls: str | int) -> Item:
+        return self.labelling.relabel(item_id, cls)
+
+    def delete(self, *item_ids: int) -> int:
+        return self.labelling.delete(*item_ids)
+
+    # ------------------------------------------------------------------ pixel labels (PixelLabels)
+    def set_pixel_labels(self, image: str, frame: int, mask: Any) -> Item | None:
+        return self.painting.set_pixel_labels(image, frame, mask)
+
+    def pixel_labels(self, image: str, frame: int = 0) -> np.ndarray | None:
+        return self.painting.pixel_labels(image, frame)
+
+    # ------------------------------------------------------------------ queries (Table)
+    @property
+    def items(self) -> list[Item]:
+        return self.table.items
+
+    def item(self, item_id: int) -> Item:
+        return self.table.item(item_id)
+
+    def items_of(self, image: str, frame: int | None = None, kind: str | None = None) -> list[Item]:
+        return self.table.items_of(image, frame, kind)
+
+    def image_labels(self, image: str, frame: int = 0) -> tuple[str, ...]:
+        return self.table.image_labels(image, frame)
+
+    def is_labelled(self, image: str, frame: int = 0) -> bool:
+        return self.table.is_labelled(image, frame)
+
+    def counts(self) -> dict[str, int]:
+        return self.table.counts()
+
+    def counts_by_kind(self) -> dict[str, dict[str, int]]:
+        return self.table.counts_by_kind()
+
+    def rows(self) -> list[ItemRow]:
+        return self.table.rows()
+
+
+# The forwarding methods carry their component's documentation (help(), IDEs).
+_PARTS = {"history": History, "registry": ImageRegistry, "labelling": Labelling,
+          "painting": PixelLabels, "table": Table}
+
+
+def _copy_docs() -> None:
+    import inspect
+
+    for name, member in vars(AnnotationStore).items():
+        if name.startswith("_") or name == "open":
+            continue
+        for part in _PARTS.values():
+            source = inspect.getattr_static(part, name, None)
+            if source is None:
+                continue
+            doc = source.__doc__
+            if isinstance(member, property) and doc and not member.__doc__:
+                setattr(AnnotationStore, name, property(member.fget, member.fset, member.fdel, doc))
+            elif callable(member) and doc and not member.__doc__:
+                member.__doc__ = doc
+            break
+
+
+_copy_docs()
