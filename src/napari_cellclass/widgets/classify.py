@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QPlainTextEdit,
+    QSplitter,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -35,6 +35,8 @@ from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMa
 from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
 from .fold import Fold, scroll_body
+from .model_card import ModelCardView
+from .table_headers import decorate, fit_columns, label_columns, show_probabilities
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
 from ..viewer.layers import upsert_all
@@ -118,14 +120,14 @@ class ClassifyDock(QWidget):
         self.view = results_table()
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
-        self.card = QPlainTextEdit()
-        self.card.setReadOnly(True)
+        self.all_probs = QCheckBox("every class's probability")  # columns; 'top classes' sums them up
+        self.card = ModelCardView()  # formatted sections; resizable in the splitter under the table
         self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
-        self.card.setMaximumHeight(150)
 
         self._build()
         self.controls.run_requested.connect(self.run)
         self.export_button.clicked.connect(self._export_clicked)
+        self.all_probs.toggled.connect(lambda on: (show_probabilities(self.view, on), fit_columns(self.view)))
         self.card_button.clicked.connect(self.show_card)
         self.layers.changed.connect(self._update_channels)
         self.mode.currentTextChanged.connect(self._mode_changed)
@@ -162,11 +164,21 @@ class ClassifyDock(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.export_button)
-        box = QGroupBox("model card")
+        box = QGroupBox("model card (drag the bar above to resize)")
         QVBoxLayout(box).addWidget(self.card)
-        layout.addWidget(box)
+        results = QWidget()
+        inner = QVBoxLayout(results)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.view, 1)
+        below = QHBoxLayout()
+        below.addWidget(self.all_probs)
+        below.addWidget(self.export_button, 1)
+        inner.addLayout(below)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(results)
+        self.splitter.addWidget(box)
+        self.splitter.setChildrenCollapsible(False)
+        layout.addWidget(self.splitter, 1)
 
     def _disconnect(self, viewer: Viewer, session: Session) -> None:
         viewer.dims.events.point.disconnect(self._follow_dims)
@@ -278,13 +290,14 @@ class ClassifyDock(QWidget):
         self.view.setSortingEnabled(False)
         self.view.clear()
         self.view.setColumnCount(len(t.columns))
-        self.view.setHorizontalHeaderLabels(t.columns)
+        label_columns(self.view, t.columns)  # short probability headers, full names in tooltips
         self.view.setRowCount(len(t.rows))
         for r, row in enumerate(t.rows):
             for c, value in enumerate(row.values()):
                 self.view.setItem(r, c, _cell(value))
             if row.ood:  # unlike the training data: the whole row is marked, its class not to be trusted
                 _mark_ood(self.view, r)
+        decorate(self.view, t.classes, t.rows, self.all_probs.isChecked())  # fits a dock: top classes, short headers
         self.view.setSortingEnabled(True)
         self.export_button.setEnabled(bool(t.rows))
 
