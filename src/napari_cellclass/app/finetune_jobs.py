@@ -100,6 +100,7 @@ class RankedPlanes:
     method: str
     model: str
     methods: tuple[str, ...] = ()  # the scores that fit the model (core.active.methods_for), default first
+    background: int = 0  # tiles left out as empty background (core.annotations.background)
 
 
 def boxes_overlap(a: Box, b: Box) -> bool:
@@ -118,6 +119,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     when None, the model's default is used: its members' disagreement for an
     ensemble, which then predicts every member's probabilities."""
     from ..core.annotations.active import ENSEMBLE_METHODS, methods_for, rank
+    from ..core.annotations.background import background_tiles
     from ..core.errors import DataError
     from ..core.io.images import get_plane, inspect
     from ..core.inference.options import RunOptions
@@ -139,6 +141,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     total = sum(lay.n_frames for lay in layouts)
     yield Progress(0, total, message="scoring the open images" + (f" in {tile} px tiles" if tile else ""))
     done = 0
+    blank: list[bool] = []  # per key: empty background (tiles only)
     run, crops_run = RunOptions(device=session.device, batch_size=batch_size), RunOptions(
         device=session.device, batch_size=batch_size, channel_axis=0)  # crops are cut channel-first
     for req, layout in zip(requests, layouts):
@@ -147,6 +150,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
             with closing(records):
                 for rec in records:
                     keys.append((req.info.name, int(rec.frame), None))
+                    blank.append(False)
                     probs.append(rec.probs)
                     done += 1
                     yield Progress(done, total)
@@ -164,6 +168,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
             else:
                 p = predict(bundle, crops, options=crops_run)
             keys += [(req.info.name, frame, b) for b in boxes]
+            blank += background_tiles(crops)  # blank tiles are often the most uncertain: not worth labelling
             probs += list(p)
             done += 1
             yield Progress(done, total)
@@ -182,7 +187,8 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     scored = np.stack(probs)
     if members:
         scored = scored.transpose(1, 0, 2)  # rows (N, M, K) -> members first, as core.active takes them
-    ranking = rank(scored, method, keys=keys, exclude=[is_labelled(k) for k in keys], thresholds=thresholds)
+    ranking = rank(scored, method, keys=keys, exclude=[is_labelled(k) or b for k, b in zip(keys, blank)],
+                   thresholds=thresholds)
     return RankedPlanes(list(ranking.keys), [float(ranking.scores[i]) for i in ranking.order], ranking.method,
                         model_id(session.choice if isinstance(session.choice, ModelChoice) else ModelChoice("default")),
-                        offered)
+                        offered, sum(b and not is_labelled(k) for k, b in zip(keys, blank)))
