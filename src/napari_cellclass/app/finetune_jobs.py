@@ -107,6 +107,27 @@ def boxes_overlap(a: Box, b: Box) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
+def _score_tiles(bundle: Any, req: Request, layout: Any, frame: int, tile: int, members: bool, options: Any
+                 ) -> tuple[list[Box], np.ndarray, list[bool]]:
+    """(tile boxes, their probabilities, which are empty background) of one plane."""
+    from ..core.annotations.background import background_tiles
+    from ..core.inference.predict import predict, predict_members
+    from ..core.inference.tiling import tile_grid
+    from ..core.io.images import get_plane
+
+    grid = tile_grid((layout.height, layout.width), tile, overlap=0.0)  # edge tiles pulled inside
+    th, tw = grid.tile_hw
+    boxes = [(float(y), float(x), float(y + th - 1), float(x + tw - 1)) for y in grid.ys for x in grid.xs]
+    crops = [get_plane(req.source.data, layout, frame, req.info.name,
+                       region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
+             for b in boxes]
+    if members:  # (M, tiles, K) -> one (M, K) row per tile, as the records give them
+        p = predict_members(bundle, crops, options=options).transpose(1, 0, 2)
+    else:
+        p = predict(bundle, crops, options=options)
+    return boxes, p, background_tiles(crops)  # blank tiles are often the most uncertain: not worth labelling
+
+
 def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple[str, int], list[Box] | None],
              method: str | None = "margin", batch_size: int = 16, tile: int | None = None
              ) -> Generator[Progress, None, RankedPlanes]:
@@ -119,12 +140,10 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     when None, the model's default is used: its members' disagreement for an
     ensemble, which then predicts every member's probabilities."""
     from ..core.annotations.active import ENSEMBLE_METHODS, methods_for, rank
-    from ..core.annotations.background import background_tiles
     from ..core.errors import DataError
-    from ..core.io.images import get_plane, inspect
+    from ..core.io.images import inspect
     from ..core.inference.options import RunOptions
-    from ..core.inference.predict import ensemble_size, predict, predict_members, predict_records
-    from ..core.inference.tiling import tile_grid
+    from ..core.inference.predict import ensemble_size, predict_records
 
     from .jobs import load_bundle, model_id
 
@@ -156,19 +175,9 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
                     yield Progress(done, total)
             continue
         for frame in range(layout.n_frames):
-            grid = tile_grid((layout.height, layout.width), tile, overlap=0.0)  # edge tiles pulled inside
-            th, tw = grid.tile_hw
-            boxes = [(float(y), float(x), float(y + th - 1), float(x + tw - 1)) for y in grid.ys for x in grid.xs]
-            crops = [get_plane(req.source.data, layout, frame, req.info.name,
-                               region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
-                     for b in boxes]
-            if members:  # (M, tiles, K) -> one (M, K) row per tile, as the records give them
-                p = predict_members(bundle, crops, options=crops_run)
-                p = p.transpose(1, 0, 2)
-            else:
-                p = predict(bundle, crops, options=crops_run)
+            boxes, p, flat = _score_tiles(bundle, req, layout, frame, tile, members, crops_run)
             keys += [(req.info.name, frame, b) for b in boxes]
-            blank += background_tiles(crops)  # blank tiles are often the most uncertain: not worth labelling
+            blank += flat
             probs += list(p)
             done += 1
             yield Progress(done, total)
