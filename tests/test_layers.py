@@ -69,7 +69,7 @@ def test_probability_map_composes_tile_grid_with_source_scale():
     grid = tile_grid((100, 120), 32, 0.5)
     prob = np.random.default_rng(1).random((2, *grid.map_hw)).astype(np.float32)
     out = L.probability_map_layers(prob, grid, ["a", "b"], src, layout)
-    assert [kw["name"] for _, kw, _ in out] == ["img · p(a)", "img · p(b)"]
+    assert [kw["name"] for _, kw, _ in out] == ["p(a) · img", "p(b) · img"]
     (sy, sx), (ty, tx) = grid.scale_translate()
     data, kw, kind = out[1]
     assert kind == "image" and data.shape == grid.map_hw
@@ -86,7 +86,7 @@ def test_explanation_layers_one_per_map_clipped_named_and_styled():
                              metadata=lambda: {"method": "gradcam", "layers": ["features.3"], "effective_resolution_px": [8.0, 8.0]})
     out = L.explanation_layers(result, src, guess_layout(src.shape))
     names = [kw["name"] for _, kw, _ in out]
-    assert names == ["cells · Grad-CAM · round", "cells · Grad-CAM · spread"]
+    assert names == ["Grad-CAM round · cells", "Grad-CAM spread · cells"]
     assert out[0][0].max() == 1.0 and out[1][0].min() == 0.0  # values in [0, 1]
     kw = out[0][1]
     # normal blending (additive washed the image out); one map shown, the rest hidden
@@ -111,9 +111,9 @@ def test_channel_grid_pairs_each_channel_with_its_maps():
     result = SimpleNamespace(maps=np.ones((1, 32, 32), np.float32), class_names=["senescent"], method="gradcam")
     out = L.channel_grid_layers(plane, ["SRS", "TPEF", "trans"], result, src, layout)
     assert [kw["name"] for _, kw, _ in out] == [
-        "nlo · SRS", "nlo · Grad-CAM · senescent · SRS",
-        "nlo · TPEF", "nlo · Grad-CAM · senescent · TPEF",
-        "nlo · trans", "nlo · Grad-CAM · senescent · trans",
+        "SRS · nlo", "SRS: Grad-CAM senescent · nlo",
+        "TPEF · nlo", "TPEF: Grad-CAM senescent · nlo",
+        "trans · nlo", "trans: Grad-CAM senescent · nlo",
     ]
     for data, kw, _ in out:
         assert data.shape == (32, 32) and kw["scale"] == (2.0, 2.0) and kw["translate"] == (1.0, 1.0)

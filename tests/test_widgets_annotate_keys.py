@@ -58,6 +58,8 @@ def test_native_undo_and_redo_keep_the_file_equal_to_the_layer(dock, qtbot, tmp_
     dock.add_class("nucleus"), dock.add_class("cytoplasm")
     viewer.layers.selection.active = image
     labels = dock.add_layer("pixels")
+    assert labels.name == "pixels · planes"  # the kind first: the layer list cuts long names
+    assert labels.metadata["cellclass_annotation"]["title"] == "pixels annotations of 'planes'"
     key = dock.store.find_image(name="planes")
     viewer.dims.set_point(0, 1)
     labels.brush_size = 7

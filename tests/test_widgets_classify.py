@@ -188,7 +188,7 @@ def test_tiled_probability_map_layers_sit_on_the_source(dock, qtbot):
     wait_done(qtbot, dock)
     grid = tile_grid((96, 128), 32, 0.5)
     (sy, sx), (ty, tx) = grid.scale_translate()
-    maps = [viewer.layers[f"big · p({c})"] for c in CLASSES]
+    maps = [viewer.layers[f"p({c}) · big"] for c in CLASSES]
     total = sum(m.data for m in maps)
     np.testing.assert_allclose(total, 1.0, atol=1e-4)  # softmax over classes in every cell
     for m in maps:

@@ -60,7 +60,7 @@ def test_map_layer_sits_on_the_source_and_is_replaced_on_rerun(dock, qtbot):
     dock.image.set_layer(src)
     run(dock, qtbot)
     probs = predict(load_model(dock.session.choice.path), src.data, device="cpu")[0]
-    name = f"cells · Grad-CAM · {CLASSES[int(np.argmax(probs))]}"
+    name = f"Grad-CAM {CLASSES[int(np.argmax(probs))]} · cells"
     assert name in viewer.layers, [l.name for l in viewer.layers]
     cam = viewer.layers[name]
     assert cam.data.shape == (48, 64)
@@ -81,7 +81,7 @@ def test_map_layer_sits_on_the_source_and_is_replaced_on_rerun(dock, qtbot):
     dock.method.setCurrentIndex(dock.method.findData("gradcam++"))
     run(dock, qtbot)
     for c in CLASSES:
-        assert viewer.layers[f"cells · Grad-CAM++ · {c}"].data.shape == (48, 64)
+        assert viewer.layers[f"Grad-CAM++ {c} · cells"].data.shape == (48, 64)
 
 
 def test_stack_map_is_placed_on_the_frame_under_the_slider(dock, qtbot):
@@ -91,7 +91,7 @@ def test_stack_map_is_placed_on_the_frame_under_the_slider(dock, qtbot):
     dock.image.set_layer(stack)
     dock.target.setCurrentText("spread")
     run(dock, qtbot)
-    cam = viewer.layers["movie · Grad-CAM · spread"]
+    cam = viewer.layers["Grad-CAM spread · movie"]
     assert cam.data.shape == (1, 48, 64)
     np.testing.assert_allclose(cam.translate, (10.0, 0.0, 0.0))
     np.testing.assert_allclose(cam.scale, (5.0, 1.0, 1.0))
@@ -106,16 +106,16 @@ def test_multichannel_source_can_be_shown_beside_each_channel(dock, qtbot):
     dock.grid.setChecked(True)
     dock.target.setCurrentText("round")
     run(dock, qtbot)
-    cam = viewer.layers["nlo · Grad-CAM · round"]
+    cam = viewer.layers["Grad-CAM round · nlo"]
     assert cam.data.shape == (3, 40, 40)  # on every channel of the channel slider
     np.testing.assert_allclose(cam.scale, (1, 2, 2))
     names = [l.name for l in viewer.layers][:6]
-    assert names == ["nlo · SRS", "nlo · Grad-CAM · round · SRS",
-                     "nlo · TPEF", "nlo · Grad-CAM · round · TPEF",
-                     "nlo · trans", "nlo · Grad-CAM · round · trans"]
+    assert names == ["SRS · nlo", "SRS: Grad-CAM round · nlo",
+                     "TPEF · nlo", "TPEF: Grad-CAM round · nlo",
+                     "trans · nlo", "trans: Grad-CAM round · nlo"]
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
     assert grid.enabled and grid.stride == 2
-    np.testing.assert_array_equal(viewer.layers["nlo · TPEF"].data, nlo.data[1])
+    np.testing.assert_array_equal(viewer.layers["TPEF · nlo"].data, nlo.data[1])
 
 
 def test_tiled_high_resolution_maps_cover_the_whole_image(dock, qtbot):
@@ -125,7 +125,7 @@ def test_tiled_high_resolution_maps_cover_the_whole_image(dock, qtbot):
     dock.tiled.setChecked(True)
     dock.tile.setValue(32)
     run(dock, qtbot)
-    cam = next(l for l in viewer.layers if l.name.startswith("big · Grad-CAM · "))
+    cam = next(l for l in viewer.layers if (l.name.startswith("Grad-CAM ") and l.name.endswith(" · big")))
     assert cam.data.shape == (80, 112)
     assert cam.metadata["cellclass"]["tiles"]
 
@@ -159,12 +159,12 @@ def test_fcn_model_defaults_to_its_own_heat_maps(make_napari_viewer, qtbot, tmp_
     dock.target.setCurrentText("all classes")
     run(dock, qtbot)
     for c in ("nucleus", "ER"):
-        fcn = viewer.layers[f"cells · FCN · {c}"]
+        fcn = viewer.layers[f"FCN {c} · cells"]
         assert fcn.data.shape == (4, 64, 80) and fcn.metadata["cellclass"]["method"] == "fcn"
 
 
 def _has_map_of(viewer, source: str) -> bool:
-    return any(l.name.startswith(f"{source} · ") and "cellclass" in l.metadata for l in viewer.layers)
+    return any(l.name.endswith(f" · {source}") and "cellclass" in l.metadata for l in viewer.layers)
 
 
 def test_cancel_stops_mid_run_and_frees_the_model(make_napari_viewer, qtbot, tmp_path):
@@ -262,7 +262,7 @@ def test_choosing_a_cam_layer_by_name_changes_the_map(dock, qtbot):
     dock.image.set_layer(src)
     dock.target.setCurrentText("round")
     run(dock, qtbot)
-    cam = viewer.layers["cells · Grad-CAM · round"]
+    cam = viewer.layers["Grad-CAM round · cells"]
     auto_meta, auto_map = dict(cam.metadata["cellclass"]), np.array(cam.data)
     bundle = dock.session.cached()
     auto = bundle.network.cam_layer
@@ -272,7 +272,7 @@ def test_choosing_a_cam_layer_by_name_changes_the_map(dock, qtbot):
     dock.cam_layer.setCurrentText("features.1")
     run(dock, qtbot)
     meta = cam.metadata["cellclass"]
-    assert viewer.layers["cells · Grad-CAM · round"] is cam
+    assert viewer.layers["Grad-CAM round · cells"] is cam
     assert meta["layer"] == "features.1" and meta["layers"] == ["features.1"]
     assert not np.allclose(cam.data, auto_map)
     dock.cam_layer.setCurrentText("no_such_layer")
@@ -290,7 +290,7 @@ def test_tiled_at_the_default_tile_really_tiles(dock, qtbot):
     dock.tile.setValue(0)
     assert dock.tile.text() == "model input size"
     run(dock, qtbot)
-    cam = next(l for l in viewer.layers if l.name.startswith("big · Grad-CAM · "))
+    cam = next(l for l in viewer.layers if (l.name.startswith("Grad-CAM ") and l.name.endswith(" · big")))
     tiles = cam.metadata["cellclass"]["tiles"]
     assert tiles["tile_hw"] == [32, 32] and tiles["n_tiles"] > 4
 
@@ -325,6 +325,6 @@ def test_many_maps_are_added_between_event_loop_turns_and_only_the_top_class_sho
     gaps = np.diff([t for t, _ in ticks[max(0, first - 1):last + 1]])
     print(f"heartbeat: {last - first + 2} ticks while {added} layers arrived, "
           f"max event-loop gap {1000 * gaps.max():.0f} ms, median {1000 * np.median(gaps):.0f} ms")
-    maps = [l for l in viewer.layers if l.name.startswith("nlo · Grad-CAM · ") and l.data.shape == (3, 40, 40)]
+    maps = [l for l in viewer.layers if (l.name.startswith("Grad-CAM ") and l.name.endswith(" · nlo")) and l.data.shape == (3, 40, 40)]
     assert len(maps) == 3 and sum(l.visible for l in maps) == 1
     assert "hidden in the layer list" in dock.controls.status.text()

@@ -67,16 +67,27 @@ METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "
                  "hirescam": "HiResCAM", "cam": "CAM", "fcn": "FCN"}
 
 
-def map_name(image: str, method: str, class_name: str) -> str:
-    return f"{image}{SEP}{METHOD_TITLES.get(method, method)}{SEP}{class_name}"
+# Names lead with what tells layers apart (map kind and class, or the channel), the
+# image last: the layer list cuts long names, and "cells · Grad-CAM · round · SRS"
+# and "cells · SRS" looked alike there.  Each layer's metadata has a "title" in words.
+def map_name(image: str, method: str, class_name: str, channel: str | None = None) -> str:
+    """``Grad-CAM round · image``; on one channel ``SRS: Grad-CAM round · image`` (beside
+    the channel's own layer ``SRS · image``)."""
+    head = f"{METHOD_TITLES.get(method, method)} {class_name}"
+    return f"{channel + ': ' if channel else ''}{head}{SEP}{image}"
+
+
+def map_title(image: str, method: str, class_name: str, channel: str | None = None) -> str:
+    where = f" on channel {channel}" if channel else ""
+    return f"{METHOD_TITLES.get(method, method)} map of class '{class_name}' for image '{image}'{where}"
 
 
 def probability_map_name(image: str, class_name: str) -> str:
-    return f"{image}{SEP}p({class_name})"
+    return f"p({class_name}){SEP}{image}"
 
 
 def channel_layer_name(image: str, channel: str) -> str:
-    return f"{image}{SEP}{channel}"
+    return f"{channel}{SEP}{image}"
 
 
 def predicted_name(base: str, label: str, confidence: float) -> str:
@@ -221,7 +232,8 @@ def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int 
         heatmap_layer(m, map_name(src.name, str(result.method), c), src, layout, frame,
                       map_scale=None if placement is None else placement[0],
                       map_translate=None if placement is None else placement[1],
-                      metadata={**extra, "class": c}, blending=EXPLAIN_BLENDING, visible=k == top)
+                      metadata={**extra, "class": c, "title": map_title(src.name, str(result.method), c)},
+                      blending=EXPLAIN_BLENDING, visible=k == top)
         for k, (m, c) in enumerate(zip(maps, names))
     ]
 
@@ -236,6 +248,7 @@ def probability_map_layers(
         heatmap_layer(p, probability_map_name(src.name, c), src, layout, frame,
                       colormap=PROBABILITY_COLORMAP, map_scale=(sy, sx), map_translate=(ty, tx),
                       metadata={"class": c, "kind": "tiled probability", "model": model,
+                                "title": f"tiled probability of class '{c}' for image '{src.name}' ({model})",
                                 "tile_hw": list(grid.tile_hw), "stride_hw": list(grid.stride_hw)})
         for p, c in zip(np.asarray(prob_map), classes)
     ]
@@ -275,11 +288,14 @@ def channel_grid_layers(
             "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
             "scale": flat.scale,
             "translate": flat.translate,
-            "metadata": {META_KEY: {"source": src.name, "channel": channel}},
+            "metadata": {META_KEY: {"source": src.name, "channel": channel,
+                                    "title": f"channel {channel} of image '{src.name}'"}},
         }, "image"))
         for m, class_name in zip(maps, result.class_names):
-            name = f"{map_name(src.name, str(result.method), class_name)}{SEP}{channel}"
-            out.append(heatmap_layer(m, name, flat, flat_layout, metadata={"class": class_name, "channel": channel}))
+            name = map_name(src.name, str(result.method), class_name, channel)
+            title = map_title(src.name, str(result.method), class_name, channel)
+            out.append(heatmap_layer(m, name, flat, flat_layout,
+                                     metadata={"class": class_name, "channel": channel, "title": title}))
     return out
 
 

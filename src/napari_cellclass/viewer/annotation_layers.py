@@ -184,8 +184,9 @@ def make_layer(viewer: Viewer, b: Binding, kind: str, crop_size: int = 64) -> An
     if existing is not None:
         return existing
     place = {"scale": tuple(b.layer.scale)[-b.ann_ndim:], "translate": tuple(b.layer.translate)[-b.ann_ndim:],
-             "metadata": {META: {"image": image_name(b.layer), "kind": kind}}}
-    name = f"{image_name(b.layer)} {kind}"
+             "metadata": {META: {"image": image_name(b.layer), "kind": kind,
+                                 "title": f"{kind} annotations of '{image_name(b.layer)}'"}}}
+    name = f"{kind} · {image_name(b.layer)}"  # the kind first: the layer list cuts long names
     if kind == "regions":
         layer = viewer.add_shapes(ndim=b.ann_ndim, name=name, edge_width=2, face_color="transparent",
                                   features={"id": np.zeros(0, int), "label": np.zeros(0, str)}, **place)
