@@ -105,6 +105,7 @@ def fit_columns(view: QTableWidget) -> None:
 def decorate(view: QTableWidget, classes: Sequence[str], rows: Sequence[Any], all_probabilities: bool) -> None:
     """After the cells and ``label_columns``: the top-classes column, the probability
     columns shown or hidden, and the widths."""
+    view.setWordWrap(False)  # one line per row: cut names end in "…", their tooltips have them whole
     if rows:
         add_top_column(view, classes, rows)
     show_probabilities(view, all_probabilities)

@@ -56,6 +56,7 @@ class VerdictDetails(Fold):
         super().__init__("per class and confusion matrix (held-out labels, before → after)", folded=True)
         self.per_class = _table(0, 5)
         self.per_class.setHorizontalHeaderLabels(["class", "support", "precision", "recall", "F1"])
+        self.per_class.verticalHeader().setVisible(False)
         self.matrix = _table(0, 0)
         self.matrix_note = QLabel("rows: true class; columns: predicted; each cell: count before → after")
         self.matrix_note.setWordWrap(True)
