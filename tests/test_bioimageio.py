@@ -237,3 +237,20 @@ def test_percentile_model_bakes_its_normalisation_and_passes(tmp_path):
     assert [s["id"] for s in rdf["inputs"][0]["preprocessing"]] == ["ensure_dtype"]
     assert rdf["config"]["napari_cellclass"]["baked_normalization"] is True
     assert core.test_model(path).status == "passed"
+
+
+def test_own_package_without_its_config_runs_as_a_foreign_state_dict(exported, tmp_path):
+    """Our CellclassPackageNet is on the allow-list by itself: an rdf stripped of `config` still runs and explains."""
+    from napari_cellclass.core.explain.engine import explain
+    from napari_cellclass.core.explain.target_layers import default_layer
+    from napari_cellclass.core.models.heads import probabilities
+
+    bundle, src = exported
+    p = _rewrite(src, tmp_path / "noconfig.zip", _edit_rdf(lambda r: r.pop("config")))
+    back = load_model(p)
+    assert back.provenance["bioimageio"]["weights"] == "pytorch_state_dict" and back.classes == bundle.classes
+    assert default_layer(back.network) == "backbone.net." + bundle.network.cam_layer
+    x, y = package_test_tensors(p)
+    with torch.inference_mode():
+        assert np.abs(probabilities(back.network(torch.from_numpy(x)), back.output).numpy() - y).max() <= 1e-4
+    assert explain(back, x[0], "gradcam", channel_axis=0).maps.shape[-2:] == (32, 32)

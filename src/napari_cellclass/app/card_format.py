@@ -13,9 +13,11 @@ from typing import Any
 
 #: section title → the card keys it holds, in reading order
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Model", ("classes", "output", "architecture", "description", "preset", "created")),
-    ("Input", ("input", "normalisation", "intensity policy", "intensity statistics from the")),
-    ("Trust", ("ood", "calibration", "held-out test")),
+    ("Model", ("classes", "output", "architecture", "bioimage.io package", "explanations", "description", "preset",
+               "created")),
+    ("Input", ("input", "normalisation", "intensity policy", "intensity statistics from the",
+               "its own preprocessing, inside the network")),
+    ("Trust", ("ood", "OOD", "no OOD statistics in this model", "calibration", "held-out test")),
     ("Training", ("training", "kept weights", "training recipe", "training data", "training metrics",
                   "training data fingerprint")),
     ("Provenance details", ("weights", "data", "metrics", "versions")),
@@ -25,7 +27,7 @@ _MAX_ITEMS = 12  # a JSON list longer than this is shown on one line
 
 
 def _key_of(line: str) -> tuple[str, str]:
-    """(card key, value) of one line; lines without a known ``key:`` are trust notes (OOD)."""
+    """(card key, value) of one line; a line without a known ``key:`` goes under "More"."""
     if line.startswith("intensity statistics from the "):
         return "intensity statistics from the", line
     known = {k for _, keys in SECTIONS for k in keys}
@@ -33,8 +35,8 @@ def _key_of(line: str) -> tuple[str, str]:
     if sep:
         base = head.split(" (", 1)[0]  # "classes (4, single-label)", "held-out test (12 images)"
         if base in known:
-            return base, line if base != head else rest
-    return "ood", line
+            return base, line if base != head or base in _WHOLE_LINE else rest
+    return "more", line
 
 
 def card_sections(card: str) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -108,7 +110,8 @@ def _value_html(value: str) -> str:
     return html.escape(v)
 
 
-_WHOLE_LINE = ("ood", "classes", "held-out test", "intensity statistics from the")  # shown as they read
+_WHOLE_LINE = ("more", "OOD", "no OOD statistics in this model", "classes", "held-out test", "bioimage.io package",
+               "intensity statistics from the")  # shown as they read
 
 
 def card_html(card: str) -> str:

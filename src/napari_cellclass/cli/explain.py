@@ -20,7 +20,7 @@ METHOD_CHOICES = ("gradcam", "gradcam++", "layercam", "hirescam", "cam", "fcn")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="Grad-CAM / CAM / FCN maps of image files, as TIFF + PNG overlay")
-    p.add_argument("model", help="model file (.safetensors)")
+    p.add_argument("model", help="model file (.safetensors) or bioimage.io package (.zip, rdf.yaml)")
     p.add_argument("paths", nargs="+", help="image files (TIFF, PNG, JPEG) and/or folders")
     p.add_argument("--method", default="gradcam", choices=METHOD_CHOICES, help="explanation method (default: gradcam)")
     p.add_argument("--target", default=None, metavar="CLASS|all",

@@ -8,7 +8,7 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a model file's classes, architecture, preprocessing and provenance")
-    p.add_argument("model", help="model file (.safetensors)")
+    p.add_argument("model", help="model file (.safetensors) or bioimage.io package (.zip, rdf.yaml)")
     p.add_argument("--json", action="store_true", help="print the full metadata as JSON")
     p.set_defaults(func=run_info)
 

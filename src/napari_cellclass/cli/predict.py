@@ -23,7 +23,7 @@ from ._objects import add_object_options
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify image files or folders (recursive) into a CSV")
-    p.add_argument("model", help="model file (.safetensors)")
+    p.add_argument("model", help="model file (.safetensors) or bioimage.io package (.zip, rdf.yaml)")
     p.add_argument("paths", nargs="+", help="image files (TIFF, PNG, JPEG) and/or folders")
     p.add_argument("--csv", dest="csv_path", default=None, help="write results here (default: print to stdout)")
     p.add_argument("--no-resume", action="store_true", help="start the CSV afresh instead of skipping files already in it")

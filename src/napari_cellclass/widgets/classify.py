@@ -123,6 +123,9 @@ class ClassifyDock(QWidget):
         self.all_probs = QCheckBox("every class's probability")  # columns; 'top classes' sums them up
         self.card = ModelCardView()  # formatted sections; resizable in the splitter under the table
         self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
+        from .bioimageio_button import BioimageioExportButton
+
+        self.card_export = BioimageioExportButton(self, self.session.cached, "model.zip", "the current model")
 
         self._build()
         self.controls.run_requested.connect(self.run)
@@ -141,6 +144,7 @@ class ClassifyDock(QWidget):
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self.session))
         self._mode_changed(self.mode.currentText())
         self._update_channels()
+        self.card_export.refresh()
 
     def _build(self) -> None:
         form = QFormLayout()
@@ -165,7 +169,9 @@ class ClassifyDock(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
         box = QGroupBox("model card (drag the bar above to resize)")
-        QVBoxLayout(box).addWidget(self.card)
+        card_layout = QVBoxLayout(box)
+        card_layout.addWidget(self.card)
+        card_layout.addWidget(self.card_export)
         results = QWidget()
         inner = QVBoxLayout(results)
         inner.setContentsMargins(0, 0, 0, 0)
@@ -203,6 +209,7 @@ class ClassifyDock(QWidget):
         self.card.setPlainText(bundle.card() if bundle is not None else "")
         self._update_channels()
         self._clear_stale()
+        self.card_export.refresh()
 
     def _tuned_changed(self, *_: Any) -> None:
         if self.session.choice.kind == "fine-tuned":  # Keep again: same choice, another model
@@ -249,6 +256,7 @@ class ClassifyDock(QWidget):
         if bundle is not None:
             self.session.model_loaded.emit(bundle)
             self._update_channels()
+        self.card_export.refresh()
 
     def _show_item(self, item: Any) -> None:
         if isinstance(item, LayerFailure):

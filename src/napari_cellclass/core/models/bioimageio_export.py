@@ -211,6 +211,9 @@ def export_bioimageio(
 
     if bundle.is_fcn:
         raise CellclassError("FCN heat-map models are not exported yet", "export a classifier with a pooled head")
+    if bundle.arch.family == "bioimageio":  # a foreign package: its network is not one this program describes
+        raise CellclassError("this model is a bioimage.io package from elsewhere; only napari-cellclass models are exported",
+                             f"share the package it was loaded from ({bundle.provenance.get('loaded_from', 'its zip')})")
     out = Path(out_zip)
     if out.suffix.lower() != ".zip":
         out = out.with_name(out.name + ".zip")

@@ -5,12 +5,15 @@ unpacked folder.  It is read with a YAML *safe* loader and checked here — type
 spec version, a classification output, every used file present with the sha256 the
 rdf names — so this works without the optional bioimageio libraries.  Nothing from a
 package is unpickled: test tensors are ``.npy`` loaded with ``allow_pickle=False``,
-state-dict weights with ``torch.load(weights_only=True)`` (tensors only), TorchScript
-with ``torch.jit.load``, TorchScript's own format.
+state-dict weights from safetensors or with ``torch.load(weights_only=True)`` (PyTorch's
+restricted loader: tensors and primitive containers only), TorchScript with
+``torch.jit.load``, TorchScript's own format; no Python source from a package runs.
 
 Packages written by napari-cellclass come back as the original model (architecture,
-preprocessing, provenance, so explanations work); any other package with TorchScript
-weights runs through :class:`PackageTorchScript`.
+preprocessing, provenance, so explanations work).  A foreign package runs from its
+pytorch_state_dict weights when their architecture is on the allow-list of
+``bioimageio_foreign`` (timm models by name; explainable, :class:`PackageStateDict`),
+otherwise from its TorchScript weights (:class:`PackageTorchScript`).
 """
 
 from __future__ import annotations
@@ -104,6 +107,10 @@ class Package:
         if "://" in source:
             raise ModelFileError(f"{self.path}: the {what} is a download ({source}), not a file in the package",
                                  "download the complete package (zip) and open that")
+        parts = source.replace("\\", "/").split("/")
+        if source.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise ModelFileError(f"{self.path}: the {what} {source!r} lies outside the package",
+                                 "a package names its files relative to its rdf.yaml, inside it")
         data = self.raw(source)
         want = entry.get("sha256")
         if want and hashlib.sha256(data).hexdigest() != str(want).lower():
@@ -183,32 +190,31 @@ def load_package(path: str | os.PathLike, device: str | torch.device | None,
     sd = weights.get("pytorch_state_dict")
     if isinstance(own, dict) and isinstance(sd, dict) and (sd.get("architecture") or {}).get("import_from") == ARCH_MODULE:
         bundle = _own(pkg, own, sd, from_metadata)
-    elif isinstance(weights.get("torchscript"), dict):
-        bundle = _torchscript(pkg, inp, out, classes, weights["torchscript"])
+    elif isinstance(sd, dict) or isinstance(weights.get("torchscript"), dict):
+        bundle = _foreign(pkg, inp, out, classes, weights)
     else:
         raise ModelFileError(f"{p}: the package has no weights this program can run (it has: {', '.join(weights) or 'none'})",
-                             "napari-cellclass runs TorchScript weights, and pytorch_state_dict weights it exported itself")
+                             "napari-cellclass runs TorchScript weights, and pytorch_state_dict weights of timm "
+                             "models and its own networks")
     bundle.network.eval()
     if device is not None:
         from ..device import resolve_device
 
         bundle.network.to(resolve_device(device))
     bundle.provenance = {**bundle.provenance, "loaded_from": str(p),
-                         "bioimageio": {"name": rdf.get("name"), "format_version": rdf.get("format_version"),
-                                        "weights": "pytorch_state_dict" if bundle.arch.family != "bioimageio" else "torchscript"}}
+                         "bioimageio": {**(bundle.provenance.get("bioimageio") or {}),
+                                        "name": rdf.get("name"), "format_version": rdf.get("format_version"),
+                                        "weights": getattr(bundle.network, "weights_format", "") or "pytorch_state_dict"}}
     return bundle
 
 
 def _own(pkg: Package, meta: dict[str, Any], sd: dict[str, Any], from_metadata: Callable[..., ModelBundle]) -> ModelBundle:
+    from .bioimageio_foreign import read_state_dict
+
     bundle = from_metadata(meta, str(pkg.path))
-    data = pkg.file(sd, "pytorch_state_dict weights")
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ModelFileError(f"{pkg.path}: the state-dict weights cannot be read as plain tensors ({err})",
-                             "the package is damaged or not from napari-cellclass") from err
+    state = read_state_dict(pkg, sd)
     prefix = "net."
-    inner = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
+    inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         bundle.network.load_state_dict(inner, strict=True)
     except RuntimeError as err:
@@ -217,7 +223,28 @@ def _own(pkg: Package, meta: dict[str, Any], sd: dict[str, Any], from_metadata: 
     return bundle
 
 
-def _torchscript(pkg: Package, inp: dict[str, Any], out: dict[str, Any], classes: list[str], entry: dict[str, Any]) -> ModelBundle:
+def _foreign_network(pkg: Package, weights: dict[str, Any]) -> tuple[type, torch.nn.Module]:
+    """(wrapper class, module): allow-listed state-dict weights first (explainable), else TorchScript."""
+    from .bioimageio_foreign import ArchitectureRefused, state_dict_network
+    from .bioimageio_net import PackageStateDict
+
+    sd, ts = weights.get("pytorch_state_dict"), weights.get("torchscript")
+    if isinstance(sd, dict):
+        try:
+            return PackageStateDict, state_dict_network(pkg, sd)
+        except ArchitectureRefused:
+            # an architecture off the allow-list still runs from TorchScript weights; broken weights do not
+            if not isinstance(ts, dict):
+                raise
+    try:
+        script = torch.jit.load(io.BytesIO(pkg.file(ts, "TorchScript weights")), map_location="cpu")
+    except RuntimeError as err:
+        raise ModelFileError(f"{pkg.path}: the TorchScript weights cannot be loaded ({str(err)[:200]})",
+                             "the package is damaged, or needs a newer PyTorch") from err
+    return PackageTorchScript, script
+
+
+def _foreign(pkg: Package, inp: dict[str, Any], out: dict[str, Any], classes: list[str], weights: dict[str, Any]) -> ModelBundle:
     from ..io.preprocess import Normalization, Preprocess
     from .spec import ArchSpec
 
@@ -227,19 +254,29 @@ def _torchscript(pkg: Package, inp: dict[str, Any], out: dict[str, Any], classes
     scores, mode = _scores(out, test_out)
     if not classes:
         classes = [f"class {i}" for i in range(int(np.prod(test_out.shape[1:])))]
-    try:
-        script = torch.jit.load(io.BytesIO(pkg.file(entry, "TorchScript weights")), map_location="cpu")
-    except RuntimeError as err:
-        raise ModelFileError(f"{pkg.path}: the TorchScript weights cannot be loaded ({str(err)[:200]})",
-                             "the package is damaged, or needs a newer PyTorch") from err
-    net = PackageTorchScript(script, names, inp.get("preprocessing") or [], out.get("postprocessing") or [], scores, mode)
+    wrapper, module = _foreign_network(pkg, weights)
+    net = wrapper(module, names, inp.get("preprocessing") or [], out.get("postprocessing") or [], scores, mode)
     channel = next((a for a in _axes(inp) if a.get("type") == "channel"), {})
     channel_names = [str(c) for c in channel.get("channel_names") or []] or [f"channel {i}" for i in range(in_chans)]
     # the package's own preprocessing runs inside the network; here only the resize to its input size
     pre = Preprocess(input_size=size, resize="squash", normalization=Normalization(method="none"))
     arch = ArchSpec("bioimageio", str(pkg.rdf.get("name") or "bioimage.io package"))
     return ModelBundle(net, classes, mode, in_chans, pre, arch, channel_names,
-                       provenance={"description": str(pkg.rdf.get("description") or "")})
+                       provenance={"description": str(pkg.rdf.get("description") or ""),
+                                   "bioimageio": _network_info(net, inp, weights)})
+
+
+def _network_info(net: torch.nn.Module, inp: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
+    """What the model card says about a foreign package's network (its preprocessing runs inside it)."""
+    info: dict[str, Any] = {"preprocessing": [str(s.get("id")) for s in inp.get("preprocessing") or [] if isinstance(s, dict)]}
+    if getattr(net, "explain_unavailable", ""):
+        info["explain"] = "not explainable (TorchScript weights only)"
+        return info
+    arch = (weights.get("pytorch_state_dict") or {}).get("architecture") or {}
+    model = (arch.get("kwargs") or {}).get("model_name")
+    info["architecture"] = f"{arch.get('import_from')}.{arch.get('callable')}" + (f" ({model})" if model else "")
+    info["explain"] = f"Grad-CAM hooks {getattr(net, 'cam_layer', '') or 'the last convolution'}"
+    return info
 
 
 def package_test_tensors(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

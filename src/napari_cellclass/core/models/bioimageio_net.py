@@ -7,10 +7,13 @@ spec cannot express (per-image statistics as this project computes them), and th
 activation, so the package's output is class probabilities.  Its TorchScript
 weights are this same module, traced.
 
-:class:`PackageTorchScript` runs a TorchScript network of any origin inside the
-project's pipeline: the package's own preprocessing (spec operations, in torch), the
-axis order it wants, and its scores turned back into logits so that the project's
+:class:`PackageNetwork` runs a foreign package's network inside the project's
+pipeline: the package's own preprocessing (spec operations, in torch), the axis order
+it wants, and its scores turned back into logits so that the project's
 ``softmax``/``sigmoid`` output modes reproduce the package's probabilities.
+:class:`PackageTorchScript` holds TorchScript weights of any origin (not explainable);
+:class:`PackageStateDict` an allow-listed architecture with the package's state dict
+(``bioimageio_foreign``), which Grad-CAM hooks like the project's own networks.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ TORCHSCRIPT_ONLY = (
     "so Grad-CAM and the other CAM methods cannot run on it"
 )
 TORCHSCRIPT_FIX = ("predictions work as usual; for explanations use a package with pytorch_state_dict weights "
-                   "of a napari-cellclass architecture (e.g. one written by `cellclass export-bioimageio`)")
+                   "of an architecture napari-cellclass builds (a timm model by name, or a package written by "
+                   "`cellclass export-bioimageio`)")
 
 # the canonical layout inside the project: (batch, channel, y, x)
 _CANONICAL = ("batch", "channel", "y", "x")
@@ -65,30 +69,40 @@ class CellclassPackageNet(nn.Module):
         return probabilities(self.net(x), self.output)
 
 
-class PackageTorchScript(nn.Module):
-    """A package's TorchScript network behind the project's contract: (N, C, H, W) in, logits out."""
+class PackageNetwork(nn.Module):
+    """A foreign package's network behind the project's contract: (N, C, H, W) in, logits out.
 
-    explain_unavailable = TORCHSCRIPT_ONLY
-    explain_fix = TORCHSCRIPT_FIX
+    ``model`` takes the package's axis order; the package's own preprocessing (spec
+    operations, in torch) runs before it, its postprocessing after, and its scores are
+    turned back into logits.
+    """
+
     is_fcn = False
+    weights_format = ""
 
-    def __init__(self, script: torch.jit.ScriptModule, input_axes: list[str], preprocessing: list[dict[str, Any]],
+    def __init__(self, model: nn.Module, input_axes: list[str], preprocessing: list[dict[str, Any]],
                  postprocessing: list[dict[str, Any]], scores: str, output: str) -> None:
         super().__init__()
         from .bioimageio_ops import compile_ops
 
-        self.script = script
+        self.attach(model)
         self.input_axes = list(input_axes)
         self.pre = compile_ops(preprocessing, _CANONICAL)
         self.post = compile_ops(postprocessing, ("batch", "channel"))
         self.scores = scores  # "probabilities" (softmax), "sigmoid" or "logits"
         self.output = output
 
+    def attach(self, model: nn.Module) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def model(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         for op in self.pre:
             x = op(x)
-        y = self.script(to_layout(x, self.input_axes))
+        y = self.model(to_layout(x, self.input_axes))
         y = y.reshape(y.shape[0], -1).float()
         for op in self.post:
             y = op(y)
@@ -96,8 +110,55 @@ class PackageTorchScript(nn.Module):
             return y
         return logits_from_probabilities(y, self.output)
 
+
+class PackageTorchScript(PackageNetwork):
+    """A TorchScript network of any origin: predicts, but cannot be explained."""
+
+    explain_unavailable = TORCHSCRIPT_ONLY
+    explain_fix = TORCHSCRIPT_FIX
+    weights_format = "torchscript"
+
+    def attach(self, model: nn.Module) -> None:
+        self.script = model
+
+    def model(self, x: torch.Tensor) -> torch.Tensor:
+        return self.script(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise CellclassError(TORCHSCRIPT_ONLY, TORCHSCRIPT_FIX)
+
+
+class PackageStateDict(PackageNetwork):
+    """An allow-listed architecture (a timm model, or this project's network) with the package's
+    state dict: an ordinary module, so Grad-CAM hooks the feature map its head pools."""
+
+    weights_format = "pytorch_state_dict"
+
+    def attach(self, model: nn.Module) -> None:
+        self.backbone = model
+        self.cam_layer = state_dict_cam_layer(model)
+
+    def model(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+def state_dict_cam_layer(model: nn.Module) -> str:
+    """The layer Grad-CAM hooks in :class:`PackageStateDict` (the module is its ``backbone``),
+    found as for the project's own networks: the feature map the head pools."""
+    if isinstance(model, CellclassPackageNet):
+        inner = getattr(model.net, "cam_layer", "") or _last_conv(model.net)
+        return f"backbone.net.{inner}" if inner else ""
+    if hasattr(model, "global_pool") or hasattr(model, "feature_info"):  # a timm model
+        from .backbones.timm_backbone import guess_cam_layer
+
+        return guess_cam_layer(model)  # already prefixed "backbone."
+    conv = _last_conv(model)
+    return f"backbone.{conv}" if conv else ""
+
+
+def _last_conv(model: nn.Module) -> str:
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1] if convs else ""
 
 
 def to_layout(x: torch.Tensor, axes: list[str]) -> torch.Tensor:

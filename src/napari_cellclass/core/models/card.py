@@ -28,6 +28,7 @@ def model_card(bundle: ModelBundle) -> str:
         *([f"intensity statistics from the {norm.fitted_on}"] if norm.fitted_on else []),
         f"output: {bundle.output}" + (f", thresholds {bundle.thresholds}" if bundle.thresholds else ""),
     ]
+    lines.extend(_package_lines(prov.get("bioimageio")))
     lines.extend(_trust_lines(bundle))
     data = (prov.get("training") or {}).get("data") or {}
     if data.get("fingerprint"):  # the long training record below is cut; these two lines never are
@@ -46,6 +47,20 @@ def model_card(bundle: ModelBundle) -> str:
             text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
             lines.append(f"{key}: {text[:600]}")
     return "\n".join(lines)
+
+
+def _package_lines(pkg: Any) -> list[str]:
+    """A bioimage.io package's weights, and for a foreign one its own preprocessing and what explains it."""
+    if not isinstance(pkg, dict):
+        return []
+    head = f"bioimage.io package (spec {pkg.get('format_version')}): {pkg.get('weights')} weights"
+    head += f" of {pkg['architecture']}" if pkg.get("architecture") else ""
+    lines = [head]
+    if "preprocessing" in pkg:  # foreign: normalisation is the package's, inside its network
+        lines.append("its own preprocessing, inside the network: " + (", ".join(pkg["preprocessing"]) or "none"))
+    if pkg.get("explain"):
+        lines.append(f"explanations: {pkg['explain']}")
+    return lines
 
 
 def _trust_lines(bundle: ModelBundle) -> list[str]:
