@@ -132,6 +132,13 @@ def test_napari_labels_keys_work_on_the_pixels_layer_and_classes_take_alt(dock, 
     assert [store.image_labels(key, t) for t in range(3)] == [("b",), ("d",), ()]
     press(viewer, "Z", "Control", "Alt")
     assert store.image_labels(key, 1) == ()
+    # a map layer (made from the image) is not annotated: its digits label nothing
+    cam = viewer.add_image(np.zeros((48, 48), np.float32), name="a map",
+                           metadata={"cellclass": {"source": "movie"}})
+    viewer.layers.selection.active = cam
+    n = len(store.items)
+    press(viewer, "5")
+    assert len(store.items) == n and store.find_image(name="a map") is None
     assert any(m == "undone: labelling 'movie', frame 1 as d" for m in _messages())
     from qtpy.QtWidgets import QGroupBox
 

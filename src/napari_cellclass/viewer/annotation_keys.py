@@ -92,12 +92,11 @@ class AnnotationKeys:
         return self.viewer.layers.selection.active
 
     def _viewer_digit(self, n: int) -> Any:
-        """A digit no layer claimed: label the image when no layer (or an image) is
-        active; on any other layer (a napari Labels layer's 8 or 9) do nothing."""
-        from napari.layers import Image
-
+        """A digit no layer claimed: label the image when no layer (or an annotated
+        image) is active; on any other layer (a napari Labels layer's 8 or 9, a map's
+        3–9) do nothing."""
         active = self._active_layer()
-        if active is None or isinstance(active, Image):
+        if active is None or active in self.image_layers():  # type: ignore[attr-defined]
             return self.key(n, active)
         return None
 
@@ -132,9 +131,8 @@ class AnnotationKeys:
                         store.relabel(item_id, cls)
             self._changed()
             return cls
-        from napari.layers import Image
-
-        image = layer if isinstance(layer, Image) else self.active_image()  # type: ignore[attr-defined]
+        images = self.image_layers()  # type: ignore[attr-defined]  # maps and channel views are not annotated
+        image = layer if layer is not None and layer in images else self.active_image()  # type: ignore[attr-defined]
         if image is None:
             raise _no_image()
         b = self.binding(image)  # type: ignore[attr-defined]
