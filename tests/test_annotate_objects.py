@@ -91,3 +91,60 @@ def test_rank_objects_most_uncertain_first(tiny_bundle):
     np.testing.assert_allclose(scores[0], 1 - table.probs.max(1).min(), atol=1e-6)
     skipped = rank_objects(table, skip={ranked[0][:2]})
     assert ranked[0][:2] not in [r[:2] for r in skipped] and len(skipped) == 7
+
+
+def test_object_annotations_record_their_label_image_and_reload(store, tmp_path):
+    import json
+
+    import tifffile
+
+    from napari_cellclass.core.annotations.objects import labelled_objects, labels_source, matches
+
+    img, lab = _scene()
+    key = store.add_image(img, name="cells", channel_axis="none")
+    on_disk = tmp_path / "cells_labels.tif"
+    tifffile.imwrite(on_disk, lab)
+    from_file = labels_source(store, lab, "cells_labels", on_disk)
+    in_memory = labels_source(store, lab, "segmentation")
+    assert from_file.path == "cells_labels.tif" and in_memory.path is None and from_file.hash == in_memory.hash
+    first = annotate_object(store, key, 0, lab, 3, "dim", margin=2, source=from_file)
+    annotate_object(store, key, 0, lab, 4, "bright", margin=2, source=in_memory)
+    again = annotate_object(store, key, 0, lab, 3, "bright", margin=2, source=from_file)  # a second click relabels
+    assert again.id == first.id and again.label == "bright" and len(store.items) == 2
+    saved = json.loads(store.path.read_text())["items"]
+    assert saved[0]["object"] == {"label": 3, "margin": 2,
+                                  "labels": {"name": "cells_labels", "hash": from_file.hash, "path": "cells_labels.tif"}}
+    assert saved[1]["object"]["labels"]["path"] is None and saved[1]["object"]["labels"]["name"] == "segmentation"
+
+    back = AnnotationStore.open(store.path)  # reloading resolves them: by path, or by the pixels' hash
+    reopened = labels_source(back, tifffile.imread(on_disk), "renamed layer", on_disk)
+    # the file by its path; the in-memory one by its pixels, which are this file's
+    assert set(labelled_objects(back, reopened)) == {(0, 3), (0, 4)}
+    elsewhere = tmp_path / "copy.tif"
+    tifffile.imwrite(elsewhere, lab)
+    assert set(labelled_objects(back, labels_source(back, lab, "copy", elsewhere))) == {(0, 4)}  # another file
+    pixels_only = labels_source(back, lab.copy(), "segmentation")
+    assert set(labelled_objects(back, pixels_only)) == {(0, 3), (0, 4)}
+    other = lab.copy()
+    other[0, 0] = 9
+    assert not labelled_objects(back, labels_source(back, other, "segmentation"))
+    assert matches(back.items[0].obj, reopened)
+    samples = training_samples(back, ["rectangle"])  # still plain regions for export and training
+    assert sorted(s.labels[0] for s in samples) == [1, 1]
+
+
+def test_damaged_object_reference_is_a_clear_error(store):
+    import json
+
+    from napari_cellclass.core.annotations.schema import AnnotationFileError
+
+    img, lab = _scene()
+    key = store.add_image(img, name="cells", channel_axis="none")
+    from napari_cellclass.core.annotations.objects import labels_source
+
+    annotate_object(store, key, 0, lab, 1, "dim", source=labels_source(store, lab, "seg"))
+    doc = json.loads(store.path.read_text())
+    doc["items"][0]["object"]["label"] = 0
+    store.path.write_text(json.dumps(doc))
+    with pytest.raises(AnnotationFileError, match="object: the label must be > 0"):
+        AnnotationStore.open(store.path)

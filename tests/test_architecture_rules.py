@@ -144,3 +144,48 @@ def test_top_of_core_holds_only_the_shared_basics():
     """Everything else lives in the package of its layer (io, data, models, ...)."""
     top = sorted(p.stem for p in (PKG / "core").glob("*.py") if p.stem != "__init__")
     assert top == ["atomicfile", "device", "errors", "progress"]
+
+
+def _private_reaches(path: Path, modules: set[str]) -> list[str]:
+    """``from m import _x`` and ``m._x`` where ``m`` is another module of the package."""
+    tree = ast.parse(path.read_text(), str(path))
+    me = _module_name(path)
+    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    aliases: dict[str, str] = {}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            for a in node.names:
+                if f"{mod}.{a.name}" in modules:
+                    aliases[a.asname or a.name] = f"{mod}.{a.name}"
+                elif mod in modules and a.name.startswith("_") and not a.name.startswith("__"):
+                    found.append(f"from {mod} import {a.name}")
+        elif isinstance(node, ast.Import):
+            aliases.update({a.asname: a.name for a in node.names if a.asname and a.name in modules})
+    found += [f"{aliases[n.value.id]}.{n.attr}" for n in ast.walk(tree)
+              if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases
+              and n.attr.startswith("_") and not n.attr.startswith("__")]
+    return found
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    """A helper another module needs is public (or moves to where both can use it)."""
+    paths = {_module_name(p): p for p in PKG.rglob("*.py")}
+    bad = {m: found for m, p in paths.items() if (found := _private_reaches(p, set(paths)))}
+    assert not bad, f"private names used across modules: {bad}"
+
+
+def test_the_private_name_check_sees_imports_and_attributes(tmp_path):
+    pkg = tmp_path / "napari_cellclass"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("def _helper():\n    pass\n")
+    (pkg / "b.py").write_text("from .a import _helper\nfrom . import a as mod\nmod._helper()\n")
+    global PKG
+    old, PKG = PKG, pkg
+    try:
+        found = _private_reaches(pkg / "b.py", {"napari_cellclass.a", "napari_cellclass.b"})
+    finally:
+        PKG = old
+    assert found == ["from napari_cellclass.a import _helper", "napari_cellclass.a._helper"]

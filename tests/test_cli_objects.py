@@ -44,7 +44,7 @@ def test_objects_folder_round_trip_and_resume(tiny_model_file, pair_folders, tmp
     assert main(cmd) == 0
     rows = _rows(out)
     assert list(rows[0]) == ["path", "frame", "label", "centroid_y", "centroid_x", "area", "predicted_class",
-                             "confidence", "p_a", "p_b", "p_c", "model"]
+                             "confidence", "p_a", "p_b", "p_c", "ood_score", "ood", "model"]
     assert [(r["path"].rsplit("/", 1)[-1], r["label"]) for r in rows] == [
         ("img0.png", "1"), ("img0.png", "2"), ("img0.png", "3"), ("img2.png", "1"), ("img2.png", "2")]
     # the same numbers as the Python API

@@ -27,8 +27,8 @@ def test_manifest_validates_and_names_every_contribution(manifest):
     c = manifest.contributions
     assert manifest.name == "napari-cellclass"
     ids = {cmd.id for cmd in c.commands}
-    docks = {"napari-cellclass.classify", "napari-cellclass.explain", "napari-cellclass.annotate",
-             "napari-cellclass.classify_objects"}
+    # object mode is part of the Classify dock (its 'objects' picker), not a dock of its own
+    docks = {"napari-cellclass.classify", "napari-cellclass.explain", "napari-cellclass.annotate"}
     assert {w.command for w in c.widgets} == docks
     assert {m.command for m in c.menus["napari/layers/classify"]} == docks
     keys = {s.key for s in c.sample_data}
@@ -103,10 +103,9 @@ def test_napari_opens_the_docks_from_the_manifest_sharing_one_session(make_napar
     assert isinstance(classify, ClassifyDock) and isinstance(explain, ExplainDock)
     assert isinstance(annotate, AnnotateDock)
     assert classify.session is explain.session is annotate.session
-    from napari_cellclass.widgets.classify_objects import ClassifyObjectsDock
+    from napari_cellclass.widgets.classify_objects import NONE, ObjectMode
 
-    _, objects = viewer.window.add_plugin_dock_widget("napari-cellclass", "Classify objects")
-    assert isinstance(objects, ClassifyObjectsDock) and objects.session is classify.session
+    assert isinstance(classify.objects, ObjectMode) and classify.objects.labels.currentText() == NONE
 
 
 def test_sample_files_are_what_the_script_makes(tmp_path):

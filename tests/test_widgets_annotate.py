@@ -294,3 +294,34 @@ def test_class_edits_recolour_layers_and_export_reads_back(make_dock, tmp_path, 
     qtbot.waitUntil(lambda: len(dock.store.items) == 7)
     dock.undo()  # the rectangle comes back, in the layer too
     qtbot.waitUntil(lambda: len(shapes.data) == 2)
+
+
+def test_moving_a_shape_or_point_keeps_its_id_in_one_undo_step(make_dock, tmp_path, qtbot):
+    """Issue 19 item 8: a moved region is the same annotation (it used to be deleted and
+    re-added under a new id, in two undo steps)."""
+    dock = make_dock()
+    viewer = dock.viewer
+    image = viewer.add_image(np.zeros((64, 64), np.uint8), name="cells")
+    dock.open_annotations(tmp_path / "ann.json")
+    dock.add_class("a")
+    viewer.layers.selection.active = image
+    shapes = dock.add_layer("regions")
+    shapes.add_rectangles(np.array([[10.0, 20.0], [29.0, 35.0]]))
+    qtbot.waitUntil(lambda: len(dock.store.items) == 1 and int(shapes.features["id"].iloc[0]) > 0)
+    first = dock.store.items[0]
+    shapes.data = [np.array([[12.0, 22.0], [12.0, 37.0], [31.0, 37.0], [31.0, 22.0]])]  # dragged by (2, 2)
+    qtbot.waitUntil(lambda: dock.store.items[0].box == (12.0, 22.0, 31.0, 37.0))
+    moved = dock.store.items[0]
+    assert len(dock.store.items) == 1 and moved.id == first.id and moved.label == "a"
+    assert dock.store.undo_description == f"move rectangle {first.id}"
+    dock.store.undo()
+    assert dock.store.items == [first]
+    viewer.layers.selection.active = image
+    points = dock.add_layer("points")
+    points.add(np.array([[5.0, 5.0]]))
+    qtbot.waitUntil(lambda: any(it.kind == "point" for it in dock.store.items) and len(points.features["id"]) == 1
+                    and int(points.features["id"].iloc[0]) > 0)
+    point = next(it for it in dock.store.items if it.kind == "point")
+    points.data = np.array([[9.0, 7.0]])
+    qtbot.waitUntil(lambda: dock.store.item(point.id).center == (9.0, 7.0))
+    assert [it.id for it in dock.store.items] == [first.id, point.id] and dock.store.item(point.id).size == point.size

@@ -201,8 +201,8 @@ def test_explain_while_a_fine_tune_holds_the_model(dock, qtbot, tmp_path):
     explain.image.set_layer(source)
     explain.run()
     qtbot.waitUntil(lambda: not explain.controls.running, timeout=240_000)
-    maps = [lay for lay in dock.viewer.layers if lay.name.endswith(" · movie")]
-    assert maps, explain.controls.status.text()
+    # the feeder adds the map layers on the event loop after the job ends: wait for them, do not race
+    qtbot.waitUntil(lambda: any(lay.name.endswith(" · movie") for lay in dock.viewer.layers), timeout=30_000)
     assert panel.controls.running, "the fine-tune should still be running while the map was made"
     panel.controls.cancel_button.click()
     wait(qtbot, panel.controls)

@@ -93,6 +93,6 @@ def nuclei_labels(nucleus) -> Any:
 
 def protein_objects() -> list[LayerDataTuple]:
     """Study 5's 4-channel image with a Labels layer of its nuclei (the nucleus channel thresholded):
-    the input of object mode (Classify objects, ``cellclass predict --objects``)."""
+    the input of object mode (the Classify dock's *objects* row, ``cellclass predict --objects``)."""
     (data, kwargs, kind), = protein()
     return [(data, kwargs, kind), (nuclei_labels(data[1]), {"name": "nuclei (threshold)"}, "labels")]

@@ -24,6 +24,7 @@ from .session import ModelChoice, Session
 if TYPE_CHECKING:
     from ..core.training.events import TrainEvent
     from ..core.annotations import AnnotationStore
+    from ..core.training.finetune import FineTuneOptions
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def _progress(event: TrainEvent) -> tuple[int, int]:
     return min(int(event.step or 0), total), total
 
 
-def finetune_job(session: Session, store: AnnotationStore, start: StartChoice, options: Any, stop: threading.Event,
+def finetune_job(session: Session, store: AnnotationStore, start: StartChoice, options: FineTuneOptions, stop: threading.Event,
                  kinds: Sequence[str] | None = None) -> Generator[Progress, None, Any]:
     """Fine-tune on ``store``'s annotations; yields ``Progress(item=TrainEvent)``, returns
     a :class:`core.finetune.FineTuneOutcome` whose bundle carries the annotation

@@ -23,10 +23,12 @@ from .tables import PredictionRow, PredictionTable
 from .session import ModelChoice, Session
 
 if TYPE_CHECKING:
+    from ..core.explain.result import ExplainResult
     from ..core.inference.options import RunOptions
     from ..core.models.bundle import ModelBundle
     from napari.layers import Layer
     from napari import Viewer
+    from ..core.io.images import Layout
 
 
 @dataclass
@@ -295,7 +297,7 @@ def explain_job(
 
 
 def _explained_level(bundle: ModelBundle, request: Request, options: InputOptions, session: Session,
-                     tile: int | None, result: Any) -> tuple[Any, Any]:
+                     tile: int | None, result: ExplainResult) -> tuple[Any, Any]:
     """For a pyramid: (level data, its layout) and where the maps' cells sit in level-0 pixels."""
     from ..core.inference.levels import chosen_level, classify_pick, map_pick
     from ..core.io.images import inspect
@@ -311,7 +313,7 @@ def _explained_level(bundle: ModelBundle, request: Request, options: InputOption
     return (level.data, lay), level.to_level0((sy, sx), ((sy - 1) / 2, (sx - 1) / 2))
 
 
-def _channel_names(bundle: ModelBundle, layout: Any, options: InputOptions, from_layer: list[str] | None = None) -> list[str]:
+def _channel_names(bundle: ModelBundle, layout: Layout, options: InputOptions, from_layer: list[str] | None = None) -> list[str]:
     """Names for the source's channels: the layer's own, else the model's where they map
     one to one, else ``channel i``."""
     n = layout.n_channels

@@ -24,6 +24,8 @@ import numpy as np
 if TYPE_CHECKING:
     from napari.layers import Layer
     from ..core.io.images import Layout
+    from ..core.explain.result import ExplainResult
+    from ..core.inference.tiling import TileGrid
 
 SEP = " · "
 META_KEY = "cellclass"
@@ -212,7 +214,7 @@ def heatmap_layer(
     return data, kwargs, "image"
 
 
-def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int = 0,
+def explanation_layers(result: ExplainResult, src: SourceInfo, layout: Layout, frame: int = 0,
                        placement: tuple[Sequence[float], Sequence[float]] | None = None) -> list[LayerDataTuple]:
     """One layer per map of an ``ExplainResult`` (maps (K, H, W) in [0, 1]); ``placement``
     (scale, translate of map cells in source pixels) for a map of a pyramid level."""
@@ -239,7 +241,7 @@ def explanation_layers(result: Any, src: SourceInfo, layout: Layout, frame: int 
 
 
 def probability_map_layers(
-    prob_map: np.ndarray, grid: Any, classes: Sequence[str], src: SourceInfo, layout: Layout, frame: int = 0,
+    prob_map: np.ndarray, grid: TileGrid, classes: Sequence[str], src: SourceInfo, layout: Layout, frame: int = 0,
     model: str = "",
 ) -> list[LayerDataTuple]:
     """A tiled probability map (K, H', W') as one layer per class, placed by its grid."""
@@ -257,7 +259,7 @@ def probability_map_layers(
 def channel_grid_layers(
     plane: np.ndarray,
     channel_names: Sequence[str],
-    result: Any,
+    result: ExplainResult,
     src: SourceInfo,
     layout: Layout,
 ) -> list[LayerDataTuple]:

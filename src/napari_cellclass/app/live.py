@@ -23,6 +23,8 @@ from .session import ModelChoice, Session
 
 if TYPE_CHECKING:
     from ..core.annotations import AnnotationStore
+    from ..core.models.bundle import ModelBundle
+    from ..core.training.finetune import FineTuneOptions
 
 #: views of each image the live head trains on (identity + horizontal flip): two forward
 #: passes per new label, whatever flips the panel's augmentation would draw
@@ -36,7 +38,7 @@ class LiveSkip:
     message: str
 
 
-def live_options(options: Any) -> Any:
+def live_options(options: FineTuneOptions) -> FineTuneOptions:
     """The panel's options made head-only (frozen backbone, one split, cached views)."""
     return replace(options, freeze_fraction=1.0, two_stage=False, folds=0, feature_cache=True,
                    cache_views=LIVE_VIEWS if options.augment else 0)
@@ -50,7 +52,7 @@ def labels_fingerprint(store: AnnotationStore) -> str:
     return h.hexdigest()
 
 
-def live_job(session: Session, store: AnnotationStore, options: Any, stop: threading.Event
+def live_job(session: Session, store: AnnotationStore, options: FineTuneOptions, stop: threading.Event
              ) -> Generator[Progress, None, Any]:
     """Retrain the head of the session's model on ``store``; returns the FineTuneOutcome, or a
     :class:`LiveSkip` when the labels cannot train a model yet (live mode waits for more)."""
@@ -62,7 +64,7 @@ def live_job(session: Session, store: AnnotationStore, options: Any, stop: threa
         return LiveSkip(str(err))
 
 
-def preview_session(session: Session, bundle: Any) -> Session:
+def preview_session(session: Session, bundle: ModelBundle) -> Session:
     """A session whose model is ``bundle`` (same settings and device), for re-classifying and
     re-ranking with a model that is not the session's yet; ``session`` itself is untouched."""
     preview = Session(session.settings)

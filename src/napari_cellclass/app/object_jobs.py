@@ -71,20 +71,11 @@ class _Source:
         self.data, self.name, self.rgb = data, name, rgb
 
 
-def class_lookup(outcome: ObjectOutcome) -> np.ndarray:
-    """label id -> 1 + predicted class index (0: background or not classified), for a class-coloured layer."""
-    cols = outcome.table.columns()
-    labels = cols["label"]
-    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, np.uint16)
-    index = {c: k for k, c in enumerate(outcome.classes)}
-    lut[labels] = [index.get(str(c).split(";")[0], -1) + 1 for c in cols["predicted_class"]]
-    return lut
-
-
 def write_object_csv(outcome: ObjectOutcome, path: str | Path) -> Path:
     """The per-object rows as ``cellclass predict --objects`` writes them, atomically."""
     from ..core.atomicfile import describe_os_error, write_atomic
     from ..core.errors import CellclassError
+    from .tables import ood_cells
 
     target = Path(path)
     if target.suffix.lower() != ".csv":
@@ -92,11 +83,11 @@ def write_object_csv(outcome: ObjectOutcome, path: str | Path) -> Path:
     text = io.StringIO(newline="")
     w = csv.writer(text)
     w.writerow(["path", "frame", "label", "centroid_y", "centroid_x", "area", "predicted_class", "confidence",
-                *[f"p_{c}" for c in outcome.classes], "model"])
+                *[f"p_{c}" for c in outcome.classes], "ood_score", "ood", "model"])
     for r in outcome.table.rows:
         w.writerow([outcome.request.image_name, r.box.frame, r.box.label, f"{r.box.centroid[0]:.2f}",
                     f"{r.box.centroid[1]:.2f}", r.box.area, r.predicted_class, f"{r.confidence:.6f}",
-                    *[f"{float(p):.6f}" for p in r.probs], outcome.model])
+                    *[f"{float(p):.6f}" for p in r.probs], *ood_cells(r.ood_score, r.ood), outcome.model])
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, text.getvalue().encode("utf-8"))

@@ -32,7 +32,12 @@ def add_object_options(p: argparse.ArgumentParser) -> None:
 
 def object_header(classes: list[str]) -> list[str]:
     return ["path", "frame", "label", "centroid_y", "centroid_x", "area", "predicted_class", "confidence",
-            *[f"p_{c}" for c in classes], "model"]
+            *[f"p_{c}" for c in classes], "ood_score", "ood", "model"]
+
+
+def ood_cells(r) -> list[str]:
+    """Empty for a model without OOD statistics, as the image rows of ``cellclass predict``."""
+    return ["", ""] if r.ood_score is None else [f"{r.ood_score:.4f}", str(bool(r.ood)).lower()]
 
 
 def match_labels(images: list[Path], labels: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -173,7 +178,7 @@ def _classify_all(args: argparse.Namespace, bundle, todo: list[tuple[Path, Path]
                 for r in event.item or ():
                     writer.writerow([str(img), r.box.frame, r.box.label, f"{r.box.centroid[0]:.2f}",
                                      f"{r.box.centroid[1]:.2f}", r.box.area, r.predicted_class, f"{r.confidence:.6f}",
-                                     *[f"{float(p):.6f}" for p in r.probs], model_id])
+                                     *[f"{float(p):.6f}" for p in r.probs], *ood_cells(r), model_id])
                 fh.flush()
         except OSError as err:  # e.g. the disk filled up: the complete rows stay, a rerun resumes
             raise CellclassError(f"writing {out_path or 'the output'} failed ({describe_os_error(err)})",
@@ -183,4 +188,8 @@ def _classify_all(args: argparse.Namespace, bundle, todo: list[tuple[Path, Path]
             failures += 1
             print(f"cellclass predict: skipped: {img}: {err}", file=sys.stderr)
     bar.close()
+    if bundle.ood is None:  # said once, after the rows, as the image branch does
+        from ..core.models.ood import NO_STATS
+
+        print(f"cellclass predict: {NO_STATS} (the ood_score and ood columns are empty)", file=sys.stderr)
     return failures

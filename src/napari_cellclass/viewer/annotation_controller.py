@@ -7,7 +7,7 @@ after napari has finished the event that changed them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from napari.utils.events import Event
     from napari.layers import Layer
     from napari import Viewer
+    from ..core.annotations.table import ItemRow
 
 
 class AnnotationController(AnnotationKeys):
@@ -315,7 +316,7 @@ class AnnotationController(AnnotationKeys):
                     layer.feature_defaults["label"] = name
 
     # ------------------------------------------------------------------ jumping
-    def jump(self, row: Any) -> bool:
+    def jump(self, row: ItemRow) -> bool:
         """Show annotation ``row`` (an ``ItemRow``): select its image, move the slider to
         its frame and centre the view on it."""
         for layer in self.image_layers():
@@ -331,7 +332,7 @@ class AnnotationController(AnnotationKeys):
             return True
         return False
 
-    def center_on(self, b: AL.Binding, plane: int, yx: Any) -> None:
+    def center_on(self, b: AL.Binding, plane: int, yx: Sequence[float] | np.ndarray) -> None:
         """Centre the view on image pixel ``yx`` of ``plane``."""
         coords = np.zeros(b.layer.ndim)
         coords[-2:] = yx

@@ -15,6 +15,7 @@ same axes; an image whose leading axis holds channels gets 2-D annotation layers
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..core.errors import DataError
 if TYPE_CHECKING:
     from napari.layers import Layer
     from napari import Viewer
+    from ..core.annotations.schema import Item
 
 META = "cellclass_annotation"  # metadata key of the layers made here: {"image": name, "kind": ...}
 KINDS = ("regions", "points", "pixels")
@@ -65,7 +67,7 @@ class Binding:
             return len(self.stack)
         return self.store.layout(self.key).n_frames  # type: ignore[arg-type]
 
-    def plane_at(self, data_point: Any) -> int:
+    def plane_at(self, data_point: Sequence[float] | np.ndarray | None) -> int:
         """The plane under napari's slider (``layer.world_to_data(dims.point)``)."""
         if self.frame_pos is None or data_point is None:
             return 0
@@ -316,10 +318,11 @@ def _sync(b: Binding, layer: Layer, current: str, kinds: tuple[str, ...], geomet
             seen.add(item_id)
             if _same_geometry(old, kind, plane, yx, b):
                 continue
-            store.delete(item_id)
-            label = old.label
-        else:  # a new shape (or a copy of one): the class it was drawn with
-            label = _label_of(feats, n, current, store)
+            key, frame = b.target(plane)
+            store.move_region(item_id, key, frame, kind, yx)  # the same annotation: its id stays
+            changed = True
+            continue
+        label = _label_of(feats, n, current, store)  # a new shape (or a copy of one): the class it was drawn with
         key, frame = b.target(plane)
         if kind == "point":
             store.add_point(key, frame, label, yx[0], crop_size if old is None else old.size)
@@ -339,7 +342,7 @@ def _label_of(feats: Any, n: int, current: str, store: AnnotationStore) -> str:
     return current
 
 
-def _same_geometry(it: Any, kind: str, plane: int, yx: np.ndarray, b: Binding) -> bool:
+def _same_geometry(it: Item, kind: str, plane: int, yx: np.ndarray, b: Binding) -> bool:
     if b.known_target(plane) != (it.image, it.frame):
         return False
     if it.kind == "point":

@@ -10,6 +10,7 @@ Thin shell.  Annotations live in an :class:`~napari_cellclass.core.annotations.A
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, TYPE_CHECKING
 
 from napari.utils.notifications import show_info, show_warning
@@ -34,6 +35,7 @@ from ..viewer.annotation_controller import AnnotationController
 from ..viewer.annotation_layers import image_name
 from .annotation_next import NextToLabel
 from .annotation_table import AnnotationTable
+from .annotate_objects import ObjectAnnotator
 from .finetune import FineTunePanel
 from .live_mode import LiveMode
 from .runner import notify_error
@@ -67,7 +69,7 @@ def default_annotation_file(layer: Layer | None) -> Path:
 class AnnotateDock(QWidget):
     """Annotate (classes, keys 1–9, regions, pixels, table, what next) and fine-tune."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
@@ -95,6 +97,7 @@ class AnnotateDock(QWidget):
         self.table = AnnotationTable()
         self.next = NextToLabel(napari_viewer, self.session, self.labelled_planes, self.go_to)
         self.finetune = FineTunePanel(napari_viewer, self.session, lambda: self.store)
+        self.objects = ObjectAnnotator(self)  # click segmented objects to label them (widgets.annotate_objects)
         self._build()
         self.live = LiveMode(self.finetune, self.next, lambda: self.store)
         self.finetune.layout().insertWidget(1, self.live)  # under the options, above Fine-tune / Cancel
@@ -150,6 +153,9 @@ class AnnotateDock(QWidget):
         inner.addLayout(tools)
         inner.addLayout(form)
         inner.addWidget(self.where)
+        lay.addWidget(box)
+        box = QGroupBox("segmented objects: click one to label it with the current class")
+        QVBoxLayout(box).addWidget(self.objects)
         lay.addWidget(box)
         box = QGroupBox("annotations")
         QVBoxLayout(box).addWidget(self.table)
@@ -309,7 +315,7 @@ class AnnotateDock(QWidget):
                     out[(image_name(layer), plane)] = None if whole else [it.bbox() for it in items]
         return out
 
-    def go_to(self, layer_name: str, plane: int, box: Any = None) -> bool:
+    def go_to(self, layer_name: str, plane: int, box: Sequence[float] | None = None) -> bool:
         """Select the layer, move the slider to ``plane`` and, for a region, centre the
         view on it and outline it in a '<image> next to label' layer."""
         import numpy as np
@@ -358,6 +364,8 @@ class AnnotateDock(QWidget):
         else:  # renamed or removed: the list's choice
             self.controller.set_current_class(self.classes.current())
         self.table.refresh(store)
+        if hasattr(self, "objects"):  # built after the controller, which reports the first change
+            self.objects.store_changed()
         for b in (self.save_as_button, self.export_button, self.undo_button):
             b.setEnabled(store is not None)
         self.undo_button.setToolTip((f"undo {in_words(store, store.undo_description)}" if store is not None and store.can_undo

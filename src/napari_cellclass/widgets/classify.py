@@ -34,6 +34,7 @@ from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
+from .classify_objects import ObjectMode
 from .fold import Fold, scroll_body
 from .model_card import ModelCardView
 from .table_headers import decorate, fit_columns, label_columns, show_probabilities
@@ -88,7 +89,7 @@ class _NumberItem(QTableWidgetItem):
 class ClassifyDock(QWidget):
     """Classify one, several or all image layers with the session's model."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
@@ -123,6 +124,7 @@ class ClassifyDock(QWidget):
         self.all_probs = QCheckBox("every class's probability")  # columns; 'top classes' sums them up
         self.card = ModelCardView()  # formatted sections; resizable in the splitter under the table
         self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
+        self.objects = ObjectMode(self)  # object mode: 'objects: <a Labels layer>' (widgets.classify_objects)
         from .bioimageio_button import BioimageioExportButton
 
         self.card_export = BioimageioExportButton(self, self.session.cached, "model.zip", "the current model")
@@ -149,6 +151,7 @@ class ClassifyDock(QWidget):
     def _build(self) -> None:
         form = QFormLayout()
         form.addRow("images", self.layers)
+        form.addRow("objects", self.objects)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.card_button)
@@ -176,6 +179,7 @@ class ClassifyDock(QWidget):
         inner = QVBoxLayout(results)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(self.view, 1)
+        inner.addWidget(self.objects.footer)
         below = QHBoxLayout()
         below.addWidget(self.all_probs)
         below.addWidget(self.export_button, 1)
@@ -220,7 +224,8 @@ class ClassifyDock(QWidget):
         CSV would write them under the new model's name, so they go."""
         if self.table.rows:
             self.table = PredictionTable([], "")
-            self._fill_view()
+            if not self.objects.active():
+                self._fill_view()
             self.controls.status.setText("the model changed: classify again for its table")
 
     # ------------------------------------------------------------------ running
@@ -230,6 +235,8 @@ class ClassifyDock(QWidget):
         if not chosen:
             show_warning("Classify: no image layer is selected — open an image, then tick it in the list")
             return None
+        if self.objects.active():
+            return self.objects.run(chosen)
         self._sources = {}
         requests = []
         for layer in chosen:
@@ -280,7 +287,8 @@ class ClassifyDock(QWidget):
             meta = L.prediction_metadata(item.name, layer.name, layer_predictions(self.table, item.name), item.layout)
             layer.metadata = {**layer.metadata, L.META_KEY: meta}
             self._show_in_name(layer)
-        self._fill_view()
+        if not self.objects.active():  # the table shows object rows in object mode
+            self._fill_view()
 
     def _classified(self, outcome: ClassifyOutcome) -> None:
         self.card.setPlainText(outcome.model_card)
@@ -361,6 +369,8 @@ class ClassifyDock(QWidget):
             self.export_csv(path)
 
     def export_csv(self, path: str | Path) -> Path | None:
+        if self.objects.active():
+            return self.objects.export_csv(path)
         if not self.table.rows:
             show_warning("Classify: nothing to export yet — classify some images first")
             return None

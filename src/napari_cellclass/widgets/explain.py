@@ -24,6 +24,7 @@ from ..viewer.layers import show_in_grid
 
 if TYPE_CHECKING:
     from ..core.models.bundle import ModelBundle
+    from napari import Viewer
 
 METHODS = ("gradcam", "gradcam++", "layercam", "hirescam", "cam", "fcn")
 PREDICTED, ALL = "predicted class", "all classes"
@@ -32,7 +33,7 @@ PREDICTED, ALL = "predicted class", "all classes"
 class ExplainDock(QWidget):
     """Where the evidence is: explanation maps of the current frame of one layer."""
 
-    def __init__(self, napari_viewer: Any, session: Session | None = None) -> None:
+    def __init__(self, napari_viewer: Viewer, session: Session | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)

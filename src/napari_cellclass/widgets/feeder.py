@@ -9,11 +9,14 @@ run between layers, so the viewer keeps answering while maps arrive.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QObject, QTimer
 
 from ..viewer.layers import upsert
+
+if TYPE_CHECKING:
+    from napari import Viewer
 
 LayerTuple = tuple[Any, dict[str, Any], str]
 
@@ -22,7 +25,7 @@ class LayerFeeder(QObject):
     """Upserts ``tuples`` into ``viewer``, ``per_turn`` per event-loop turn, then calls
     ``on_done(layers)``.  ``cancel()`` stops before the next layer."""
 
-    def __init__(self, viewer: Any, tuples: Sequence[LayerTuple], on_done: Callable[[list[Any]], None],
+    def __init__(self, viewer: Viewer, tuples: Sequence[LayerTuple], on_done: Callable[[list[Any]], None],
                  per_turn: int = 1, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer

@@ -40,6 +40,7 @@ from .runner import JobControls, notify_error
 from ..app.session import ModelChoice, Session
 
 if TYPE_CHECKING:
+    from ..core.training.finetune import FineTuneOutcome
     from napari.utils.events import Event
     from napari import Viewer
 
@@ -215,7 +216,7 @@ class FineTunePanel(QWidget):
             return
         self.curves.add(event.epoch, {"loss": event.loss, "val_loss": event.val_loss, **(event.metrics or {})})
 
-    def _done(self, outcome: Any) -> None:
+    def _done(self, outcome: FineTuneOutcome) -> None:
         self.outcome = outcome
         b, a = outcome.before or {}, outcome.after or {}
         head = "stopped early: the best model so far" if outcome.cancelled else "done"

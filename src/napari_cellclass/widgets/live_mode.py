@@ -24,6 +24,8 @@ from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 from ..app.live import LiveSkip, labels_fingerprint, live_job, preview_session
 
 if TYPE_CHECKING:
+    from ..app.live import LiveSkip
+    from ..core.training.finetune import FineTuneOutcome
     from .annotation_next import NextToLabel
     from .finetune import FineTunePanel
 
@@ -137,7 +139,7 @@ class LiveMode(QWidget):
         self.panel.curves.clear()
         return worker
 
-    def _trained(self, outcome: Any) -> None:
+    def _trained(self, outcome: FineTuneOutcome | LiveSkip) -> None:
         self._outcome = outcome  # followed up in _train_ended: the controls are free only then
 
     def _train_ended(self) -> None:

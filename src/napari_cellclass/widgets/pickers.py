@@ -25,6 +25,7 @@ from ..app.session import DEVICES, ModelChoice, Session
 from ..viewer.layers import image_layers
 
 if TYPE_CHECKING:
+    from ..core.io.images import ChannelAxis
     from napari.utils.events import Event
     from napari.layers import Layer
     from napari import Viewer
@@ -320,7 +321,7 @@ class ChannelPicker(QWidget):
                 self.boxes.append(box)
         self.changed.emit()
 
-    def set_axis(self, axis: Any, channels: list[int] | None = None) -> None:
+    def set_axis(self, axis: ChannelAxis, channels: list[int] | None = None) -> None:
         """Choose ``axis`` ("auto", "none" or an int) and, for an int, the channels."""
         index = self.axis.findData(axis)
         if index < 0:

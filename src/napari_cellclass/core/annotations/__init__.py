@@ -19,7 +19,7 @@ docs/annotations.md)::
      "created": "2025-01-31T09:12:44.120Z",       # ISO 8601, UTC
      "modified": "2025-01-31T09:30:02.001Z",
      "multilabel": false,       # may an image carry several image-level labels?
-     "next_id": 8,              # next item id (ids are never reused)
+     "next_id": 8,              # next item id (ids of deleted items are not reused)
      "next_color": 3,           # next default colour index (colours never shift)
      "classes": [               # order = keyboard shortcuts 1..9 = class index in exports
       {"name": "healthy", "color": "#E69F00"}, ...
@@ -42,7 +42,7 @@ docs/annotations.md)::
       {"id":3,"kind":"polygon",…,"vertices":[[y,x],[y,x],[y,x]]},
       {"id":4,"kind":"point",…,"center":[y,x],"size":[h,w]},
       {"id":5,"kind":"pixels",…,"labels":["healthy","senescent"],
-       "mask":"annotations.masks/well_A01-f0-5.tif", "values":{"1":"healthy","2":"senescent"}}
+       "mask":"annotations.masks/well_A01-f0-a.tif", "values":{"1":"healthy","2":"senescent"}}
      ]
     }
 

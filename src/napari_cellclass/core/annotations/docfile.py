@@ -28,6 +28,8 @@ class DocumentFile:
         self.unsaved = False
         #: seconds the last write took (encode + fsync + rename)
         self.last_write_s = 0.0
+        # (mtime_ns, size) when this store last read or wrote the file: a cheap first check
+        self._stat: tuple[int, int] | None = None
 
     @property
     def folder(self) -> Path:
@@ -52,7 +54,25 @@ class DocumentFile:
             raise AnnotationFileError(f"{self.path}: cannot be read ({describe_os_error(err)})",
                                       "check the permissions, or open another file") from None
         self.sha = filelock.sha256(raw)
+        self._remember_stat()
         return doc
+
+    def _remember_stat(self) -> None:
+        try:
+            st = self.path.stat()
+            self._stat = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            self._stat = None
+
+    def changed_on_disk(self) -> bool:
+        """Whether another program wrote the file since this store last read or wrote it."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return False  # unreadable now: the write will say so
+        if (st.st_mtime_ns, st.st_size) == self._stat:
+            return False
+        return filelock.current_sha(self.path) != self.sha
 
     def write(self, doc: AnnotationDocument) -> None:
         """Write ``doc`` atomically; on failure the old file stays and :class:`AnnotationSaveError` says why."""
@@ -77,12 +97,13 @@ class DocumentFile:
                 "saves again), or save them to another file (Save as…)",
             ) from err
         self.sha = filelock.sha256(data)
+        self._remember_stat()
         self.unsaved = False
         self.last_write_s = time.perf_counter() - t0
 
     def move_to(self, path: Path) -> None:
         """Point at a new file, not yet written (the next :meth:`write` creates it)."""
-        self.path, self.sha = Path(os.path.abspath(path)), None
+        self.path, self.sha, self._stat = Path(os.path.abspath(path)), None, None
 
 
 def free_name(p: Path) -> Path:

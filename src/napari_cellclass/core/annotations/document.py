@@ -32,6 +32,9 @@ class Snapshot(NamedTuple):
     classes: tuple[ClassInfo, ...]
     items: tuple[Item, ...]
     multilabel: bool
+    #: restored too: ids taken by an undone or failed change are given back, so the
+    #: ids a user sees stay consecutive (ids of deleted items are not reused)
+    next_id: int
 
 
 @dataclass
@@ -81,10 +84,11 @@ class AnnotationDocument:
 
     # ------------------------------------------------------------------ undo support
     def snapshot(self) -> Snapshot:
-        return Snapshot(tuple(self.classes), tuple(self.items), self.multilabel)
+        return Snapshot(tuple(self.classes), tuple(self.items), self.multilabel, self.next_id)
 
     def restore(self, snap: Snapshot) -> None:
         self.classes, self.items, self.multilabel = list(snap.classes), list(snap.items), snap.multilabel
+        self.next_id = snap.next_id
 
     # ------------------------------------------------------------------ lookups shared by the components
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .document import AnnotationDocument, Snapshot
 
@@ -23,6 +23,9 @@ UNDO_DEPTH = 100
 class UndoStep:
     what: str
     snapshot: Snapshot
+    #: mask file (relative path) -> the bytes it held when this step was taken; filled
+    #: in when a later paint stroke overwrites that file (see :mod:`.pixels`)
+    mask_bytes: dict[str, bytes] = field(default_factory=dict)
 
 
 class History:
@@ -34,6 +37,9 @@ class History:
         self._commit = commit
         self._steps: list[UndoStep] = []
         self._listeners: list[Callable[[str], None]] = []
+        #: called with the step about to be undone, before its snapshot is restored
+        #: (puts overwritten mask files back); an exception leaves the step in place
+        self.before_restore: Callable[[UndoStep], None] | None = None
 
     # ------------------------------------------------------------------ listeners
     def on_change(self, callback: Callable[[str], None]) -> Callable[[], None]:
@@ -79,7 +85,10 @@ class History:
         with self.lock:
             if not self._steps:
                 return None
-            step = self._steps.pop()
+            step = self._steps[-1]
+            if self.before_restore is not None:
+                self.before_restore(step)
+            self._steps.pop()
             self.doc.restore(step.snapshot)
             self._committed(f"undo {step.what}")
             return step.what

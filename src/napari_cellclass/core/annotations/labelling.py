@@ -21,7 +21,7 @@ from .document import AnnotationDocument
 from .history import History
 from .imageregistry import ImageRegistry
 from .palette import check_color, default_color
-from .schema import ClassInfo, Item
+from .schema import REGION_KINDS, ClassInfo, Item
 from .schema import check_class_name as _check_name
 
 IMAGE_MODES = ("set", "toggle", "add", "remove")
@@ -170,10 +170,15 @@ class Labelling:
         if new == old:
             return self.doc.items_of(image, frame, "image")[0] if old else None
         with self.history.change(f"label {image} frame {frame}: {', '.join(new) or 'none'}"):
-            self.doc.items = [it for it in self.doc.items if not (it.image == image and it.frame == frame and it.kind == "image")]
-            item = self.doc.new_item("image", image, frame, new) if new else None
-            if item is not None:
+            before = self.doc.items_of(image, frame, "image")
+            item = None
+            if new and before:  # relabelled: the same annotation (same id, same place) with new labels
+                item = replace(before[0], labels=new)
+                self.doc.items = [item if it is before[0] else it for it in self.doc.items]
+            elif new:
+                item = self.doc.new_item("image", image, frame, new)
                 self.doc.items.append(item)
+            self.doc.items = [it for it in self.doc.items if it is item or not any(it is b for b in before)]
         return item
 
     def apply_key(self, image: str, frame: int, key: str | int) -> Item | None:
@@ -184,10 +189,12 @@ class Labelling:
         return self.label_image(image, frame, cls, mode="toggle")
 
     # ------------------------------------------------------------------ regions
-    def _add_region(self, kind: str, image: str, frame: int, cls: str | int, **geometry: Any) -> Item:
+    def _add_region(self, kind: str, image: str, frame: int, cls: str | int, geometry: dict[str, Any],
+                    replaces: Item | None = None) -> Item:
+        """Validate and add a region, or (``replaces``) put that one in its new place."""
         layout = check_target(self.images, image, frame)
         name = check_class(self.doc, cls)
-        for v in np.ravel([g for g in geometry.values() if g is not None]):
+        for v in np.ravel([g for k, g in geometry.items() if g is not None and k != "obj"]):
             if not math.isfinite(float(v)):
                 raise DataError(f"the {kind} has a non-finite coordinate", "draw it again")
         probe = Item(0, kind, image, int(frame), (name,), "", **geometry)
@@ -200,39 +207,48 @@ class Labelling:
         if not inside:
             raise DataError(f"the {kind} lies outside the {layout.height}x{layout.width} image",
                             "draw it on the image (coordinates are image pixels: row y, column x)")
+        if replaces is not None:  # moved or reshaped: the same annotation (id, class, age, place in the list)
+            with self.history.change(f"move {replaces.kind} {replaces.id}"):
+                item = Item(replaces.id, kind, image, int(frame), replaces.labels, replaces.created, **geometry)
+                self.doc.items = [item if it is replaces else it for it in self.doc.items]
+            return item
         with self.history.change(f"add {kind} ({name})"):
             item = self.doc.new_item(kind, image, frame, (name,), **geometry)
             self.doc.items.append(item)
         return item
 
-    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float]) -> Item:
-        """Axis-aligned box ``(y0, x0, y1, x1)`` in image pixels."""
-        y0, x0, y1, x1 = (float(v) for v in box)
-        return self._add_region("rectangle", image, frame, cls, box=(min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
+    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float], obj: Any = None) -> Item:
+        """Axis-aligned box ``(y0, x0, y1, x1)`` in image pixels; ``obj``: the segmented
+        object it labels (a schema.ObjectRef, see core.annotations.objects)."""
+        return self._add_region("rectangle", image, frame, cls,
+                                {**rectangle_geometry(box), **({"obj": obj} if obj is not None else {})})
 
     def add_polygon(self, image: str, frame: int, cls: str | int, vertices: Sequence[Sequence[float]]) -> Item:
-        v = np.asarray(vertices, dtype=np.float64)
-        if v.ndim != 2 or v.shape[1] != 2 or len(v) < 3:
-            raise DataError(f"a polygon needs at least 3 (y, x) vertices, got an array of shape {v.shape}", "draw it again")
-        return self._add_region("polygon", image, frame, cls, vertices=tuple((float(a), float(b)) for a, b in v))
+        return self._add_region("polygon", image, frame, cls, polygon_geometry(vertices))
 
     def add_point(self, image: str, frame: int, cls: str | int, center: Sequence[float], size: Sequence[int] | int) -> Item:
         """A point ``(y, x)`` whose training sample is the ``size`` (h, w) crop around it."""
-        hw = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
-        return self._add_region("point", image, frame, cls, center=(float(center[0]), float(center[1])), size=hw)
+        return self._add_region("point", image, frame, cls, point_geometry(center, size))
 
     def add_shape(self, image: str, frame: int, cls: str | int, shape_type: str, vertices: Sequence[Sequence[float]]) -> Item:
         """A napari Shapes entry (vertices as (y, x) image pixels, frame axis removed).
         Rotated rectangles are stored as polygons."""
-        v = np.asarray(vertices, dtype=np.float64)
-        if shape_type == "rectangle" and len(v) == 4:
-            ys, xs = np.unique(np.round(v[:, 0], 6)), np.unique(np.round(v[:, 1], 6))
-            if len(ys) <= 2 and len(xs) <= 2:
-                return self.add_rectangle(image, frame, cls, (v[:, 0].min(), v[:, 1].min(), v[:, 0].max(), v[:, 1].max()))
-            return self.add_polygon(image, frame, cls, v)
-        if shape_type == "polygon":
-            return self.add_polygon(image, frame, cls, v)
-        raise DataError(f"a {shape_type!r} shape cannot be a region annotation", f"draw a {' or '.join(SHAPE_TYPES)}")
+        kind, geometry = shape_geometry(shape_type, vertices)
+        return self._add_region(kind, image, frame, cls, geometry)
+
+    def move_region(self, item_id: int, image: str, frame: int, shape_type: str,
+                    vertices: Sequence[Sequence[float]]) -> Item:
+        """Put region ``item_id`` in a new place or outline, keeping its id and class (one
+        undo step): a napari Shapes entry as in :meth:`add_shape`, or for a point
+        ``shape_type="point"`` and ``vertices=[(y, x)]`` (its crop size stays)."""
+        old = self.doc.item(item_id)
+        if old.kind not in REGION_KINDS:
+            raise DataError(f"annotation {item_id} is a {old.kind} annotation, not a region", "move a rectangle, polygon or point")
+        if shape_type == "point":
+            kind, geometry = "point", point_geometry(np.asarray(vertices, dtype=np.float64).reshape(-1)[:2], old.size or 1)
+        else:
+            kind, geometry = shape_geometry(shape_type, vertices)
+        return self._add_region(kind, image, frame, old.label, geometry, replaces=old)
 
     def relabel(self, item_id: int, cls: str | int) -> Item:
         """Give one region (or single-label image) annotation another class."""
@@ -276,6 +292,36 @@ def check_class(doc: AnnotationDocument, cls: str | int) -> str:
         return doc.classes[int(cls)].name
     doc.class_index(cls)
     return cls
+
+
+def rectangle_geometry(box: Sequence[float]) -> dict[str, Any]:
+    y0, x0, y1, x1 = (float(v) for v in box)
+    return {"box": (min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1))}
+
+
+def polygon_geometry(vertices: Sequence[Sequence[float]]) -> dict[str, Any]:
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 2 or len(v) < 3:
+        raise DataError(f"a polygon needs at least 3 (y, x) vertices, got an array of shape {v.shape}", "draw it again")
+    return {"vertices": tuple((float(a), float(b)) for a, b in v)}
+
+
+def point_geometry(center: Sequence[float], size: Sequence[int] | int) -> dict[str, Any]:
+    hw = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    return {"center": (float(center[0]), float(center[1])), "size": hw}
+
+
+def shape_geometry(shape_type: str, vertices: Sequence[Sequence[float]]) -> tuple[str, dict[str, Any]]:
+    """A napari Shapes entry → (kind, geometry); a rotated rectangle is a polygon."""
+    v = np.asarray(vertices, dtype=np.float64)
+    if shape_type == "rectangle" and len(v) == 4:
+        ys, xs = np.unique(np.round(v[:, 0], 6)), np.unique(np.round(v[:, 1], 6))
+        if len(ys) <= 2 and len(xs) <= 2:
+            return "rectangle", rectangle_geometry((v[:, 0].min(), v[:, 1].min(), v[:, 0].max(), v[:, 1].max()))
+        return "polygon", polygon_geometry(v)
+    if shape_type == "polygon":
+        return "polygon", polygon_geometry(v)
+    raise DataError(f"a {shape_type!r} shape cannot be a region annotation", f"draw a {' or '.join(SHAPE_TYPES)}")
 
 
 def image_labels(doc: AnnotationDocument, image: str, frame: int = 0) -> tuple[str, ...]:

@@ -2,9 +2,11 @@
 
 A mask holds 0 for "not labelled" and ``v >= 1`` elsewhere; the annotation file
 maps each value to a class *name* (``values``), so renaming, reordering or
-removing classes never requires rewriting masks.  Each change writes a new file
-(``<annotation stem>.masks/<image>-f<frame>-<item id>.tif``), so the annotation
-file never points at a half-written mask, and undo can go back to the old file.
+removing classes never requires rewriting masks.  A plane's strokes alternate
+between ``<annotation stem>.masks/<image>-f<frame>-a.tif`` and ``-b.tif`` (see
+:mod:`.pixels`): a stroke overwrites, atomically, the file the annotation file does
+not point at, so it never points at a half-written mask.  (Files of older versions,
+``<image>-f<frame>-<item id>.tif``, one per stroke, are read as they are.)
 Files no longer referenced are deleted later (:func:`collect_garbage`), and only
 once they are a day old: another viewer on the same file may have painted a mask
 its file does not list yet, or may hold it in its undo history.

@@ -73,6 +73,20 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class ObjectRef:
+    """A rectangle that labels one segmented object: its id in a label image, and that
+    label image: ``path`` (relative to the annotation folder when inside it) when it
+    came from a file, else ``None``; always the ``hash`` of its pixels and the ``name``
+    of its layer, so a reopened session finds it among the open Labels layers."""
+
+    label: int
+    name: str
+    hash: str
+    path: str | None = None
+    margin: int = 0
+
+
+@dataclass(frozen=True)
 class Item:
     """One annotation.  Coordinates are image pixels (row y, column x), pixel
     centres at integers, as in a napari layer with unit scale."""
@@ -89,6 +103,7 @@ class Item:
     size: tuple[int, int] | None = None  # point: crop height, width
     mask: str | None = None  # pixels: mask file, relative to the annotation folder
     values: tuple[tuple[int, str], ...] = field(default=())  # pixels: mask value -> class
+    obj: ObjectRef | None = None  # rectangle: the segmented object it labels (core.annotations.objects)
 
     @property
     def label(self) -> str:
@@ -125,6 +140,9 @@ def item_to_dict(it: Item) -> dict[str, Any]:
     if it.mask is not None:
         d["mask"] = it.mask
         d["values"] = {str(v): c for v, c in it.values}
+    if it.obj is not None:
+        o = it.obj
+        d["object"] = {"label": o.label, "margin": o.margin, "labels": {"name": o.name, "hash": o.hash, "path": o.path}}
     return d
 
 
@@ -195,6 +213,8 @@ def _item(d: Any, n: int) -> Item:
         box = d.get("box")
         _need(isinstance(box, list) and len(box) == 4, f"{where}.box must be [y0, x0, y1, x1]")
         kw["box"] = tuple(_num(v, f"{where}.box") for v in box)
+        if d.get("object") is not None:
+            kw["obj"] = _object(d["object"], where)
     elif kind == "polygon":
         verts = d.get("vertices")
         _need(isinstance(verts, list) and len(verts) >= 3, f"{where}.vertices must hold at least 3 [y, x] pairs")
@@ -215,6 +235,16 @@ def _item(d: Any, n: int) -> Item:
         kw["mask"] = d["mask"]
     return Item(_int(d.get("id"), f"{where}.id"), kind, d["image"], _int(d.get("frame"), f"{where}.frame"),
                 tuple(labels), d["created"], **kw)
+
+
+def _object(d: Any, where: str) -> ObjectRef:
+    _need(isinstance(d, dict) and isinstance(d.get("labels"), dict), f"{where}.object must hold 'label' and 'labels'")
+    ref = d["labels"]
+    _need(isinstance(ref.get("name"), str) and isinstance(ref.get("hash"), str), f"{where}.object.labels needs a name and a hash")
+    _need(ref.get("path") is None or isinstance(ref["path"], str), f"{where}.object.labels.path must be a string or null")
+    label, margin = _int(d.get("label"), f"{where}.object.label"), _int(d.get("margin", 0), f"{where}.object.margin")
+    _need(label > 0 and margin >= 0, f"{where}.object: the label must be > 0 and the margin >= 0")
+    return ObjectRef(label, ref["name"], ref["hash"], ref.get("path"), margin)
 
 
 def _image(key: str, d: Any) -> ImageRecord:

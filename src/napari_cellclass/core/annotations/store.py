@@ -56,9 +56,8 @@ class AnnotationStore:
     (or :meth:`save`) tries again, and :meth:`save_as` moves to another file.
     """
 
-    def __init__(self, path: Path, doc: AnnotationDocument) -> None:
-        self.doc = doc
-        self.file = DocumentFile(path)
+    def __init__(self, file: DocumentFile, doc: AnnotationDocument) -> None:
+        self.doc, self.file = doc, file
         self.history = History(doc, self._commit)
         self.registry = ImageRegistry(doc, self.file, self.history.lock)
         self.labelling = Labelling(doc, self.registry, self.history)
@@ -89,7 +88,7 @@ class AnnotationStore:
             raise AnnotationFileError(f"{p}: is a folder", "give a file name for the annotations, e.g. annotations.json")
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
-            store = cls(p, AnnotationDocument.empty(multilabel))
+            store = cls(DocumentFile(p), AnnotationDocument.empty(multilabel))
             store.save()
             return store
         file = DocumentFile(p)
@@ -99,14 +98,13 @@ class AnnotationStore:
             if on_bad == "raise":
                 raise
             alt = free_name(p)
-            store = cls(alt, AnnotationDocument.empty(multilabel))
+            store = cls(DocumentFile(alt), AnnotationDocument.empty(multilabel))
             store.notice = (f"{p} could not be read and was left untouched ({err.problem}); "
                             f"new annotations are written to {alt}")
             warnings.warn(store.notice, AnnotationWarning, stacklevel=2)
             store.save()
             return store
-        store = cls(p, doc)
-        store.file.sha = file.sha
+        store = cls(file, doc)
         store.painting.collect_garbage()
         store.check_images()
         return store
@@ -247,8 +245,8 @@ class AnnotationStore:
     def apply_key(self, image: str, frame: int, key: str | int) -> Item | None:
         return self.labelling.apply_key(image, frame, key)
 
-    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float]) -> Item:
-        return self.labelling.add_rectangle(image, frame, cls, box)
+    def add_rectangle(self, image: str, frame: int, cls: str | int, box: Sequence[float], obj: Any = None) -> Item:
+        return self.labelling.add_rectangle(image, frame, cls, box, obj)
 
     def add_polygon(self, image: str, frame: int, cls: str | int, vertices: Sequence[Sequence[float]]) -> Item:
         return self.labelling.add_polygon(image, frame, cls, vertices)
@@ -258,6 +256,10 @@ class AnnotationStore:
 
     def add_shape(self, image: str, frame: int, cls: str | int, shape_type: str, vertices: Sequence[Sequence[float]]) -> Item:
         return self.labelling.add_shape(image, frame, cls, shape_type, vertices)
+
+    def move_region(self, item_id: int, image: str, frame: int, shape_type: str,
+                    vertices: Sequence[Sequence[float]]) -> Item:
+        return self.labelling.move_region(item_id, image, frame, shape_type, vertices)
 
     def relabel(self, item_id: int, cls: str | int) -> Item:
         return self.labelling.relabel(item_id, cls)

@@ -1,6 +1,6 @@
 """The labelled image collection every training, evaluation and CV run reads.
 
-A :class:`Dataset` is a view (a list of indices) onto a shared :class:`_Store` that
+A :class:`Dataset` is a view (a list of indices) onto a shared :class:`SampleStore` that
 holds the sources (file paths or in-memory arrays), their labels and two caches:
 raw pixels (bounded by bytes, so a folder of 2560x1922 RGB images cannot fill the
 memory) and network-ready tensors per preprocessing recipe (see ``tensors.py``).
@@ -23,7 +23,7 @@ from ..io.images import ChannelAxis, get_plane, inspect
 RAW_CACHE_BYTES = 1 << 30  # raw pixels kept in memory; beyond this, least recently used are re-read
 
 
-class _Store:
+class SampleStore:
     """Sources, labels and caches shared by a data set and all its subsets."""
 
     def __init__(self, sources: list[Any], names: list[str], labels: list[list[int]], classes: list[str],
@@ -156,11 +156,16 @@ class Dataset:
     inference.
     """
 
-    def __init__(self, store: _Store, index: Sequence[int] | None = None) -> None:
+    def __init__(self, store: SampleStore, index: Sequence[int] | None = None) -> None:
         self._store = store
         self._index = np.arange(len(store.sources)) if index is None else np.asarray(index, dtype=np.int64)
 
     # ------------------------------------------------------------------ contract
+    @property
+    def store(self) -> SampleStore:
+        """The sources and caches this data set shares with its subsets (tensors, FCN targets read them)."""
+        return self._store
+
     @property
     def classes(self) -> list[str]:
         return list(self._store.classes)

@@ -35,7 +35,7 @@ from ..io.text import unsafe_cell
 from ..errors import DataError
 from ..io.files import is_image_entry
 from ..io.images import ChannelAxis
-from .dataset import Dataset, _Store, per_class_mask
+from .dataset import Dataset, SampleStore, per_class_mask
 
 MANIFEST_NAMES = ("labels.csv", "manifest.csv")
 
@@ -143,7 +143,7 @@ def _from_folder(root: Path, classes: Sequence[str] | None, channel_axis: Channe
     names = [str(p) for p in sources]
     _warn_empty_classes(labels, order, str(root))
     ml = _decide_multilabel(labels, multi_label, str(root), names)
-    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache))
+    return Dataset(SampleStore(sources, names, labels, order, ml, channel_axis, cache))
 
 
 def _has_images(folder: Path) -> bool:
@@ -201,7 +201,7 @@ def _from_csv(path: Path, classes: Sequence[str] | None, channel_axis: ChannelAx
     masks = mask_paths if any(m is not None for m in mask_paths) else None
     # only masks named in a mask column are training targets: masks/<stem>.tif alone is
     # ground truth that the localisation evaluation scores heat maps against
-    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks, masks_are_targets=has_column))
+    return Dataset(SampleStore(sources, names, labels, order, ml, channel_axis, cache, masks, masks_are_targets=has_column))
 
 
 def _read_tiff(path: Path, where: str) -> np.ndarray:
@@ -267,4 +267,4 @@ def _from_items(items: list[Any], classes: Sequence[str] | None, channel_axis: C
             labels[r] = _painted_classes(np.asarray(m), len(order), names[r])
     ml = _decide_multilabel(labels, multi_label, "training items", names)
     has = any(m is not None for m in masks)
-    return Dataset(_Store(sources, names, labels, order, ml, channel_axis, cache, masks if has else None))
+    return Dataset(SampleStore(sources, names, labels, order, ml, channel_axis, cache, masks if has else None))

@@ -44,7 +44,7 @@ def cached_inputs(ds: Dataset, preprocess: Preprocess, in_chans: int, device: to
     """
     from ..io.prefetch import prefetch
 
-    store = ds._store
+    store = ds.store
     key = ("inputs", preprocess, int(in_chans), str(device))
     entry = store.tensors.get(key)
     n_store = len(store.sources)

@@ -44,6 +44,8 @@ class ObjectPrediction:
     box: ObjectBox
     probs: np.ndarray  # (K,)
     predicted_class: str
+    ood_score: float | None = None  # core.models.ood, as for images (None: the model has no statistics)
+    ood: bool | None = None  # ood_score above the model's threshold
 
     @property
     def confidence(self) -> float:
@@ -91,6 +93,9 @@ class ObjectTable:
         out["confidence"] = np.array([r.confidence for r in rows], dtype=np.float64)
         for k, c in enumerate(self.classes):
             out[f"p_{c}"] = probs[:, k].astype(np.float64)
+        # None (not NaN) without OOD statistics: "not measured" is not a score
+        out["ood_score"] = np.array([r.ood_score for r in rows], dtype=object)
+        out["ood"] = np.array([r.ood for r in rows], dtype=object)
         return out
 
 
@@ -164,10 +169,19 @@ def predict_objects_steps(
 def _classified(bundle: ModelBundle, batch: list[_Crop], vmax: float | None, dev: Any, o: RunOptions,
                 table: ObjectTable, total: int) -> Progress:
     x = network_inputs(bundle, [c.plane for c in batch], [vmax] * len(batch), dev)
-    probs = run_network(bundle, x, dev, o.amp)
-    rows = [ObjectPrediction(c.box, p, label_of(p, bundle)) for c, p in zip(batch, probs)]
+    scores: list[float] = []
+    probs = run_network(bundle, x, dev, o.amp, ood_scores=scores)
+    flags = iter(scores)
+    rows = [ObjectPrediction(c.box, p, label_of(p, bundle), **_ood_fields(bundle, flags)) for c, p in zip(batch, probs)]
     table.rows.extend(rows)
     return Progress(len(table.rows), total, f"{len(table.rows)}/{total} objects", "objects", item=rows)
+
+
+def _ood_fields(bundle: ModelBundle, scores: Iterator[float]) -> dict[str, Any]:
+    score = next(scores, None)
+    if score is None or bundle.ood is None:
+        return {}
+    return {"ood_score": float(score), "ood": bool(score > bundle.ood.threshold)}
 
 
 def predict_objects(

@@ -74,7 +74,7 @@ def channel_mask(channel: torch.Tensor, spec: dict[str, float]) -> torch.Tensor:
 def cached_masks(ds: Dataset, preprocess: Preprocess, in_chans: int, spec: dict[str, float], device: torch.device,
                  stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """``(M, rows)``: (N_store, 1, h, w) masks at the input size, and this data set's rows."""
-    store = ds._store
+    store = ds.store
     ch = int(spec["channel"])
     if not 0 <= ch < in_chans:
         raise CellclassError(f"fcn_target channel {ch} does not exist; the model has {in_chans} channels",
@@ -130,7 +130,7 @@ def painted_masks(ds: Dataset, preprocess: Preprocess, classes: list[str], devic
     (-1: not painted).  Only this data set's painted rows are read."""
     n_classes = len(classes)
     cols = [classes.index(c) for c in ds.classes]
-    store = ds._store
+    store = ds.store
     h, w = preprocess.input_size
     # "area" averages exactly the source pixels under each input pixel, so "> 0" marks an
     # input pixel painted when any of its source pixels is (nothing spreads past the paint)
@@ -176,7 +176,7 @@ def loop_masks(ds: Dataset, preprocess: Preprocess, in_chans: int, classes: list
                device: torch.device, stop: Callable[[], bool] | None = None) -> FcnMasks | None:
     """:class:`FcnMasks` for training an FCN on ``ds``, or None when it has neither a
     fluorescence target (``spec`` None) nor painted masks (train on image labels)."""
-    painted = any(ds._store.has_target_mask(int(j)) for j in ds.indices) if ds._store.mask_sources else False
+    painted = any(ds.store.has_target_mask(int(j)) for j in ds.indices) if ds.store.mask_sources else False
     if spec is None and not painted:
         return None
     fluor, _ = cached_masks(ds, preprocess, in_chans, target_spec(spec), device, stop)
