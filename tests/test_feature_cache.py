@@ -76,7 +76,8 @@ def test_capped_views_train_from_fewer_forward_passes():
     items = _items()
     _fit(items, cache_views=2, epochs=4)
     n = len(items)
-    assert fc.FEATURES.misses <= 2 * n and len(fc.FEATURES) <= 2 * n
+    # two views per image at most, and the identity view's average pooling (the OOD fit reads it)
+    assert fc.FEATURES.misses <= 2 * n and len(fc.FEATURES) <= 3 * n
 
 
 def test_views_are_the_symmetries_the_augmentation_reaches():

@@ -79,29 +79,34 @@ def test_probability_map_composes_tile_grid_with_source_scale():
     np.testing.assert_allclose(data, prob[1])
 
 
-def test_explanation_layers_one_per_map_clipped_named_and_styled():
+def test_explanation_layers_one_layer_with_a_class_axis_clipped_named_and_styled():
     src = _src((32, 40), (1.0, 1.0), (0.0, 0.0), name="cells")
     maps = np.stack([np.full((32, 40), 1.5), np.full((32, 40), -0.2)]).astype(np.float32)
     result = SimpleNamespace(maps=maps, class_names=["round", "spread"], method="gradcam",
                              metadata=lambda: {"method": "gradcam", "layers": ["features.3"], "effective_resolution_px": [8.0, 8.0]})
-    out = L.explanation_layers(result, src, guess_layout(src.shape))
-    names = [kw["name"] for _, kw, _ in out]
-    assert names == ["Grad-CAM round · cells", "Grad-CAM spread · cells"]
-    assert out[0][0].max() == 1.0 and out[1][0].min() == 0.0  # values in [0, 1]
-    kw = out[0][1]
-    # normal blending (additive washed the image out); one map shown, the rest hidden
+    [(data, kw, kind)] = L.explanation_layers(result, src, guess_layout(src.shape))
+    assert kw["name"] == "Grad-CAM all classes · cells" and kind == "image"
+    assert data.shape == (2, 32, 40) and kw["scale"] == (1.0, 1.0, 1.0) and kw["translate"] == (0.0, 0.0, 0.0)
+    assert data[0].max() == 1.0 and data[1].min() == 0.0  # values in [0, 1]
+    # normal blending (additive washed the image out), half opaque
     assert kw["colormap"] == L.CAM_COLORMAP and kw["blending"] == "translucent" and 0.3 <= kw["opacity"] <= 0.7
-    assert [k["visible"] for _, k, _ in out] == [True, False]
     meta = kw["metadata"]["cellclass"]
-    assert meta["layers"] == ["features.3"] and meta["class"] == "round" and meta["source"] == "cells"
+    assert meta["layers"] == ["features.3"] and meta["source"] == "cells"
+    assert meta["axis_classes"] == ["round", "spread"] and meta["class_axis"] == 0
 
 
-def test_explanation_layers_show_the_top_class_only():
-    src = _src((8, 8), (1.0, 1.0), (0.0, 0.0), name="cells")
-    result = SimpleNamespace(maps=np.zeros((3, 8, 8), np.float32), class_names=["a", "b", "c"], method="gradcam",
+def test_the_class_axis_puts_the_top_class_first_and_keeps_the_source_axes():
+    src = _src((3, 8, 8), (1.0, 2.0, 2.0), (0.0, 1.0, 1.0), name="nlo")  # a channel slider
+    maps = np.stack([np.full((4, 4), v, np.float32) for v in (0.1, 0.2, 0.3)])
+    result = SimpleNamespace(maps=maps, class_names=["a", "b", "c"], method="gradcam",
                              probabilities=np.array([0.2, 0.7, 0.1]))
-    out = L.explanation_layers(result, src, guess_layout(src.shape))
-    assert [k["visible"] for _, k, _ in out] == [False, True, False]
+    [(data, kw, _)] = L.explanation_layers(result, src, guess_layout(src.shape))
+    assert kw["metadata"]["cellclass"]["axis_classes"] == ["b", "a", "c"]
+    assert data.shape == (3, 3, 4, 4) and kw["scale"] == (1.0, 1.0, 4.0, 4.0)
+    np.testing.assert_allclose(data[:, 2, 0, 0], [0.2, 0.1, 0.3])  # class order, on every channel
+    one = SimpleNamespace(maps=maps[:1], class_names=["a"], method="gradcam")
+    [(data1, kw1, _)] = L.explanation_layers(one, src, guess_layout(src.shape))
+    assert data1.shape == (3, 4, 4) and kw1["name"] == "Grad-CAM a · nlo"  # one class: no class axis
 
 
 def test_channel_grid_pairs_each_channel_with_its_maps():
@@ -118,6 +123,10 @@ def test_channel_grid_pairs_each_channel_with_its_maps():
     for data, kw, _ in out:
         assert data.shape == (32, 32) and kw["scale"] == (2.0, 2.0) and kw["translate"] == (1.0, 1.0)
     np.testing.assert_array_equal(out[2][0], plane[1])
+    # several classes: still one map layer per channel, with a class axis
+    many = SimpleNamespace(maps=np.ones((5, 32, 32), np.float32), class_names=list("abcde"), method="gradcam")
+    out = L.channel_grid_layers(plane, ["SRS", "TPEF", "trans"], many, src, layout)
+    assert len(out) == 6 and [d.shape for d, _, _ in out[1::2]] == [(5, 32, 32)] * 3
 
 
 def test_names_round_trip_through_the_prediction_shown_in_them():

@@ -82,8 +82,12 @@ def test_sample_data_for_every_modality():
         [(data, kwargs, kind)] = getattr(_sample_data, name)()
         assert kind == "image" and data.shape == shape, name
         assert bool(kwargs.get("rgb", False)) == rgb, name
-        meta = kwargs["metadata"]["cellclass_sample"]
-        assert meta["true_classes"] and "synthetic" in meta["note"]
+        metas = kwargs["metadata"] if isinstance(kwargs["metadata"], list) else [kwargs["metadata"]]
+        for meta in (m["cellclass_sample"] for m in metas):
+            assert meta["true_classes"] and "synthetic" in meta["note"]
+        if len(shape) == 3 and not rgb:  # channel-first samples open as one coloured layer per channel
+            assert kwargs["channel_axis"] == 0 and kwargs["name"] == metas[0]["cellclass_sample"]["channel_names"]
+            assert len(kwargs["colormap"]) == shape[0] and len(metas) == shape[0]
         assert float(np.std(data)) > 0, f"{name} is blank"
     [(cell, kwargs, _)] = _sample_data.phase_contrast_cell()
     assert cell.ndim == 2 and kwargs["name"] == "cell"

@@ -123,7 +123,7 @@ def test_several_layers_and_a_channel_choice_for_an_ambiguous_stack(dock, qtbot)
     wait_done(qtbot, dock)
     # (5, 40, 40) for an RGB model: channels or planes? skipped with a message that says what to do
     assert "cellclass" in a.metadata and "cellclass" not in grey.metadata
-    assert any("planes" in m and "channel_axis" in m for m in notifications())
+    assert any("planes" in m and "channel picker" in m for m in notifications())
 
     dock.layers.set_selected([grey])
     assert dock.channels.isVisibleTo(dock)

@@ -81,3 +81,22 @@ def test_turning_live_mode_off_stops_watching(dock, qtbot, tmp_path):
     store.add_class("third")
     qtbot.wait(3 * 400)
     assert live.retrains == before and live.retrain() is None
+
+
+def test_live_mode_freezes_the_collector_and_shortens_the_switch_interval_while_any_toggle_is_on():
+    import gc
+    import sys
+
+    from napari_cellclass.widgets.live_mode import SWITCH_INTERVAL_S, responsive
+
+    before = sys.getswitchinterval()
+    gc.unfreeze()
+    responsive(1, True)
+    responsive(2, True)
+    assert gc.get_freeze_count() > 0 and sys.getswitchinterval() == min(before, SWITCH_INTERVAL_S)
+    responsive(1, False)
+    assert gc.get_freeze_count() > 0  # another toggle is still on
+    responsive(2, False)
+    assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == before
+    responsive(2, False)  # turning off twice changes nothing
+    assert sys.getswitchinterval() == before

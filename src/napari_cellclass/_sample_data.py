@@ -27,18 +27,38 @@ def _index() -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text())
 
 
-def _sample(stem: str, title: str) -> list[LayerDataTuple]:
+def _sample(stem: str, title: str, as_channels: bool = True) -> list[LayerDataTuple]:
     from .core.io.files import read_image
 
     entry = _index()[stem]
     img = read_image(SAMPLE_DIR / entry["file"])
-    kwargs: dict[str, Any] = {
-        "name": title,
-        "metadata": {"cellclass_sample": {k: entry[k] for k in ("task", "modality", "study", "axes", "channel_names", "true_classes", "seed", "note")}},
-    }
+    meta = {k: entry[k] for k in ("task", "modality", "study", "axes", "channel_names", "true_classes", "seed", "note")}
+    kwargs: dict[str, Any] = {"name": title, "metadata": {"cellclass_sample": meta}}
     if img.rgb:
         kwargs["rgb"] = True
+    elif as_channels and "C" in entry["axes"]:
+        kwargs = _as_channels(title, meta, entry["axes"].index("C"))
     return [(img.data, kwargs, "image")]
+
+
+#: one colour per channel, as fluorescence viewers show them (additive on black)
+CHANNEL_COLOURS = {"protein": "green", "nucleus": "blue", "microtubules": "red", "ER": "yellow",
+                   "SRS-lipids": "magenta", "TPEF": "green", "transmission": "gray"}
+
+
+def _as_channels(title: str, meta: dict[str, Any], axis: int) -> dict[str, Any]:
+    """napari's ``channel_axis`` loading: one coloured layer per channel, named after it.
+    Each layer's metadata names its group (the sample's title) and its place in it, so the
+    docks can combine the layers back into one multichannel input."""
+    names = list(meta["channel_names"])
+    return {
+        "name": names,
+        "channel_axis": axis,
+        "colormap": [CHANNEL_COLOURS.get(n, "gray") for n in names],
+        "blending": ["translucent_no_depth"] + ["additive"] * (len(names) - 1),
+        "metadata": [{"cellclass_sample": {**meta, "group": title, "channel": n, "channel_index": i}}
+                     for i, n in enumerate(names)],
+    }
 
 
 def phase_contrast_cell() -> list[LayerDataTuple]:
@@ -94,5 +114,7 @@ def nuclei_labels(nucleus) -> Any:
 def protein_objects() -> list[LayerDataTuple]:
     """Study 5's 4-channel image with a Labels layer of its nuclei (the nucleus channel thresholded):
     the input of object mode (the Classify dock's *objects* row, ``cellclass predict --objects``)."""
-    (data, kwargs, kind), = protein()
+    # one (C, H, W) layer, not coloured channel layers: object mode reads one image layer,
+    # and its channel axis comes from the metadata ("axes": "CYX"), so "auto" is not ambiguous
+    (data, kwargs, kind), = _sample("protein", "protein localisation (synthetic)", as_channels=False)
     return [(data, kwargs, kind), (nuclei_labels(data[1]), {"name": "nuclei (threshold)"}, "labels")]

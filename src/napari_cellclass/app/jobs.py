@@ -37,6 +37,8 @@ class InputOptions:
 
     channel_axis: Any = "auto"  # "auto" | "none" | int
     channels: list[int] | None = None
+    #: an image with more channels than the model reads its first ones (the dock's picker says so)
+    first_channels: bool = False
     level: int | None = None  # a pyramid's level for tiled maps/explanations (None: automatic)
 
     def run(self, session: Session, batch_size: int = 32) -> RunOptions:
@@ -55,18 +57,63 @@ class Request:
     info: SourceInfo
     data_point: tuple[float, ...] | None = None  # layer.world_to_data(dims.point)
     channel_names: list[str] | None = None  # from the layer's metadata, when it names them
+    channel_axis_hint: int | None = None  # the channel axis the layer's metadata settles ("auto" uses it)
+    options: InputOptions | None = None  # this layer's own channel choice (the dock's picker), else the run's
+    combined: bool = False  # several layers read as the channels of one input (placed on the first)
+
+
+def effective(req: Request, options: InputOptions | None) -> InputOptions:
+    """The options ``req`` is read with: its own choice, else the run's; "auto" takes the
+    channel axis the layer's metadata gives."""
+    from dataclasses import replace
+
+    chosen = req.options or options or InputOptions()
+    if chosen.channel_axis == "auto" and req.channel_axis_hint is not None:
+        return replace(chosen, channel_axis=req.channel_axis_hint)
+    return chosen
+
+
+def fitted(options: InputOptions, layout: Any, bundle: ModelBundle) -> InputOptions:
+    """``options`` for one image once the model is known: with ``first_channels``, an
+    image with more channels than the model gives it its first ``in_chans``."""
+    from dataclasses import replace
+
+    if options.first_channels and options.channels is None and layout.channel_axis is not None \
+            and layout.n_channels > bundle.in_chans:
+        return replace(options, channels=list(range(bundle.in_chans)))
+    return options
 
 
 def make_request(viewer: Viewer, layer: Layer) -> Request:
     """Capture what a job needs from a napari layer (call on the main thread)."""
     from .layer_data import source_info
 
+    from .channels import channel_names_of, metadata_channel_axis
+
     info = source_info(layer)
     point = tuple(float(v) for v in layer.world_to_data(viewer.dims.point))
     meta = layer.metadata
-    names = meta.get("channel_names") or (meta.get("cellclass_sample") or {}).get("channel_names")
-    return Request(LayerSource(layer.data, info.name, info.rgb), info, point,
-                   [str(n) for n in names] if isinstance(names, (list, tuple)) else None)
+    return Request(LayerSource(layer.data, info.name, info.rgb), info, point, channel_names_of(meta),
+                   metadata_channel_axis(info.shape, info.rgb, meta))
+
+
+def make_combined_request(viewer: Viewer, layers: Sequence[Layer]) -> Request:
+    """Same-shaped layers (one per channel, e.g. napari's ``channel_axis`` loading) as one
+    multichannel input, channels in layer order; placed like the first layer."""
+    from dataclasses import replace
+
+    from .channels import SAMPLE_KEY, ChannelStack, combine_check, combined_name
+    from .layer_data import source_info
+
+    infos = [source_info(layer) for layer in layers]
+    shape = combine_check([i.name for i in infos], [i.shape for i in infos], [i.rgb for i in infos])
+    groups = [(layer.metadata.get(SAMPLE_KEY) or {}).get("group") for layer in layers]
+    name = combined_name([i.name for i in infos], groups)
+    axis = len(shape) - 2  # (C, H, W), or (T, C, H, W) for stacks
+    first = infos[0]
+    point = tuple(float(v) for v in layers[0].world_to_data(viewer.dims.point))
+    source = LayerSource(ChannelStack([layer.data for layer in layers], axis), name, False)
+    return Request(source, replace(first, name=name), point, [i.name for i in infos], axis, combined=True)
 
 
 @dataclass
@@ -111,6 +158,9 @@ class Explanation:
     channel_names: list[str]
     #: a pyramid's map cells in level-0 pixels (scale, translate); None: the map covers the plane
     placement: tuple[tuple[float, float], tuple[float, float]] | None = None
+    #: the layer data to add, made in the worker: the map layer(s) and the channel-grid pairs
+    maps: list[Any] = field(default_factory=list)
+    pairs: list[Any] = field(default_factory=list)
 
 
 def model_id(choice: ModelChoice) -> str:
@@ -138,14 +188,16 @@ def load_job(session: Session) -> Generator[Progress, None, str]:
 def _layouts(bundle: ModelBundle, requests: Sequence[Request], options: InputOptions) -> tuple[list[tuple[Request, Any]], list[LayerFailure]]:
     from ..core.errors import CellclassError
     from ..core.io.images import inspect
+    from .channels import for_docks
 
     good, failures = [], []
     for req in requests:
         try:
-            layout, _ = inspect(req.source.data, options.channel_axis, bundle.in_chans, req.source.rgb, req.info.name)
+            axis = effective(req, options).channel_axis
+            layout, _ = inspect(req.source.data, axis, bundle.in_chans, req.source.rgb, req.info.name)
             good.append((req, layout))
         except CellclassError as err:
-            failures.append(LayerFailure(req.info.name, str(err)))
+            failures.append(LayerFailure(req.info.name, str(for_docks(err))))
     return good, failures
 
 
@@ -156,6 +208,7 @@ def classify_job(
     per finished layer and a :class:`LayerFailure` per layer that cannot be read."""
     from ..core.errors import CellclassError
     from ..core.inference.predict import label_of, predict_records
+    from .channels import dock_text, for_docks
 
     options = options or InputOptions()
     bundle, model = yield from load_bundle(session)
@@ -170,7 +223,8 @@ def classify_job(
         try:
             # "skip": a plane that cannot be read (a broken file in a folder stack) becomes
             # a notification for that frame, and the layer's other frames are still classified
-            records = predict_records(bundle, req.source, on_error="skip", options=options.run(session, batch_size))
+            records = predict_records(bundle, req.source, on_error="skip",
+                                      options=fitted(effective(req, options), layout, bundle).run(session, batch_size))
             unreadable = []
             with closing(records):
                 for rec in records:
@@ -182,11 +236,11 @@ def classify_job(
                                           rec.ood_score, rec.ood))
                     yield Progress(done, total)
             if not rows:  # nothing usable: one message for the layer, as for any other bad layer
-                raise CellclassError(unreadable[0].error if unreadable else f"'{req.info.name}' has no frames")
+                raise CellclassError(dock_text(unreadable[0].error) if unreadable else f"'{req.info.name}' has no frames")
             for rec in unreadable:
-                yield Progress(done, total, item=LayerFailure(f"{req.info.name}, frame {rec.frame}", rec.error))
+                yield Progress(done, total, item=LayerFailure(f"{req.info.name}, frame {rec.frame}", dock_text(rec.error)))
         except CellclassError as err:
-            failure = LayerFailure(req.info.name, str(err))
+            failure = LayerFailure(req.info.name, str(for_docks(err)))
             failures.append(failure)
             table.replace_layer(req.info.name, [])
             done += layout.n_frames - len(rows)
@@ -214,13 +268,14 @@ def tiled_map_job(
     for f in failures:
         yield Progress(0, 0, item=f)
     size = tile or bundle.input_size
-    levels = [map_level(bundle, req, options, session, batch_size) for req, _ in todo]  # pyramids: the tiled level
+    levels = [map_level(bundle, req, effective(req, options), session, batch_size) for req, _ in todo]  # pyramids: the tiled level
     batches = [-(-tile_grid(hw or (layout.height, layout.width), size, overlap).n_tiles // batch_size)
                for (_, layout), (_, hw) in zip(todo, levels)]
     total, done, maps = sum(batches), 0, []
     for i, ((req, layout), n) in enumerate(zip(todo, batches)):
         frame = frame_of(layout, req.data_point)
-        steps = predict_map_steps(bundle, req.source, size, overlap, frame=frame, options=options.run(session, batch_size))
+        steps = predict_map_steps(bundle, req.source, size, overlap, frame=frame,
+                                  options=fitted(effective(req, options), layout, bundle).run(session, batch_size))
         try:
             start = done
             # the bar counts batches across all layers; each report says the tiles done in this one
@@ -262,38 +317,46 @@ def map_level(bundle: ModelBundle, req: Request, options: InputOptions, session:
 def explain_job(
     session: Session, request: Request, method: str = "gradcam", target: str | None = None,
     cam_layer: str | None = None, tile: int | None = None, options: InputOptions | None = None,
-    fcn_models_use_fcn: bool = False,
+    fcn_models_use_fcn: bool = False, grid: bool = False,
 ) -> Generator[Progress, None, Explanation]:
     """Explanation maps of the current frame of one layer (Grad-CAM family or FCN).
     ``tile``: None = whole image, 0 = tiles of the model's input size, n = n px tiles.
     ``fcn_models_use_fcn``: the method was not chosen for this model, so an FCN model
     (known only once loaded) shows its own maps."""
+    from ..core.errors import ImageError
     from ..core.explain import explain_steps
     from ..core.io.images import get_plane
+    from .channels import for_docks
 
-    options = options or InputOptions()
+    options = effective(request, options)
     bundle, _ = yield from load_bundle(session)
     if fcn_models_use_fcn and bundle.is_fcn:
         method = "fcn"
     todo, failures = _layouts(bundle, [request], options)
     if failures:
-        from ..core.errors import ImageError
-
         raise ImageError(failures[0].message)
     layout = todo[0][1]
+    options = fitted(options, layout, bundle)
     frame = frame_of(layout, request.data_point)
     yield Progress(0, 0, message=f"explaining '{request.info.name}'" + (f", frame {frame}" if layout.is_stack else ""))
     if tile is not None and tile <= 0:  # 0 = "model input size": tiles as large as the network's input
         tile = tuple(int(v) for v in bundle.input_size)
     steps = explain_steps(bundle, [request.source], method, target, cam_layer or None, tile, frame=frame,
                           options=options.run(session, batch_size=16))
-    with closing(steps):
-        result = (yield from steps)[0]
+    try:
+        with closing(steps):
+            result = (yield from steps)[0]
+    except ImageError as err:  # a channel mismatch: point at the dock's picker, not the API
+        raise for_docks(err) from err
     level, placement = _explained_level(bundle, request, options, session, tile, result)
     data, lay = (request.source.data, layout) if level is None else level
     plane = get_plane(data, lay, frame, request.info.name)
-    return Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names),
-                       placement)
+    out = Explanation(request, layout, frame, result, plane, _channel_names(bundle, layout, options, request.channel_names),
+                      placement)
+    from .explain_layers import explanation_tuples
+
+    out.maps, out.pairs = explanation_tuples(out, grid)  # here, off the Qt thread
+    return out
 
 
 def _explained_level(bundle: ModelBundle, request: Request, options: InputOptions, session: Session,

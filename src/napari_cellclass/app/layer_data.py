@@ -214,30 +214,58 @@ def heatmap_layer(
     return data, kwargs, "image"
 
 
-def explanation_layers(result: ExplainResult, src: SourceInfo, layout: Layout, frame: int = 0,
-                       placement: tuple[Sequence[float], Sequence[float]] | None = None) -> list[LayerDataTuple]:
-    """One layer per map of an ``ExplainResult`` (maps (K, H, W) in [0, 1]); ``placement``
-    (scale, translate of map cells in source pixels) for a map of a pyramid level."""
+ALL_CLASSES = "all classes"
+
+
+def ranked_maps(result: ExplainResult) -> tuple[np.ndarray, list[str]]:
+    """The maps (K, H, W) and their class names, the most probable class first."""
     maps = np.asarray(result.maps)
     if maps.ndim == 2:
         maps = maps[np.newaxis]
     names = list(result.class_names)
     if len(names) != maps.shape[0]:
         raise ValueError(f"{maps.shape[0]} maps for {len(names)} class names")
-    extra = _plain(result.metadata()) if hasattr(result, "metadata") else {"method": str(result.method)}
     probs = np.asarray(getattr(result, "probabilities", []), dtype=float).reshape(-1)
-    # many maps: only the top class is shown, the others wait hidden in the layer list
-    top = int(np.argmax(probs)) if probs.size == len(names) and len(names) > 1 else 0
+    if probs.size == len(names) and len(names) > 1:
+        order = [int(i) for i in np.argsort(-probs, kind="stable")]
+        maps, names = maps[order], [names[i] for i in order]
+    return maps, names
+
+
+def with_class_axis(layer: LayerDataTuple, names: Sequence[str], stack: np.ndarray, layout: Layout) -> LayerDataTuple:
+    """``layer`` (the top class's map, placed by :func:`place_map` on ``layout``) with every
+    class's map (K, h, w) on a leading class axis: one layer and a "class" slider instead
+    of one layer per class.  Other axes are broadcast views, never copies."""
+    data, kwargs, kind = layer
+    k, h, w = stack.shape
+    shape = [k] + [h if d == layout.y_axis else w if d == layout.x_axis else 1 for d in range(data.ndim)]
+    full = np.broadcast_to(np.ascontiguousarray(stack, dtype=np.float32).reshape(shape), (k, *data.shape))
+    meta = dict(kwargs["metadata"][META_KEY])
+    meta.update({"class": names[0], "axis_classes": list(names), "class_axis": 0})  # the slider's order
+    return full, {**kwargs, "scale": (1.0, *kwargs["scale"]), "translate": (0.0, *kwargs["translate"]),
+                  "metadata": {META_KEY: meta}}, kind
+
+
+def explanation_layers(result: ExplainResult, src: SourceInfo, layout: Layout, frame: int = 0,
+                       placement: tuple[Sequence[float], Sequence[float]] | None = None) -> list[LayerDataTuple]:
+    """The maps of an ``ExplainResult`` (maps (K, H, W) in [0, 1]) as ONE layer: one map as
+    it is, several with a leading class axis, the most probable class first (index 0 of
+    the slider).  ``placement`` (scale, translate of map cells in source pixels) for a
+    map of a pyramid level."""
+    maps, names = ranked_maps(result)
+    extra = _plain(result.metadata()) if hasattr(result, "metadata") else {"method": str(result.method)}
     # normal (translucent) blending: additive maps washed the image out; the viewer
     # gives explanation maps a colormap whose low end is transparent
-    return [
-        heatmap_layer(m, map_name(src.name, str(result.method), c), src, layout, frame,
-                      map_scale=None if placement is None else placement[0],
-                      map_translate=None if placement is None else placement[1],
-                      metadata={**extra, "class": c, "title": map_title(src.name, str(result.method), c)},
-                      blending=EXPLAIN_BLENDING, visible=k == top)
-        for k, (m, c) in enumerate(zip(maps, names))
-    ]
+    title = names[0] if len(names) == 1 else ALL_CLASSES
+    top = heatmap_layer(np.clip(np.nan_to_num(maps[0]), 0.0, 1.0), map_name(src.name, str(result.method), title),
+                        src, layout, frame,
+                        map_scale=None if placement is None else placement[0],
+                        map_translate=None if placement is None else placement[1],
+                        metadata={**extra, "class": names[0], "title": map_title(src.name, str(result.method), title)},
+                        blending=EXPLAIN_BLENDING)
+    if len(names) == 1:
+        return [top]
+    return [with_class_axis(top, names, np.clip(np.nan_to_num(maps), 0.0, 1.0), layout)]
 
 
 def probability_map_layers(
@@ -278,8 +306,9 @@ def channel_grid_layers(
         (src.translate[layout.y_axis], src.translate[layout.x_axis]),
     )
     flat_layout = guess_layout(plane.shape[-2:], "none", name=src.name)
-    maps = np.asarray(result.maps)
-    maps = maps[np.newaxis] if maps.ndim == 2 else maps
+    maps, names = ranked_maps(result)
+    maps = np.clip(np.nan_to_num(maps), 0.0, 1.0)
+    title = names[0] if len(names) == 1 else ALL_CLASSES
     out: list[LayerDataTuple] = []
     for c, channel in enumerate(channel_names):
         img = plane[c]
@@ -293,11 +322,12 @@ def channel_grid_layers(
             "metadata": {META_KEY: {"source": src.name, "channel": channel,
                                     "title": f"channel {channel} of image '{src.name}'"}},
         }, "image"))
-        for m, class_name in zip(maps, result.class_names):
-            name = map_name(src.name, str(result.method), class_name, channel)
-            title = map_title(src.name, str(result.method), class_name, channel)
-            out.append(heatmap_layer(m, name, flat, flat_layout,
-                                     metadata={"class": class_name, "channel": channel, "title": title}))
+        # one map layer per channel (a class axis for several classes): the grid stays 2 x C boxes
+        name = map_name(src.name, str(result.method), title, channel)
+        desc = map_title(src.name, str(result.method), title, channel)
+        top = heatmap_layer(maps[0], name, flat, flat_layout,
+                            metadata={"class": names[0], "channel": channel, "title": desc}, blending=EXPLAIN_BLENDING)
+        out.append(top if len(names) == 1 else with_class_axis(top, names, maps, flat_layout))
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +39,10 @@ class LiveSkip:
 
 
 def live_options(options: FineTuneOptions) -> FineTuneOptions:
-    """The panel's options made head-only (frozen backbone, one split, cached views)."""
+    """The panel's options made head-only (frozen backbone, cached views) with one split that a new
+    label barely changes (so only the new label's features are computed)."""
     return replace(options, freeze_fraction=1.0, two_stage=False, folds=0, feature_cache=True,
-                   cache_views=LIVE_VIEWS if options.augment else 0)
+                   cache_views=LIVE_VIEWS if options.augment else 0, stable_split=True)
 
 
 def labels_fingerprint(store: AnnotationStore) -> str:
@@ -64,6 +65,20 @@ def live_job(session: Session, store: AnnotationStore, options: FineTuneOptions,
         return LiveSkip(str(err))
 
 
+def reusing_features(job: Callable[..., Generator[Progress, None, Any]]) -> Callable[..., Generator[Progress, None, Any]]:
+    """``job`` (the Classify or the ranking job) run inside ``reuse_features``: images whose pixels
+    did not change since a live model last saw them are re-classified by the new head on their
+    cached backbone features, with no backbone pass (the live head is all that changes)."""
+    from ..core.models.feature_store import reuse_features
+
+    def run(*args: Any, **kwargs: Any) -> Generator[Progress, None, Any]:
+        with reuse_features():  # per thread: the worker that runs this generator
+            return (yield from job(*args, **kwargs))
+
+    run.__name__ = getattr(job, "__name__", "job")
+    return run
+
+
 def preview_session(session: Session, bundle: ModelBundle) -> Session:
     """A session whose model is ``bundle`` (same settings and device), for re-classifying and
     re-ranking with a model that is not the session's yet; ``session`` itself is untouched."""
@@ -74,4 +89,5 @@ def preview_session(session: Session, bundle: ModelBundle) -> Session:
     return preview
 
 
-__all__ = ["LIVE_VIEWS", "LiveSkip", "labels_fingerprint", "live_job", "live_options", "preview_session"]
+__all__ = ["LIVE_VIEWS", "LiveSkip", "labels_fingerprint", "live_job", "live_options", "preview_session",
+           "reusing_features"]

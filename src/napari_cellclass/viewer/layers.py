@@ -8,6 +8,7 @@ at the same position in the layer list.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, TYPE_CHECKING
 
 import numpy as np
@@ -50,13 +51,20 @@ def _fade_low_end(kwargs: dict[str, Any]) -> dict[str, Any]:
     cmap = kwargs.get("colormap")
     if kwargs.get("blending") != "translucent" or not isinstance(cmap, str):
         return kwargs
+    faded = _fading(cmap)
+    return kwargs if faded is None else {**kwargs, "colormap": faded}
+
+
+@lru_cache(maxsize=16)
+def _fading(cmap: str) -> Any:
+    """One colormap object per name: every map shares it (no colormap built per layer)."""
     from napari.utils.colormaps import AVAILABLE_COLORMAPS, Colormap
 
     if cmap not in AVAILABLE_COLORMAPS:
-        return kwargs
+        return None
     colors = np.asarray(AVAILABLE_COLORMAPS[cmap].map(np.linspace(0.0, 1.0, 64)), dtype=float)
     colors[:, 3] = np.clip(np.linspace(0.0, 1.0, 64) / 0.35, 0.0, 1.0)  # transparent below ~0, opaque from 0.35
-    return {**kwargs, "colormap": Colormap(colors, name=f"{cmap} (fading)")}
+    return Colormap(colors, name=f"{cmap} (fading)")
 
 
 def upsert_all(viewer: Viewer, layers: Sequence[tuple[Any, dict[str, Any], str]]) -> list[Any]:
@@ -81,3 +89,22 @@ def image_layers(viewer: Viewer) -> list[Any]:
     from ..app.layer_data import is_derived
 
     return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_derived(layer.metadata)]
+
+
+def channel_layers_of(viewer: Viewer, layer: Any) -> list[Any]:
+    """The layers to combine as channels with ``layer``, in layer-list order: the image
+    layers selected in napari's layer list when ``layer`` is one of several selected;
+    else the layers of its channel group (a sample opened as coloured channels); else
+    just ``layer`` (the run then says how to pick more)."""
+    from ..app.channels import SAMPLE_KEY
+
+    images = image_layers(viewer)
+    selected = [l for l in images if l in viewer.layers.selection]
+    if len(selected) > 1 and any(l is layer for l in selected):
+        return selected
+    group = (layer.metadata.get(SAMPLE_KEY) or {}).get("group") if layer is not None else None
+    if group:
+        members = [l for l in images if (l.metadata.get(SAMPLE_KEY) or {}).get("group") == group]
+        if len(members) > 1:
+            return sorted(members, key=lambda l: (l.metadata[SAMPLE_KEY].get("channel_index", 0)))
+    return [layer] if layer is not None else []

@@ -109,8 +109,9 @@ class NextToLabel(QWidget):
         """The scores offered now."""
         return [self.method.itemText(i) for i in range(self.method.count())]
 
-    def rank(self, session: Session | None = None) -> Any:
-        """Rank with the session's model, or ``session``'s (live mode previews a model not kept yet)."""
+    def rank(self, session: Session | None = None, job: Callable[..., Any] | None = None) -> Any:
+        """Rank with the session's model, or ``session``'s (live mode previews a model not kept yet;
+        its ``job`` reuses features)."""
         from ..viewer.layers import image_layers
 
         layers = image_layers(self.viewer)
@@ -122,7 +123,7 @@ class NextToLabel(QWidget):
         self._model_changed()
         # before the model is loaded the panel cannot know its scores: let the job pick the model's default
         method = self.method.currentText() if self._ensemble is not None else None
-        return self.controls.start(rank_job, session or self.session, requests, self._labelled(), method,
+        return self.controls.start(job or rank_job, session or self.session, requests, self._labelled(), method,
                                    tile=tile, desc="rank by uncertainty", on_done=self._ranked)
 
     def _ranked(self, ranking: RankedPlanes) -> None:

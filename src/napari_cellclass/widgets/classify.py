@@ -18,9 +18,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
-    QSplitter,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -34,9 +32,11 @@ from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
+from .channel_picker import combined_input, combined_requests
+from ..viewer.layers import channel_layers_of
 from .classify_objects import ObjectMode
 from .fold import Fold, scroll_body
-from .model_card import ModelCardView
+from .model_card import ModelCardView, results_and_card
 from .table_headers import decorate, fit_columns, label_columns, show_probabilities
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
@@ -101,6 +101,8 @@ class ClassifyDock(QWidget):
         self.model = ModelPicker(self.session)
         self.card_button = QPushButton("model card")
         self.channels = ChannelPicker()
+        self.combine = QCheckBox("combine ticked layers as channels (in layer order)")
+        self.combine.setToolTip("napari's one-layer-per-channel images (e.g. H, E, DAB): one multichannel input")
         self.mode = QComboBox()
         self.mode.addItems([WHOLE, TILED])
         self.mode.setCurrentText(WHOLE)  # not persisted: a remembered tiled mode silently gave no table
@@ -135,6 +137,7 @@ class ClassifyDock(QWidget):
         self.all_probs.toggled.connect(lambda on: (show_probabilities(self.view, on), fit_columns(self.view)))
         self.card_button.clicked.connect(self.show_card)
         self.layers.changed.connect(self._update_channels)
+        self.combine.toggled.connect(self._update_channels)
         self.mode.currentTextChanged.connect(self._mode_changed)
         self.tile.valueChanged.connect(lambda v: settings.set("classify.tile", int(v)))
         self.overlap.valueChanged.connect(lambda v: settings.set("classify.overlap", float(v)))
@@ -156,6 +159,7 @@ class ClassifyDock(QWidget):
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.card_button)
         form.addRow("model", model_row)
+        form.addRow("", self.combine)
         form.addRow("", self.channels)
         form.addRow("mode", self.mode)
         tiles = QHBoxLayout()
@@ -171,23 +175,8 @@ class ClassifyDock(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
-        box = QGroupBox("model card (drag the bar above to resize)")
-        card_layout = QVBoxLayout(box)
-        card_layout.addWidget(self.card)
-        card_layout.addWidget(self.card_export)
-        results = QWidget()
-        inner = QVBoxLayout(results)
-        inner.setContentsMargins(0, 0, 0, 0)
-        inner.addWidget(self.view, 1)
-        inner.addWidget(self.objects.footer)
-        below = QHBoxLayout()
-        below.addWidget(self.all_probs)
-        below.addWidget(self.export_button, 1)
-        inner.addLayout(below)
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(results)
-        self.splitter.addWidget(box)
-        self.splitter.setChildrenCollapsible(False)
+        self.splitter = results_and_card(self.view, [self.objects.footer], [self.all_probs, self.export_button],
+                                         [self.card, self.card_export])
         layout.addWidget(self.splitter, 1)
 
     def _disconnect(self, viewer: Viewer, session: Session) -> None:
@@ -204,9 +193,14 @@ class ClassifyDock(QWidget):
 
     def _update_channels(self) -> None:
         chosen = self.layers.selected()
-        multi = [layer for layer in chosen if not getattr(layer, "rgb", False) and layer.data.ndim >= 3]
         bundle = self.session.cached()
-        self.channels.update_for(multi[0] if multi else None, bundle.in_chans if bundle is not None else None)
+        if self.combine.isChecked():  # one input: the ticked layers (or a sample's channel layers) as its channels
+            chosen = [combined_input(self._to_combine(chosen))]
+        self.channels.update_for_layers(chosen, bundle.in_chans if bundle is not None else None)
+
+    def _to_combine(self, chosen: list[Any]) -> list[Any]:
+        """The ticked layers; one ticked layer of a sample's channel group stands for its group."""
+        return channel_layers_of(self.viewer, chosen[0]) if len(chosen) == 1 else chosen
 
     def _model_changed(self, *_: Any) -> None:
         bundle = self.session.cached()
@@ -239,11 +233,17 @@ class ClassifyDock(QWidget):
             return self.objects.run(chosen)
         self._sources = {}
         requests = []
+        if self.combine.isChecked():
+            requests = combined_requests(self.viewer, self._to_combine(chosen), self.channels)
+            chosen = []
         for layer in chosen:
             req = make_request(self.viewer, layer)
+            req.options = self.channels.options_for(layer)  # each layer its own channel choice
             self._sources[req.info.name] = layer
             requests.append(req)
-        options = self.channels.options()
+        if not requests:
+            return None
+        options = None
         if self.mode.currentText() == TILED:
             return self.controls.start(
                 tiled_map_job, self.session, requests, self.tile.value() or None, self.overlap.value(),

@@ -16,6 +16,9 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpin
 from ..app import layer_data as L
 from ..app.jobs import Explanation, explain_job, make_request
 from .pickers import ChannelPicker, LayerCombo, ModelPicker
+from .channel_picker import combined_input, combined_requests
+from ..viewer.class_axis import follow_class_axis
+from ..viewer.layers import channel_layers_of
 from .feeder import LayerFeeder
 from .fold import Fold, scroll_body
 from .runner import JobControls
@@ -41,6 +44,9 @@ class ExplainDock(QWidget):
         self.image = LayerCombo(napari_viewer)
         self.model = ModelPicker(self.session)
         self.channels = ChannelPicker()
+        self.combine = QCheckBox("combine selected layers as channels")
+        self.combine.setToolTip("the image layers selected in napari's layer list (or a sample's channel layers) "
+                                "as the channels of one input, in layer order")
         self.method = QComboBox()
         for m in METHODS:
             self.method.addItem(L.METHOD_TITLES[m], m)
@@ -67,6 +73,8 @@ class ExplainDock(QWidget):
 
         self.controls.run_requested.connect(self.run)
         self.image.currentIndexChanged.connect(self._image_changed)
+        self.combine.toggled.connect(self._image_changed)
+        napari_viewer.layers.selection.events.changed.connect(self._selection_changed)
         self.method.currentIndexChanged.connect(lambda *_: settings.set("explain.method", self.method.currentData()))
         self.method.activated.connect(lambda *_: setattr(self, "_method_chosen", True))  # the user's hand only
         self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v)))
@@ -82,6 +90,7 @@ class ExplainDock(QWidget):
         form = QFormLayout()
         form.addRow("image", self.image)
         form.addRow("model", self.model)
+        form.addRow("", self.combine)
         form.addRow("", self.channels)
         form.addRow("method", self.method)
         form.addRow("target", self.target)
@@ -101,6 +110,7 @@ class ExplainDock(QWidget):
     def _disconnect(self, session: Session) -> None:
         session.choice_changed.disconnect(self._model_changed)
         session.model_loaded.disconnect(self._model_changed)
+        self.viewer.layers.selection.events.changed.disconnect(self._selection_changed)
         self.image.unwatch()
 
     # ------------------------------------------------------------------ inputs
@@ -144,9 +154,14 @@ class ExplainDock(QWidget):
     def _image_changed(self, *_: Any) -> None:
         layer = self.image.layer()
         bundle = self.session.cached()
-        self.channels.update_for(layer, bundle.in_chans if bundle is not None else None)
+        combined = combined_input(channel_layers_of(self.viewer, layer)) if self.combine.isChecked() else None
+        self.channels.update_for(combined or layer, bundle.in_chans if bundle is not None else None)
         multi = layer is not None and not getattr(layer, "rgb", False) and layer.data.ndim >= 3
-        self.grid.setEnabled(multi)
+        self.grid.setEnabled(multi or combined is not None)
+
+    def _selection_changed(self, *_: Any) -> None:
+        if self.combine.isChecked():  # the selection is what gets combined
+            self._image_changed()
 
     def target_value(self) -> str | None:
         text = self.target.currentText().strip()
@@ -162,11 +177,19 @@ class ExplainDock(QWidget):
             show_warning("Explain: there is no image layer — open an image first")
             return None
         layer_name = self.cam_layer.currentText().strip()
+        if self.combine.isChecked():
+            requests = combined_requests(self.viewer, channel_layers_of(self.viewer, layer), self.channels)
+            if not requests:
+                return None
+            request = requests[0]
+        else:
+            request = make_request(self.viewer, layer)
+            request.options = self.channels.options_for(layer)
         return self.controls.start(
-            explain_job, self.session, make_request(self.viewer, layer), self.method.currentData(),
+            explain_job, self.session, request, self.method.currentData(),
             self.target_value(), None if layer_name in ("", "auto") else layer_name,
-            self.tile.value() if self.tiled.isChecked() else None, self.channels.options(),
-            fcn_models_use_fcn=not self._method_chosen,
+            self.tile.value() if self.tiled.isChecked() else None, None,
+            fcn_models_use_fcn=not self._method_chosen, grid=self.grid.isChecked(),
             desc=f"explain ({L.METHOD_TITLES[self.method.currentData()]})", on_done=self._show, on_end=self._after_run,
         )
 
@@ -177,10 +200,7 @@ class ExplainDock(QWidget):
 
     def _show(self, out: Explanation) -> None:
         info, layout = out.request.info, out.layout
-        maps = L.explanation_layers(out.result, info, layout, out.frame, out.placement)
-        pairs = []
-        if self.grid.isChecked() and layout.channel_axis is not None and not info.rgb and layout.n_channels > 1:
-            pairs = L.channel_grid_layers(out.plane, out.channel_names, out.result, info, layout)
+        maps, pairs = out.maps, out.pairs  # made in the worker: only adding is left for this thread
         if self.feeder is not None:
             self.feeder.cancel()
 
@@ -188,14 +208,17 @@ class ExplainDock(QWidget):
             self.feeder = None
             added = layers[: len(maps)]
             if pairs:
-                show_in_grid(self.viewer, layers[len(maps):], stride=1 + len(added))
+                show_in_grid(self.viewer, layers[len(maps):], stride=2)
+            for layer in layers:
+                follow_class_axis(self.viewer, layer)
             where = f" (frame {out.frame})" if layout.is_stack else ""
             res = getattr(out.result, "effective_resolution", None)
             detail = f"; one map cell ≈ {res[0]:.1f}×{res[1]:.1f} source px" if res is not None else ""
-            shown = [a.name for a in added if a.visible]
-            hidden = f" (+{len(added) - len(shown)} hidden in the layer list)" if len(shown) < len(added) else ""
-            self.controls.status.setText(f"{len(added)} map(s) of '{info.name}'{where}{detail}: "
-                                         + ", ".join(shown) + hidden)
+            classes = [c for a in added for c in (a.metadata.get(L.META_KEY) or {}).get("axis_classes", [])]
+            slider = (f" — {len(classes)} classes on the 'class' slider, most probable first: {classes[0]}"
+                      if classes else "")
+            self.controls.status.setText(f"{len(added)} map layer(s) of '{info.name}'{where}{detail}: "
+                                         + ", ".join(a.name for a in added) + slider)
 
-        # one layer per event-loop turn: dozens of maps never freeze the viewer
+        # one layer per event-loop turn, the user's selection left alone: paint and input run between
         self.feeder = LayerFeeder(self.viewer, [*maps, *pairs], done, parent=self)

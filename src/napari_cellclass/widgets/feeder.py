@@ -1,13 +1,16 @@
-"""Add many layers without freezing the viewer: one layer per event-loop turn.
+"""Add layers without freezing the viewer: one layer per event-loop turn.
 
 Creating a napari layer costs tens of milliseconds on the main thread (vispy
-nodes, thumbnails, the layer list); "all classes" on a large model adds dozens of
-them.  Adding them one per ``QTimer.singleShot(0)`` lets paint and input events
-run between layers, so the viewer keeps answering while maps arrive.
+nodes, its layer controls, the layer list row), and more when it becomes the
+selected layer (the controls panel switches).  So: the layer data arrives ready
+(made in the worker, contrast limits set), the docks add few layers (a class
+axis instead of one layer per class), one per ``QTimer`` turn so paint and input
+run between them, and without selecting them: the user's layer stays selected.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +50,22 @@ class LayerFeeder(QObject):
         if self.cancelled:
             return
         batch, self._todo = self._todo[: self._per_turn], self._todo[self._per_turn:]
-        self.added.extend(upsert(self.viewer, ld) for ld in batch)
+        layers = self.viewer.layers
+        # napari selects an inserted layer (and rebuilds its controls panel); a map should not
+        # take the selection from the image the user works on.  The switch is private in
+        # napari 0.5-0.9 (it warns); where it is gone, napari's default (select it) applies.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            keep = getattr(layers, "_activate_on_insert", None)
+            if isinstance(keep, bool):
+                layers._activate_on_insert = False
+        try:
+            self.added.extend(upsert(self.viewer, ld) for ld in batch)
+        finally:
+            if isinstance(keep, bool):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    layers._activate_on_insert = keep
         if self._todo:
             QTimer.singleShot(0, self._step)
         else:

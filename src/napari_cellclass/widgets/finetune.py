@@ -300,9 +300,10 @@ class FineTunePanel(QWidget):
         self.undo_button.setEnabled(bool(self._previous))
 
     # ------------------------------------------------------------------ re-classify
-    def classify_open_layers(self, session: Session | None = None, on_end: Callable[[], None] | None = None) -> Any:
+    def classify_open_layers(self, session: Session | None = None, on_end: Callable[[], None] | None = None,
+                             job: Callable[..., Any] | None = None) -> Any:
         """Classify every open image layer with the session's model (the Classify dock's job),
-        or with ``session``'s (live mode previews a model not kept yet)."""
+        or with ``session``'s (live mode previews a model not kept yet; its ``job`` reuses features)."""
         from ..app.jobs import classify_job, make_request
         from ..viewer.layers import image_layers
 
@@ -315,7 +316,7 @@ class FineTunePanel(QWidget):
             req = make_request(self.viewer, layer)
             self._sources[req.info.name] = layer
             requests.append(req)
-        return self.controls.start(classify_job, session or self.session, requests, 16, desc="re-classify",
+        return self.controls.start(job or classify_job, session or self.session, requests, 16, desc="re-classify",
                                    on_item=self._predictions, on_end=on_end)
 
     def _predictions(self, item: Any) -> None:

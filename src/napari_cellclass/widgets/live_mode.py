@@ -14,6 +14,8 @@ viewer stays responsive.
 
 from __future__ import annotations
 
+import gc
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
-from ..app.live import LiveSkip, labels_fingerprint, live_job, preview_session
+from ..app.finetune_jobs import rank_job
+from ..app.jobs import classify_job
+from ..app.live import (
+    LiveSkip,
+    labels_fingerprint,
+    live_job,
+    preview_session,
+    reusing_features,
+)
 
 if TYPE_CHECKING:
     from ..app.live import LiveSkip
@@ -29,7 +39,31 @@ if TYPE_CHECKING:
     from .annotation_next import NextToLabel
     from .finetune import FineTunePanel
 
-DEBOUNCE_MS = 400  # quiet time after the last label before a retrain starts
+DEBOUNCE_MS = 250  # quiet time after the last label before a retrain starts
+#: while live mode is on, the UI thread waits at most this long for the GIL (Python's default is 5 ms):
+#: every Qt → Python callback of the event loop re-takes the GIL, and while a retrain runs Python code
+#: in its worker (copying the network, metrics) each of them waited up to 5 ms — tens per repaint
+SWITCH_INTERVAL_S = 0.001
+_live_widgets: set[int] = set()  # live toggles that are on (the settings below are the process's)
+_saved_interval: list[float] = []
+
+
+def responsive(widget_id: int, on: bool) -> None:
+    """While any live toggle is on: a short GIL switch interval, and the objects that exist now
+    frozen out of the garbage collector (``gc.freeze``).  A full collection of a napari process
+    walks millions of objects with the GIL held — measured 1.5 s of frozen UI on a loaded CPU,
+    triggered by the objects each retrain allocates; frozen, it walks only the new ones.
+    Turning live mode off undoes both (``gc.unfreeze``: garbage among the frozen objects, e.g. a
+    layer closed meanwhile, is collected again from then on)."""
+    was = bool(_live_widgets)
+    (_live_widgets.add if on else _live_widgets.discard)(widget_id)
+    if _live_widgets and not was:
+        _saved_interval.append(sys.getswitchinterval())
+        sys.setswitchinterval(min(_saved_interval[-1], SWITCH_INTERVAL_S))
+        gc.freeze()
+    elif was and not _live_widgets:
+        sys.setswitchinterval(_saved_interval.pop() if _saved_interval else 0.005)
+        gc.unfreeze()
 
 
 class LiveMode(QWidget):
@@ -65,6 +99,8 @@ class LiveMode(QWidget):
         self.retrains = 0
         self.toggle.toggled.connect(self._toggled)
         self.destroyed.connect(lambda *_: self._unwatch())
+        key = id(self)
+        self.destroyed.connect(lambda *_: responsive(key, False))
 
     @property
     def on(self) -> bool:
@@ -90,6 +126,7 @@ class LiveMode(QWidget):
         self._unsubscribe, self._store = None, None
 
     def _toggled(self, on: bool) -> None:
+        responsive(id(self), on)
         if on:
             self._watch()
             self.status.setText("live: retrains after each new or changed label")
@@ -157,7 +194,8 @@ class LiveMode(QWidget):
         self._learnt = learnt if not outcome.cancelled else None  # a stopped run learnt part of them
         self.panel._done(outcome)  # the panel's pending model: before/after, Keep, Discard, Save
         preview = preview_session(self.panel.session, outcome.bundle)
-        if self.panel.classify_open_layers(session=preview, on_end=lambda: self._shown(preview)) is None:
+        if self.panel.classify_open_layers(session=preview, on_end=lambda: self._shown(preview),
+                                           job=reusing_features(classify_job)) is None:
             self._shown(preview)
 
     def _shown(self, preview: Any) -> None:
@@ -170,7 +208,7 @@ class LiveMode(QWidget):
         self.status.setText(f"live: model trained on {n_train} label(s), predictions updated {took}; "
                             "Keep makes it the session's model")
         if self.next_widget is not None and not self.next_widget.controls.running and not self._again:
-            self.next_widget.rank(session=preview)  # a ranking still running is kept; the next one follows
+            self.next_widget.rank(session=preview, job=reusing_features(rank_job))  # a ranking still running is kept; the next one follows
         self._after()
 
     def _after(self) -> None:
@@ -179,4 +217,4 @@ class LiveMode(QWidget):
             self.timer.start()
 
 
-__all__ = ["DEBOUNCE_MS", "LiveMode"]
+__all__ = ["DEBOUNCE_MS", "SWITCH_INTERVAL_S", "LiveMode", "responsive"]

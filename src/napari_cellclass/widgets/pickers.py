@@ -23,9 +23,9 @@ from qtpy.QtWidgets import (
 
 from ..app.session import DEVICES, ModelChoice, Session
 from ..viewer.layers import image_layers
+from .channel_picker import ChannelPicker  # noqa: F401  (the docks import it from here)
 
 if TYPE_CHECKING:
-    from ..core.io.images import ChannelAxis
     from napari.utils.events import Event
     from napari.layers import Layer
     from napari import Viewer
@@ -246,100 +246,6 @@ class ModelPicker(QWidget):
             return None
         self.session.settings.set("last_model_dir", str(Path(path).parent))
         return path
-
-
-class ChannelPicker(QWidget):
-    """For layers with more than two axes (and not RGB): which axis holds channels and
-    which channels feed the model, in order.  "auto" lets the engine decide."""
-
-    changed = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.info = QLabel("")
-        self.info.setWordWrap(True)
-        self.axis = QComboBox()
-        self.boxes_row = QHBoxLayout()
-        self.boxes_row.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(QLabel("channel axis"))
-        row.addWidget(self.axis, 1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.info)
-        layout.addLayout(row)
-        layout.addLayout(self.boxes_row)
-        self.boxes: list[QCheckBox] = []
-        self._shape: tuple[int, ...] = ()
-        self.axis.currentIndexChanged.connect(self._axis_changed)
-        self.setVisible(False)
-
-    def update_for(self, layer: Layer | None, in_chans: int | None = None) -> None:
-        """Offer the choice for ``layer`` when it has an axis besides Y, X (and RGB)."""
-        if layer is None or getattr(layer, "rgb", False) or layer.data.ndim < 3:
-            self._shape = ()
-            self.setVisible(False)
-            return
-        shape = tuple(int(s) for s in layer.data.shape)
-        if shape != self._shape:
-            self._shape = shape
-            self.axis.blockSignals(True)
-            self.axis.clear()
-            self.axis.addItem("auto", "auto")
-            self.axis.addItem("none: a stack of greyscale planes", "none")
-            for i in range(len(shape) - 2):
-                self.axis.addItem(f"axis {i} ({shape[i]} entries)", i)
-            self.axis.blockSignals(False)
-            self._axis_changed()
-        self.info.setText(self._describe(layer, shape, in_chans))
-        self.setVisible(True)
-
-    @staticmethod
-    def _describe(layer: Layer, shape: tuple[int, ...], in_chans: int | None) -> str:
-        from ..core.errors import CellclassError
-        from ..core.io.images import guess_layout
-
-        need = f"; the model expects {in_chans} channel(s)" if in_chans else ""
-        try:
-            guess = guess_layout(shape, "auto", in_chans, False, layer.name).describe()
-        except CellclassError:
-            guess = "ambiguous — choose the channel axis"
-        return f"'{layer.name}' {shape}: read as {guess}{need}"
-
-    def _axis_changed(self, *_: Any) -> None:
-        for box in self.boxes:
-            self.boxes_row.removeWidget(box)
-            box.deleteLater()
-        self.boxes = []
-        axis = self.axis.currentData()
-        if isinstance(axis, int) and self._shape:
-            for i in range(self._shape[axis]):
-                box = QCheckBox(str(i))
-                box.setChecked(True)
-                self.boxes_row.addWidget(box)
-                self.boxes.append(box)
-        self.changed.emit()
-
-    def set_axis(self, axis: ChannelAxis, channels: list[int] | None = None) -> None:
-        """Choose ``axis`` ("auto", "none" or an int) and, for an int, the channels."""
-        index = self.axis.findData(axis)
-        if index < 0:
-            raise ValueError(f"axis {axis!r} is not offered for this layer")
-        self.axis.setCurrentIndex(index)
-        if channels is not None:
-            for i, box in enumerate(self.boxes):
-                box.setChecked(i in channels)
-
-    def options(self) -> Any:
-        from ..app.jobs import InputOptions
-
-        axis = self.axis.currentData() if self._shape else "auto"
-        if axis in (None, "auto"):
-            return InputOptions()
-        if axis == "none":
-            return InputOptions(channel_axis="none")
-        return InputOptions(channel_axis=int(axis), channels=[i for i, box in enumerate(self.boxes) if box.isChecked()])
 
 
 def results_table() -> Any:

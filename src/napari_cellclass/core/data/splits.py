@@ -49,6 +49,38 @@ def stratified_split(labels: Sequence[Sequence[int]], val_fraction: float, seed:
     return train_idx, val_idx
 
 
+def stable_split(labels: Sequence[Sequence[int]], keys: Sequence[str], val_fraction: float,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stratified_split`'s proportions, but each class's validation items are those whose
+    ``keys`` (item names) hash lowest with ``seed``: one more label moves at most one other item
+    between the two sets, where a re-drawn permutation reshuffles them all (live mode retrains
+    after every label, and each item that changes sides needs other cached feature views)."""
+    import hashlib
+
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}")
+    if len(keys) != len(labels):
+        raise DataError(f"{len(keys)} item names for {len(labels)} labelled items")
+    n = len(labels)
+    if val_fraction == 0.0 or n < 2:
+        return np.arange(n), np.empty(0, np.int64)
+    seen: dict[str, int] = {}
+    score = []
+    for key in keys:
+        seen[key] = seen.get(key, -1) + 1  # repeated names: the k-th one is its own item
+        score.append(hashlib.sha256(f"{seed}\0{key}\0{seen[key]}".encode()).hexdigest())
+    s = strata(labels)
+    val: list[int] = []
+    for k in np.unique(s):
+        members = sorted(np.flatnonzero(s == k).tolist(), key=lambda i: score[i])
+        if len(members) < 2:
+            continue
+        take = min(len(members) - 1, max(1, round(val_fraction * len(members))))
+        val.extend(members[:take])
+    val_idx = np.array(sorted(val), dtype=np.int64)
+    return np.setdiff1d(np.arange(n), val_idx), val_idx
+
+
 def kfold_splits(labels: Sequence[Sequence[int]], k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` stratified (train, test) index pairs covering every item once as test."""
     from sklearn.model_selection import KFold, StratifiedKFold

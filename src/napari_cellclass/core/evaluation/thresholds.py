@@ -35,3 +35,14 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, step: float = 0.01)
         cands = grid[np.isclose(dice[:, k], best)]
         out.append(float(cands[np.argmin(np.abs(cands - 0.5))]))
     return out
+
+
+def macro_f1(t: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """sklearn's ``f1_score(t, pred, average="macro", labels=range(k), zero_division=0)`` from a
+    confusion matrix: the same number (tests/test_live_incremental.py) without sklearn's input
+    checks, which took ~30 ms per epoch — most of a cached head-only epoch, and Python work that
+    keeps live mode's worker holding the GIL."""
+    cm = np.bincount(np.asarray(t, np.int64) * k + np.asarray(pred, np.int64), minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(0) + cm.sum(1)  # 2 tp + fp + fn
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))

@@ -26,6 +26,7 @@ from ..io.multiscale import LevelPick, Pyramid
 from ..io.pyramid_source import pick_level
 from ..models.heads import probabilities
 from ..models.ood import logits_and_pooled
+from ..models.feature_store import cache_tag, cacheable, cached_forward, reusing
 from .options import RunOptions, run_options
 
 ImageLike = Any  # np.ndarray | dask/zarr array | path (.zarr too) | ImageFile | Pyramid | an object with .data (a napari layer)
@@ -155,7 +156,12 @@ def run_network(bundle: ModelBundle, x: torch.Tensor, device: torch.device, amp:
         if members:
             # the members' own probabilities, before the vote that forward() applies
             return bundle.network.member_probabilities(x).float().transpose(0, 1).cpu().numpy()
-        if ood_scores is not None and bundle.ood is not None:
+        if reusing() and cacheable(bundle.network):  # live mode: the backbone's features from the cache
+            want = ood_scores is not None and bundle.ood is not None
+            logits, pooled = cached_forward(bundle.network, x, want, cache_tag(device, amp))
+            if want:
+                ood_scores.extend(bundle.ood.score(pooled).tolist())  # type: ignore[union-attr]
+        elif ood_scores is not None and bundle.ood is not None:
             logits, pooled = logits_and_pooled(bundle.network, x)
             ood_scores.extend(bundle.ood.score(pooled).tolist())
         else:

@@ -34,9 +34,16 @@ import torch
 from torch import nn
 
 from ..data.augment import Augment, draw_turns, make_generator
+from ..models.feature_store import (
+    AVERAGE,
+    FEATURES,
+    FeatureStore,
+    average_pool,
+    row_hashes,
+    weights_hash,
+)
 from ..presets.recipe import TrainRecipe
 from .distributed import DistContext
-from .feature_store import FEATURES, FeatureStore, row_hashes, weights_hash
 from .loop import LoopData
 from .optim import classifiers, set_trainable, stages_of
 
@@ -173,11 +180,13 @@ class CachedHead(nn.Module):
         r_all, v_all = codes // n_v, codes % n_v
         for s in range(0, len(codes), self.chunk):
             r, v = r_all[s:s + self.chunk], v_all[s:s + self.chunk]
-            f = self._compute(r, v)
+            f, avg = self._compute(r, v)
             self.feats[r.to(self.dev), v.to(self.dev)] = f
             self.done[r, v] = True
-            for ri, vi, fi in zip(r.tolist(), v.tolist(), f):
+            for ri, vi, fi, ai in zip(r.tolist(), v.tolist(), f, avg):
                 FEATURES.put(self._key(ri, vi), fi)
+                if vi == 0:  # the identity view: its average-pooled features serve the OOD fit (training.trust)
+                    FEATURES.put((self.hashes[ri], self.weights, AVERAGE), ai)
         self.computed += len(codes)
         FEATURES.count(misses=len(codes))
 
@@ -186,7 +195,8 @@ class CachedHead(nn.Module):
         return self.hashes[r], self.weights, (view.hflip, view.vflip, view.turns)
 
     @torch.no_grad()
-    def _compute(self, rows: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    def _compute(self, rows: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(head-pooled, average-pooled) features of each (row, view)."""
         net = self._net[0]
         ids = self.ids[rows]
         xb = None
@@ -203,7 +213,8 @@ class CachedHead(nn.Module):
         was = [(m, m.training) for m in net.modules()]
         net.eval()  # frozen batch norms run in inference mode in training too; nothing else differs (checked)
         try:
-            return net.pool_features(net.forward_features(xb)).float()
+            f = net.forward_features(xb)
+            return net.pool_features(f).float(), average_pool(f)
         finally:
             for m, flag in was:
                 m.training = flag
@@ -277,34 +288,40 @@ def loop_inputs(net: nn.Module, r: TrainRecipe, data: LoopData, dev: torch.devic
     return head_net, plain, cached, f"cached: {len(head_net.views)} view(s) of {len(used)} images"
 
 
-def cached_probabilities(bundle, items: Sequence[tuple], device: torch.device) -> np.ndarray | None:
+def cached_probabilities(bundle, items: Sequence[tuple], device: torch.device, compute: bool = False
+                         ) -> np.ndarray | None:
     """``bundle``'s probabilities on ``(image, labels)`` items from the identity features a
     head-only run left in :data:`FEATURES` (so the before/after comparison of a live retrain
-    costs no backbone pass), or None when the network or any item's feature is not there."""
+    costs no backbone pass), or None when the network or (unless ``compute``) any item's feature
+    is not there.  With ``compute`` the missing features are computed and stored: the starting
+    model's pass over the validation items then gives a head-only run those features."""
     from ..data import load_dataset
     from ..data.tensors import cached_inputs
+    from ..device import eval_mode, prepare_network
+    from ..models.feature_store import IDENTITY, cacheable, cached_forward
     from ..models.heads import probabilities
 
     net = bundle.network
-    if len(classifiers(net)) != 1 or getattr(net, "is_fcn", False) or not items or not hasattr(net, "pool_features") \
-            or not hasattr(getattr(net, "head", None), "in_features"):
+    if len(classifiers(net)) != 1 or not items or not cacheable(net):
         return None
     ds = load_dataset([(it[0], list(it[1]), f"item {i}") for i, it in enumerate(items)], list(bundle.classes),
                       channel_axis=0, multi_label=bundle.multilabel)
     x, rows = cached_inputs(ds, bundle.preprocess, bundle.in_chans, device)
-    hashes, weights = row_hashes(x, rows), weights_hash(net)
-    feats = [FEATURES.peek((hashes[int(r)], weights, (False, False, 0))) for r in rows]
-    if any(f is None for f in feats):
-        return None
-    head_dev = next(net.head.parameters()).device
-    was = net.head.training
-    net.head.eval()
-    try:
-        with torch.no_grad():
-            logits = net.head(torch.stack(feats).to(head_dev))  # type: ignore[arg-type]
-    finally:
-        net.head.train(was)
-    return probabilities(logits, bundle.output).float().cpu().numpy()
+    with torch.no_grad():
+        if compute:
+            prepare_network(net, device)
+            with eval_mode(net):
+                logits = torch.cat([cached_forward(net, x[torch.as_tensor(rows[s:s + 64], device=x.device)])[0]
+                                    for s in range(0, len(rows), 64)])
+        else:
+            hashes, weights = row_hashes(x, rows), weights_hash(net)
+            feats = [FEATURES.peek((hashes[int(r)], weights, IDENTITY)) for r in rows]
+            if any(f is None for f in feats):
+                return None
+            with eval_mode(net.head):
+                logits = net.head(torch.stack(feats).to(next(net.head.parameters()).device))  # type: ignore[arg-type]
+    # the calibration's temperature, as predict() applies it (1 when none was fitted)
+    return probabilities(logits.float() / bundle.temperature, bundle.output).float().cpu().numpy()
 
 
 __all__ = [

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..atomicfile import file_sha256
 from ..errors import DataError
+from ..models.feature_store import copy_network
 from ..presets.recipe import TrainRecipe
 from ..progress import drain, relay
 
@@ -52,6 +53,7 @@ class FineTuneOptions:
     input_size: tuple[int, int] | None = None  # None: the model's own
     feature_cache: bool = True  # head-only runs train on cached backbone features (training.feature_cache)
     cache_views: int = 2  # identity + flip (at most 2 forwards per label); 0: every view the augmentation reaches
+    stable_split: bool = False  # validation items chosen by name (data.splits.stable_split): live mode's retrains
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -143,7 +145,7 @@ def adapt_to_classes(bundle: Any, classes: Sequence[str], multilabel: bool = Fal
     classes = list(classes)
     want = "sigmoid" if multilabel else ("binary" if bundle.output == "binary" and len(classes) == 2 else "softmax")
     with bundle.lock:
-        new = copy.deepcopy(bundle.network)
+        new = copy_network(bundle.network)  # a deep copy that keeps the known weights hash (feature cache)
     if list(bundle.classes) == classes and bundle.output == want:
         out = copy.copy(bundle)
         out.network, out.lock, out.provenance = new, threading.RLock(), dict(bundle.provenance)
@@ -184,7 +186,7 @@ def in_chans_of(items: Sequence[tuple[Any, ...]]) -> int:
 
 
 def evaluate_items(bundle: Any, items: Sequence[tuple[Any, ...]], device: str = "auto",
-                   batch_size: int = 32) -> dict:
+                   batch_size: int = 32, store: bool = False) -> dict:
     """``core.metrics`` of ``bundle`` on canonical (C, H, W) items with labels (the
     numbers ``cellclass evaluate`` reports: accuracy, macro F1, confusion …), plus
     the ``probabilities`` (dropped before they go into provenance)."""
@@ -195,7 +197,8 @@ def evaluate_items(bundle: Any, items: Sequence[tuple[Any, ...]], device: str = 
 
     if not items:
         return {"n_images": 0, "accuracy": None, "macro_f1": None}
-    probs = cached_probabilities(bundle, items, resolve_device(device))  # head-only runs: no backbone pass
+    # head-only runs: no backbone pass; ``store`` (the starting model) leaves the features for the run
+    probs = cached_probabilities(bundle, items, resolve_device(device), compute=store)
     if probs is None:
         probs = predict(bundle, [it[0] for it in items], batch_size=batch_size, device=device, channel_axis=0)
     if bundle.multilabel:
@@ -209,16 +212,22 @@ def _public(metrics: dict | None) -> dict | None:
     return None if metrics is None else {k: v for k, v in metrics.items() if k != "probabilities"}
 
 
-def split_items(labels: list[list[int]], options: FineTuneOptions) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) index pairs: one stratified split, or k folds."""
+def split_items(labels: list[list[int]], options: FineTuneOptions,
+                keys: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) index pairs: one stratified split (by the items' names ``keys`` with
+    ``options.stable_split``), or k folds."""
     from ..data import kfold_splits, stratified_split
+    from ..data.splits import stable_split
 
     n = len(labels)
     if options.folds:
         if n < options.folds:
             raise DataError(f"{n} labelled samples cannot make {options.folds} folds", "label more, or use fewer folds")
         return [(np.asarray(a), np.asarray(b)) for a, b in kfold_splits(labels, options.folds, options.seed)]
-    tr, va = stratified_split(labels, options.val_fraction, options.seed)
+    if options.stable_split and keys is not None:
+        tr, va = stable_split(labels, keys, options.val_fraction, options.seed)
+    else:
+        tr, va = stratified_split(labels, options.val_fraction, options.seed)
     if len(tr) == 0 or len(va) == 0:
         raise DataError(f"{n} labelled samples are too few to hold out a validation set",
                         "label at least 2 samples per class")
@@ -253,7 +262,7 @@ def finetune_steps(start: Any, items: Sequence[tuple[Any, ...]], classes: Sequen
     if sum(1 for c in counts if c) < 2 and not start.multilabel:
         raise DataError(f"labels of at least 2 classes are needed to fine-tune; counts per class: "
                         f"{dict(zip(classes, counts))}", "label examples of another class")
-    splits = split_items(labels, options)
+    splits = split_items(labels, options, [str(it[2]) if len(it) > 2 else str(i) for i, it in enumerate(items)])
     sha = file_sha256(annotations) if annotations is not None and Path(annotations).is_file() else None
     runs = yield from _train_folds(start, dataset, items, labels, splits, options, stop, device)
     if not runs.results:
@@ -292,7 +301,7 @@ def _train_folds(start: Any, dataset: Any, items: list, labels: list, splits: li
             runs.cancelled = True
             break
         val_items = [(items[i][0], labels[i]) for i in va]
-        before = evaluate_items(start, val_items, device)
+        before = evaluate_items(start, val_items, device, store=True)
         gen = train(start, dataset.subset(tr), classes=list(start.classes), val_data=dataset.subset(va), device=device,
                     stop=stop, seed=options.seed + f, channel_axis=0, recipe=recipe)
         result = yield from relay(gen, lambda ev, f=f: _fold_event(ev, f, len(splits)))

@@ -29,7 +29,7 @@ from ..data.augment import augment_batch, make_generator
 from ..device import amp_dtype, uses_channels_last
 from ..models.heads import probabilities
 from ..presets.recipe import Stage, TrainRecipe
-from ..evaluation.thresholds import dice_per_threshold
+from ..evaluation.thresholds import dice_per_threshold, macro_f1
 from . import keepbest
 from .events import Eta, TrainEvent
 from .optim import Loss, Schedule, classifiers, make_optimizer, set_trainable, stages_of, train_mode
@@ -375,11 +375,9 @@ def val_metrics(y: np.ndarray, p: np.ndarray, output: str) -> dict[str, float]:
         mean = float(dice[present].mean()) if present.any() else float(dice.mean())
         exact = float(((p >= 0.5) == (y > 0.5)).all(1).mean())
         return {"val_mean_dice": mean, "val_exact_match": exact}
-    from sklearn.metrics import f1_score
-
     t, pred = y.argmax(1), p.argmax(1)
-    return {"val_accuracy": float((t == pred).mean()),
-            "val_macro_f1": float(f1_score(t, pred, average="macro", labels=list(range(y.shape[1])), zero_division=0))}
+    return {"val_accuracy": float((t == pred).mean()), "val_macro_f1": macro_f1(t, pred, y.shape[1])}
+
 
 
 def run_loop(network: nn.Module, output: str, recipe: TrainRecipe, data: LoopData, device: torch.device,

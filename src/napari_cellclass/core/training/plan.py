@@ -13,6 +13,7 @@ import numpy as np
 from ..data import Dataset, load_dataset, stratified_split
 from ..errors import CellclassError, DataError
 from ..models.bundle import ModelBundle
+from ..models.feature_store import copy_network
 from ..models.heads import n_outputs
 from ..models.modelfile import load_model
 from ..presets.factory import build_model
@@ -90,7 +91,7 @@ def targets(ds: Dataset, classes: list[str]) -> np.ndarray:
 def copy_bundle(b: ModelBundle) -> ModelBundle:
     """A deep copy with its own lock (the lock itself cannot be copied)."""
     with b.lock:
-        net = copy.deepcopy(b.network)
+        net = copy_network(b.network)  # a deep copy that keeps the known weights hash (feature cache)
     return ModelBundle(
         net,
         list(b.classes),

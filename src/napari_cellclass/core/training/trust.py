@@ -15,6 +15,7 @@ makes it more confident, not better calibrated.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 from ..device import eval_mode
 from ..evaluation import calibration
-from ..models import ood
+from ..models import feature_store, ood
 from ..models.bundle import ModelBundle
 from ..models.heads import probabilities
 from .loop import LoopData
@@ -37,10 +38,15 @@ def _pass(bundle: ModelBundle, x: torch.Tensor, rows: torch.Tensor, dev: torch.d
     """(logits, pooled features) of the store rows ``rows``, in eval mode."""
     logits, feats = [], []
     r = rows.cpu().numpy()
-    with eval_mode(bundle.network):
+    reuse = len(r) > 0 and _head_only_run(bundle, x, int(r[0]))
+    with eval_mode(bundle.network), (feature_store.reuse_features() if reuse else contextlib.nullcontext()):
         for s in range(0, len(r), bs):
             xb = x[torch.from_numpy(r[s : s + bs]).to(x.device)].to(dev)
-            if pooled:
+            if reuse:  # a head-only run cached these images' features: no backbone pass
+                z, f = feature_store.cached_forward(bundle.network, xb, pooled)
+                if f is not None:
+                    feats.append(f.cpu().numpy())
+            elif pooled:
                 z, f = ood.logits_and_pooled(bundle.network, xb)
                 feats.append(f.cpu().numpy())
             else:
@@ -49,6 +55,15 @@ def _pass(bundle: ModelBundle, x: torch.Tensor, rows: torch.Tensor, dev: torch.d
     k = max(1, bundle.num_classes)
     return (np.concatenate(logits) if logits else np.zeros((0, k), np.float32),
             np.concatenate(feats) if feats else np.zeros((0, 0), np.float32))
+
+
+def _head_only_run(bundle: ModelBundle, x: torch.Tensor, row: int) -> bool:
+    """Whether the feature cache holds this network's features of ``x[row]`` (a head-only run put them there)."""
+    net = bundle.network
+    if not feature_store.cacheable(net):
+        return False
+    key = (feature_store.row_hashes(x, [row])[row], feature_store.weights_hash(net), feature_store.IDENTITY)
+    return feature_store.FEATURES.peek(key) is not None
 
 
 def _classes(y: torch.Tensor) -> np.ndarray:
