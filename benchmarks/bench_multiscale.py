@@ -88,7 +88,10 @@ def _measure(kind: str, store: str, model: str, map_level: int) -> dict:
             "peak_traced_mib": round(peak_traced, 1), "shape": list(np.shape(out))}
 
 
-def run(size: int, map_level: int, out: Path | None) -> list[dict]:
+KINDS = ("classify lazily", "classify level 0 in memory", "tiled map lazily", "tiled map level in memory")
+
+
+def run(size: int, map_level: int, out: Path | None, kinds: tuple[str, ...] = KINDS, stem: str = "multiscale") -> list[dict]:
     import tempfile
 
     from napari_cellclass import build_model, save_model
@@ -100,7 +103,7 @@ def run(size: int, map_level: int, out: Path | None) -> list[dict]:
         write_s = time.perf_counter() - t0
         model = save_model(build_model("resnet18", classes=["a", "b", "c"], input_size=(INPUT, INPUT)), Path(tmp) / "m.safetensors")
         rows = []
-        for kind in ("classify lazily", "classify level 0 in memory", "tiled map lazily", "tiled map level in memory"):
+        for kind in kinds:
             code = (f"import json, benchmarks.bench_multiscale as b; "
                     f"print(json.dumps(b._measure({kind!r}, {str(store)!r}, {str(model)!r}, {map_level})))")
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -117,8 +120,8 @@ def run(size: int, map_level: int, out: Path | None) -> list[dict]:
     print(text)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "multiscale.md").write_text(text + "\n")
-        (out / "multiscale.json").write_text(json.dumps({"size": size, "map_level": map_level, "rows": rows}, indent=1))
+        (out / f"{stem}.md").write_text(text + "\n")
+        (out / f"{stem}.json").write_text(json.dumps({"size": size, "map_level": map_level, "rows": rows}, indent=1))
     return rows
 
 
@@ -127,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=12000, help="level-0 side in pixels")
     p.add_argument("--map-level", type=int, default=2, help="the pyramid level the tiled map reads")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--only", action="append", choices=KINDS, help="run only these measurements (repeatable)")
+    p.add_argument("--stem", default="multiscale", help="file name (no suffix) of the .md/.json written under --out")
     a = p.parse_args(argv)
-    run(a.size, a.map_level, a.out)
+    run(a.size, a.map_level, a.out, tuple(a.only or KINDS), a.stem)
     return 0
 
 

@@ -200,6 +200,9 @@ def heatmap_layer(
     """One map in [0, 1] as a perceptual-colormap image layer on ``src``."""
     m = np.clip(np.nan_to_num(np.asarray(map2d, dtype=np.float32)), 0.0, 1.0)
     data, scale, translate = place_map(m, src, layout, frame, map_scale, map_translate)
+    from .map_pyramid import multiscale_data
+
+    data = multiscale_data(data, m, layout.y_axis, layout.x_axis)  # a large map: a pyramid, same placement
     kwargs = {
         "name": name,
         "colormap": colormap,
@@ -211,6 +214,8 @@ def heatmap_layer(
         "translate": translate,
         "metadata": {META_KEY: {"source": src.name, "frame": frame, **(metadata or {})}},
     }
+    if isinstance(data, list):
+        kwargs["multiscale"] = True
     return data, kwargs, "image"
 
 

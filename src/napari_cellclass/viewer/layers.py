@@ -29,7 +29,11 @@ def upsert(viewer: Viewer, layer_data: tuple[Any, dict[str, Any], str]) -> Any:
         raise ValueError(f"only image layers are written here, got {kind!r}")
     name = kwargs["name"]
     existing = viewer.layers[name] if name in viewer.layers else None
-    if isinstance(existing, Image) and existing.ndim == np.ndim(data) and not existing.rgb:
+    multiscale = bool(kwargs.get("multiscale"))
+    if isinstance(existing, Image) and (multiscale or existing.multiscale):
+        # a layer cannot switch between one array and a pyramid in place: replace it, keeping the user's look
+        kwargs = {**kwargs, **{k: getattr(existing, k) for k in _KEEP_USER_CHOICES}}
+    elif isinstance(existing, Image) and existing.ndim == np.ndim(data) and not existing.rgb:
         existing.data = data
         for key, value in kwargs.items():
             if key not in _KEEP_USER_CHOICES and key != "name":

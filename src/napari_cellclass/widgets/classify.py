@@ -31,6 +31,7 @@ from ..app import layer_data as L
 from ..app.tables import PredictionTable, layer_predictions
 from ..app.jobs import (ClassifyOutcome, LayerFailure, LayerPredictions, TiledMap, classify_job, load_job, make_request, tiled_map_job)
 from ..viewer.layers import image_layers
+from .level_picker import LevelPicker
 from .pickers import ChannelPicker, LayerChecklist, ModelPicker, results_table
 from .channel_picker import combined_input, combined_requests
 from ..viewer.layers import channel_layers_of
@@ -101,6 +102,7 @@ class ClassifyDock(QWidget):
         self.model = ModelPicker(self.session)
         self.card_button = QPushButton("model card")
         self.channels = ChannelPicker()
+        self.level = LevelPicker()  # multiscale layers only
         self.combine = QCheckBox("combine ticked layers as channels (in layer order)")
         self.combine.setToolTip("napari's one-layer-per-channel images (e.g. H, E, DAB): one multichannel input")
         self.mode = QComboBox()
@@ -162,6 +164,7 @@ class ClassifyDock(QWidget):
         form.addRow("", self.combine)
         form.addRow("", self.channels)
         form.addRow("mode", self.mode)
+        form.addRow("", self.level)
         tiles = QHBoxLayout()
         tiles.addWidget(self.tile)
         tiles.addWidget(self.overlap)
@@ -188,12 +191,15 @@ class ClassifyDock(QWidget):
     # ------------------------------------------------------------------ inputs
     def _mode_changed(self, text: str) -> None:
         self._tiles_row.setEnabled(text == TILED)
+        self._update_channels()  # the level row: chosen by hand for tiled maps only
         if text == TILED:
             self.advanced.set_open(True)  # the tile settings now matter
 
     def _update_channels(self) -> None:
         chosen = self.layers.selected()
         bundle = self.session.cached()
+        pyramid = next((layer for layer in chosen if getattr(layer, "multiscale", False)), None)
+        self.level.update_for(pyramid, bundle, "map" if self.mode.currentText() == TILED else "classify")
         if self.combine.isChecked():  # one input: the ticked layers (or a sample's channel layers) as its channels
             chosen = [combined_input(self._to_combine(chosen))]
         self.channels.update_for_layers(chosen, bundle.in_chans if bundle is not None else None)
@@ -244,6 +250,7 @@ class ClassifyDock(QWidget):
         if not requests:
             return None
         options = None
+        self.level.apply(requests)  # a multiscale layer's level, where chosen
         if self.mode.currentText() == TILED:
             return self.controls.start(
                 tiled_map_job, self.session, requests, self.tile.value() or None, self.overlap.value(),

@@ -15,6 +15,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QSpin
 
 from ..app import layer_data as L
 from ..app.jobs import Explanation, explain_job, make_request
+from .level_picker import LevelPicker
 from .pickers import ChannelPicker, LayerCombo, ModelPicker
 from .channel_picker import combined_input, combined_requests
 from ..viewer.class_axis import follow_class_axis
@@ -44,6 +45,7 @@ class ExplainDock(QWidget):
         self.image = LayerCombo(napari_viewer)
         self.model = ModelPicker(self.session)
         self.channels = ChannelPicker()
+        self.level = LevelPicker()  # multiscale layers only
         self.combine = QCheckBox("combine selected layers as channels")
         self.combine.setToolTip("the image layers selected in napari's layer list (or a sample's channel layers) "
                                 "as the channels of one input, in layer order")
@@ -77,7 +79,8 @@ class ExplainDock(QWidget):
         napari_viewer.layers.selection.events.changed.connect(self._selection_changed)
         self.method.currentIndexChanged.connect(lambda *_: settings.set("explain.method", self.method.currentData()))
         self.method.activated.connect(lambda *_: setattr(self, "_method_chosen", True))  # the user's hand only
-        self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v)))
+        self.tiled.toggled.connect(lambda v: (settings.set("explain.tiled", bool(v)), self.tile.setEnabled(v),
+                                              self._image_changed()))
         self.tile.valueChanged.connect(lambda v: settings.set("explain.tile", int(v)))
         self.grid.toggled.connect(lambda v: settings.set("explain.grid", bool(v)))
         self.session.choice_changed.connect(self._model_changed)
@@ -92,6 +95,7 @@ class ExplainDock(QWidget):
         form.addRow("model", self.model)
         form.addRow("", self.combine)
         form.addRow("", self.channels)
+        form.addRow("", self.level)
         form.addRow("method", self.method)
         form.addRow("target", self.target)
         self.advanced = Fold("advanced: layer, tiles, grid")
@@ -156,6 +160,7 @@ class ExplainDock(QWidget):
         bundle = self.session.cached()
         combined = combined_input(channel_layers_of(self.viewer, layer)) if self.combine.isChecked() else None
         self.channels.update_for(combined or layer, bundle.in_chans if bundle is not None else None)
+        self.level.update_for(layer, bundle, "map" if self.tiled.isChecked() else "classify")
         multi = layer is not None and not getattr(layer, "rgb", False) and layer.data.ndim >= 3
         self.grid.setEnabled(multi or combined is not None)
 
@@ -185,6 +190,7 @@ class ExplainDock(QWidget):
         else:
             request = make_request(self.viewer, layer)
             request.options = self.channels.options_for(layer)
+        self.level.apply([request])  # a multiscale layer's level, where chosen
         return self.controls.start(
             explain_job, self.session, request, self.method.currentData(),
             self.target_value(), None if layer_name in ("", "auto") else layer_name,

@@ -15,6 +15,7 @@ from ..models.bundle import ModelBundle
 from ..device import eval_mode, resolve_device
 from ..errors import CellclassError
 from ..io.geometry import Geometry
+from ..io.chunk_cache import chunk_cached
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from ..models.heads import probabilities
 from ..io.multiscale import LevelPick
@@ -49,7 +50,8 @@ def open_source(src: ImageLike, i: int, bundle: ModelBundle, channel_axis: Chann
         used = [0, 1, 2]
     else:
         used = list(range(c))
-    return Source(i, name, data, layout, vmax, used)
+    # a lazy array's tiles (tiled explanations) share chunks: read each once
+    return Source(i, name, chunk_cached(data, layout.y_axis, layout.x_axis), layout, vmax, used)
 
 
 def read_plane(s: Source, bundle: ModelBundle, channels: list[int] | None, frame: int,

@@ -22,6 +22,7 @@ import torch
 from ..models.bundle import ModelBundle
 from ..device import eval_mode, prepare_network, resolve_device
 from ..errors import CellclassError
+from ..io.chunk_cache import chunk_cached, chunk_friendly_order
 from ..io.images import ChannelAxis, Layout, get_plane, inspect, match_channels
 from .predict import ImageLike, resolve_source, run_network
 from ..progress import Progress, drain
@@ -124,7 +125,8 @@ def predict_map_steps(
     count = np.zeros(grid.map_hw, np.int32)
     cy, cx = grid.cell_centres(0), grid.cell_centres(1)
     th, tw = grid.tile_hw
-    origins = [(y, x) for y in grid.ys for x in grid.xs]
+    data = chunk_cached(data, layout.y_axis, layout.x_axis, tile_hw=grid.tile_hw)  # lazy: each chunk read ~once
+    origins = chunk_friendly_order([(y, x) for y in grid.ys for x in grid.xs], data, grid.tile_hw)
     with bundle.lock, eval_mode(bundle.network):
         prepare_network(bundle.network, dev)
         for b0 in range(0, len(origins), batch_size):

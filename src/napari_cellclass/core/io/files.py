@@ -112,6 +112,8 @@ def find_images(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
     found: list[Path] = []
     seen: set[Path] = set()
     for raw in paths:
+        if "://" in os.fspath(raw):
+            raise _url_among_paths(os.fspath(raw))
         p = Path(raw)
         if p.is_dir() and not is_zarr_path(p):
             walker: Iterator[Path] = p.rglob("*") if recursive else p.glob("*")
@@ -126,6 +128,19 @@ def find_images(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
                 seen.add(key)
                 found.append(q)
     return found
+
+
+def _url_among_paths(url: str) -> ImageError:
+    """A URL where files and folders are walked (Path would mangle it into a missing
+    local path): the store's own message when it cannot be reached (offline), else that
+    these commands read local paths."""
+    if is_zarr_path(url):
+        from .omezarr import read_omezarr
+
+        read_omezarr(url)  # raises "cannot read the remote store … (are you offline?)" when unreachable
+    return ImageError(f"{url}: a URL; commands that walk files and folders read local paths only",
+                      "copy the store to disk (an OME-Zarr store is a folder) and pass that, "
+                      "or pass the URL to predict()/predict_map()/explain() from Python")
 
 
 def is_image_entry(q: Path) -> bool:
