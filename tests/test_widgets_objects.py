@@ -137,13 +137,14 @@ def test_object_rows_show_and_export_ood(make_napari_viewer, qtbot, tmp_path, mo
 
     from napari_cellclass import load_model, predict_objects, save_model
     from napari_cellclass.app.session import ModelChoice, Session
-    from napari_cellclass.core.models.ood import OodStats, feature_dim
+    from napari_cellclass.core.models.ood import OodStats, PartStats, feature_dim
     from napari_cellclass.widgets.classify import ClassifyDock
 
     bundle = load_model(model_file)
     d = feature_dim(bundle.network)
     rng = np.random.default_rng(2)
-    probe = dataclasses.replace(bundle, ood=OodStats(rng.normal(size=(3, d)).astype(np.float32), np.eye(d, dtype=np.float32), 0.0))
+    part = PartStats("pooled", rng.normal(size=(3, d)).astype(np.float32), np.eye(d, dtype=np.float32))
+    probe = dataclasses.replace(bundle, ood=OodStats([part], 0.0))
     viewer = make_napari_viewer()
     image, labels = _sample(viewer)
     scores = [r.ood_score for r in predict_objects(probe, image.data, labels.data, margin=4).rows]
