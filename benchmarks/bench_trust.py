@@ -26,10 +26,12 @@ import numpy as np
 
 from napari_cellclass.core.models import ood
 
-from . import indep_data
+from . import _cal_split, indep_data
 
-FULL = {"n_train": 240, "n_test": 120, "n_ood": 60, "size": 64, "epochs": 8, "label_noise": 0.2, "arch_run": 1}
-QUICK = {"n_train": 24, "n_test": 12, "n_ood": 9, "size": 32, "epochs": 1, "label_noise": 0.2, "arch_run": 1}
+FULL = {"n_train": 240, "n_test": 120, "n_ood": 60, "size": 64, "epochs": 8, "label_noise": 0.2, "arch_run": 1,
+        "n_fresh": 80, "n_big_test": 2000}
+QUICK = {"n_train": 24, "n_test": 12, "n_ood": 9, "size": 32, "epochs": 1, "label_noise": 0.2, "arch_run": 1,
+         "n_fresh": 16, "n_big_test": 24}
 
 
 def _as_rgb8(img: np.ndarray) -> np.ndarray:
@@ -159,7 +161,8 @@ def _ece_floor(p: np.ndarray, rng: np.random.Generator, draws: int = 200) -> flo
 
 def run_seed(cfg: dict, seed: int, part: str = "all") -> dict:
     return {**({"ood": ood_seed(cfg, seed)} if part in ("all", "ood") else {}),
-            **({"calibration": calibration_seed(cfg, seed)} if part in ("all", "calibration") else {})}
+            **({"calibration": calibration_seed(cfg, seed)} if part in ("all", "calibration") else {}),
+            **({"calsplit": _cal_split.cal_split_seed(cfg, seed)} if part == "calsplit" else {})}
 
 
 def _ood_markdown(rows: list[dict]) -> list[str]:
@@ -199,6 +202,8 @@ def to_markdown(rows: list[dict], cfg: dict) -> str:
         lines += _ood_markdown([r["ood"] for r in rows])
     if "calibration" in rows[0]:
         lines += _calibration_markdown([r["calibration"] for r in rows], cfg["label_noise"])
+    if "calsplit" in rows[0]:
+        lines += _cal_split.to_markdown([r["calsplit"] for r in rows])
     return "\n".join(lines)
 
 
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run (the test suite's)")
     ap.add_argument("--out", type=Path, default=None, help="folder for bench_trust.json and .md")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds")
-    ap.add_argument("--part", choices=("all", "ood", "calibration"), default="all", help="run one half only")
+    ap.add_argument("--part", choices=("all", "ood", "calibration", "calsplit"), default="all", help="run one half only")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one configuration value, e.g. --set size=48 --set label_noise=0.1")
     args = ap.parse_args(argv)
