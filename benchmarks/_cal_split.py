@@ -87,6 +87,13 @@ def cal_split_seed(cfg: dict, seed: int) -> dict:
     for l2 in (0.1, 1.0):
         t, b = fit_temp_bias(z_fr, y_fr, l2)
         out["variants"][f"T+bias fresh (l2={l2})"] = {"T": t, "bias": b.tolist(), **_scores(_softmax(z_te / t + b), y_te, rng)}
+    # oracles (fitted on the test images themselves: bounds, not methods): can any one
+    # temperature reach the ECE target on this network, and where does NLL put it?
+    grid = np.exp(np.linspace(np.log(0.3), np.log(6.0), 121))
+    t_ece = float(grid[np.argmin([calibration.ece(_softmax(z_te / t), y_te) for t in grid])])
+    out["variants"]["oracle: T minimising test ECE"] = {"T": t_ece, **_scores(_softmax(z_te / t_ece), y_te, rng)}
+    t_nll = calibration.fit_temperature(z_te, y_te, "softmax")
+    out["variants"]["oracle: T minimising test NLL"] = {"T": t_nll, **_scores(_softmax(z_te / t_nll), y_te, rng)}
     return out
 
 
