@@ -12,7 +12,11 @@ class (rods) is held back.  Then, on fresh images:
 * the share of each group the flag marks (95 % of in-distribution images should pass);
 * ECE (15 bins), Brier and NLL of the test images before and after the temperature.
 
-``python -m benchmarks.bench_trust [--quick] [--out DIR] [--seeds 0,1]``
+``--part calsplit`` (``_cal_split``): the same calibration task scored on a large test set
+(with its ECE noise floor), the temperature fitted on fresh images that did not choose
+the epoch, temperature + class bias, and oracle temperatures as bounds.
+
+``python -m benchmarks.bench_trust [--quick] [--out DIR] [--seeds 0,1] [--part calsplit]``
 """
 
 from __future__ import annotations
