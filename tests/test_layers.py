@@ -69,7 +69,7 @@ def test_probability_map_composes_tile_grid_with_source_scale():
     grid = tile_grid((100, 120), 32, 0.5)
     prob = np.random.default_rng(1).random((2, *grid.map_hw)).astype(np.float32)
     out = L.probability_map_layers(prob, grid, ["a", "b"], src, layout)
-    assert [kw["name"] for _, kw, _ in out] == ["img · p(a)", "img · p(b)"]
+    assert [kw["name"] for _, kw, _ in out] == ["p(a) · img", "p(b) · img"]
     (sy, sx), (ty, tx) = grid.scale_translate()
     data, kw, kind = out[1]
     assert kind == "image" and data.shape == grid.map_hw
@@ -85,7 +85,7 @@ def test_explanation_layers_one_layer_with_a_class_axis_clipped_named_and_styled
     result = SimpleNamespace(maps=maps, class_names=["round", "spread"], method="gradcam",
                              metadata=lambda: {"method": "gradcam", "layers": ["features.3"], "effective_resolution_px": [8.0, 8.0]})
     [(data, kw, kind)] = L.explanation_layers(result, src, guess_layout(src.shape))
-    assert kw["name"] == "cells · Grad-CAM · all classes" and kind == "image"
+    assert kw["name"] == "Grad-CAM all classes · cells" and kind == "image"
     assert data.shape == (2, 32, 40) and kw["scale"] == (1.0, 1.0, 1.0) and kw["translate"] == (0.0, 0.0, 0.0)
     assert data[0].max() == 1.0 and data[1].min() == 0.0  # values in [0, 1]
     # normal blending (additive washed the image out), half opaque
@@ -106,7 +106,7 @@ def test_the_class_axis_puts_the_top_class_first_and_keeps_the_source_axes():
     np.testing.assert_allclose(data[:, 2, 0, 0], [0.2, 0.1, 0.3])  # class order, on every channel
     one = SimpleNamespace(maps=maps[:1], class_names=["a"], method="gradcam")
     [(data1, kw1, _)] = L.explanation_layers(one, src, guess_layout(src.shape))
-    assert data1.shape == (3, 4, 4) and kw1["name"] == "nlo · Grad-CAM · a"  # one class: no class axis
+    assert data1.shape == (3, 4, 4) and kw1["name"] == "Grad-CAM a · nlo"  # one class: no class axis
 
 
 def test_channel_grid_pairs_each_channel_with_its_maps():
@@ -116,9 +116,9 @@ def test_channel_grid_pairs_each_channel_with_its_maps():
     result = SimpleNamespace(maps=np.ones((1, 32, 32), np.float32), class_names=["senescent"], method="gradcam")
     out = L.channel_grid_layers(plane, ["SRS", "TPEF", "trans"], result, src, layout)
     assert [kw["name"] for _, kw, _ in out] == [
-        "nlo · SRS", "nlo · Grad-CAM · senescent · SRS",
-        "nlo · TPEF", "nlo · Grad-CAM · senescent · TPEF",
-        "nlo · trans", "nlo · Grad-CAM · senescent · trans",
+        "SRS · nlo", "SRS: Grad-CAM senescent · nlo",
+        "TPEF · nlo", "TPEF: Grad-CAM senescent · nlo",
+        "trans · nlo", "trans: Grad-CAM senescent · nlo",
     ]
     for data, kw, _ in out:
         assert data.shape == (32, 32) and kw["scale"] == (2.0, 2.0) and kw["translate"] == (1.0, 1.0)

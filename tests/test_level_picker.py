@@ -88,7 +88,7 @@ def test_classify_dock_offers_the_levels_and_passes_the_choice(make_napari_viewe
     dock.overlap.setValue(0.5)
     assert dock.run() is not None
     qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
-    m = viewer.layers["slide · p(round)"]
+    m = viewer.layers["p(round) · slide"]
     grid = tile_grid((128, 128), 32, 0.5)  # level 1, as chosen
     assert m.data.shape == grid.map_hw
     np.testing.assert_allclose(m.scale, (0.5 * 2 * grid.stride_hw[0], 0.5 * 2 * grid.stride_hw[1]))
@@ -111,8 +111,8 @@ def test_explain_dock_passes_the_chosen_level_to_a_tiled_explanation(make_napari
     dock.level.combo.setCurrentIndex(dock.level.combo.findData(2))
     assert dock.run() is not None
     qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
-    qtbot.waitUntil(lambda: any(lyr.name.startswith("slide · Grad-CAM · ") for lyr in viewer.layers), timeout=30_000)
-    cam = next(lyr for lyr in viewer.layers if lyr.name.startswith("slide · Grad-CAM · "))
+    qtbot.waitUntil(lambda: any((lyr.name.startswith("Grad-CAM ") and lyr.name.endswith(" · slide")) for lyr in viewer.layers), timeout=30_000)
+    cam = next(lyr for lyr in viewer.layers if (lyr.name.startswith("Grad-CAM ") and lyr.name.endswith(" · slide")))
     from napari_cellclass import explain
 
     h, w = cam.data.shape

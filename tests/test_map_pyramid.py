@@ -88,8 +88,8 @@ def test_the_explain_dock_writes_a_large_map_as_a_multiscale_layer_over_level0(m
     dock.image.set_layer(layer)
     assert dock.run() is not None
     qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
-    qtbot.waitUntil(lambda: any(lyr.name.startswith("slide · Grad-CAM · ") for lyr in viewer.layers), timeout=30_000)
-    cam = next(lyr for lyr in viewer.layers if lyr.name.startswith("slide · Grad-CAM · "))
+    qtbot.waitUntil(lambda: any((lyr.name.startswith("Grad-CAM ") and lyr.name.endswith(" · slide")) for lyr in viewer.layers), timeout=30_000)
+    cam = next(lyr for lyr in viewer.layers if (lyr.name.startswith("Grad-CAM ") and lyr.name.endswith(" · slide")))
     assert cam.multiscale and [tuple(a.shape) for a in cam.data] == [(32, 32), (16, 16), (8, 8)]
     # the map's level 0 spans level 0 of the source, edge to edge, in world coordinates
     np.testing.assert_allclose(cam.data_to_world((-0.5, -0.5)), layer.data_to_world((-0.5, -0.5)))

@@ -33,15 +33,18 @@ def make_dock(make_napari_viewer, session):
     return make
 
 
-def press(viewer, key: str) -> None:
-    """A real key press on the canvas, as a user types it."""
+def press(viewer, key: str, *modifiers: str) -> None:
+    """A real key press on the canvas, as a user types it (modifiers: "Alt", "Control", "Shift")."""
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
 
+    mods = Qt.KeyboardModifier.NoModifier
+    for m in modifiers:
+        mods |= getattr(Qt.KeyboardModifier, f"{m}Modifier")
     canvas = viewer.window._qt_viewer.canvas.native
     canvas.setFocus()
-    QTest.keyClick(canvas, getattr(Qt.Key, f"Key_{key}"))
+    QTest.keyClick(canvas, getattr(Qt.Key, f"Key_{key}"), mods)
     QApplication.processEvents()
 
 
@@ -122,10 +125,10 @@ def test_shapes_and_points_become_region_items_with_the_right_crops(make_dock, t
     shapes.add_polygons([np.array([[40.0, 40.0], [40.0, 60.0], [60.0, 50.0]])])
     qtbot.waitUntil(lambda: len(dock.store.items) == 2)
     qtbot.waitUntil(lambda: len(shapes.data) == 2 and int(shapes.features["id"].iloc[1]) > 0)
-    # select the polygon, press 1: it becomes "healthy"
+    # select the polygon, press Alt+1: it becomes "healthy" (plain 1 is napari's vertex-remove mode)
     viewer.layers.selection.active = shapes
     shapes.selected_data = {1}
-    press(viewer, "1")
+    press(viewer, "1", "Alt")
     assert dock.store.items[-1].kind == "polygon" and dock.store.items[-1].label == "healthy"
     # deleting a shape in the layer deletes the annotation
     shapes.selected_data = {0}
@@ -164,7 +167,7 @@ def test_painted_pixels_are_stored_per_frame(make_dock, tmp_path, qtbot):
     labels = dock.add_layer("pixels")
     assert labels.data.shape == (3, 48, 48)
     viewer.dims.set_point(0, 1)
-    press(viewer, "2")  # on the Labels layer: paint with class 2
+    press(viewer, "2", "Alt")  # on the Labels layer: paint with class 2 (plain 2 is napari's paint mode)
     assert labels.selected_label == 2
     labels.brush_size = 5
     labels.paint((1, 20, 20), labels.selected_label)

@@ -141,7 +141,7 @@ def test_explain_dock_on_a_foreign_package(make_napari_viewer, qtbot, tmp_path, 
     before = len(viewer.layers)
     assert dock.run() is not None
     qtbot.waitUntil(lambda: not dock.controls.running and dock.feeder is None, timeout=60_000)
-    maps = [layer for layer in viewer.layers if layer.name.startswith("cells · Grad-CAM")]
+    maps = [layer for layer in viewer.layers if layer.name.startswith("Grad-CAM ") and layer.name.endswith(" · cells")]
     if torchscript_only:
         assert len(viewer.layers) == before and not maps
         assert any("only TorchScript weights" in str(n.message) for n in notification_manager.records)

@@ -182,7 +182,7 @@ def test_multichannel_samples_open_as_coloured_channels_and_the_docks_use_them(m
     _wait(qtbot, explain)
     maps = [l for l in explain.viewer.layers if "Grad-CAM" in l.name]
     assert maps and all(m.data.ndim == 2 for m in maps)  # on the channel layers' plane, no channel slider
-    assert maps[0].name.startswith("protein localisation (synthetic) · Grad-CAM · ")
+    assert maps[0].name.startswith("Grad-CAM ") and maps[0].name.endswith(" · protein localisation (synthetic)")
 
 
 def test_explain_combines_the_layers_selected_in_the_layer_list(make_napari_viewer, rgb_model, qtbot):
@@ -200,5 +200,5 @@ def test_explain_combines_the_layers_selected_in_the_layer_list(make_napari_view
     assert [b.text() for b in dock.channels.boxes] == ["H", "E", "DAB"]
     dock.run()
     _wait(qtbot, dock)
-    cam = next(l for l in viewer.layers if l.name.startswith("H + E + DAB · Grad-CAM · "))
+    cam = next(l for l in viewer.layers if l.name.startswith("Grad-CAM ") and l.name.endswith(" · H + E + DAB"))
     assert cam.data.shape == (48, 64) and cam.metadata["cellclass"]["source"] == "H + E + DAB"

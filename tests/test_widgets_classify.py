@@ -74,7 +74,8 @@ def test_classify_sample_layer_fills_table_metadata_name_and_csv(dock, qtbot, tm
     label = CLASSES[int(np.argmax(expected))]
     assert preds["predicted_class"] == [label]
     assert layer.name.startswith(f"cells · {label} (")
-    assert dock.view.rowCount() == 1 and dock.view.columnCount() == 4 + len(CLASSES) + 3  # + ood_score, ood, model
+    # + ood_score, ood, model, and the view's own "top classes" column
+    assert dock.view.rowCount() == 1 and dock.view.columnCount() == 4 + len(CLASSES) + 3 + 1
     assert "classes (3" in dock.card.toPlainText()
 
     path = dock.export_csv(tmp_path / "predictions.csv")
@@ -187,7 +188,7 @@ def test_tiled_probability_map_layers_sit_on_the_source(dock, qtbot):
     wait_done(qtbot, dock)
     grid = tile_grid((96, 128), 32, 0.5)
     (sy, sx), (ty, tx) = grid.scale_translate()
-    maps = [viewer.layers[f"big · p({c})"] for c in CLASSES]
+    maps = [viewer.layers[f"p({c}) · big"] for c in CLASSES]
     total = sum(m.data for m in maps)
     np.testing.assert_allclose(total, 1.0, atol=1e-4)  # softmax over classes in every cell
     for m in maps:
@@ -376,7 +377,11 @@ def test_model_card_shows_training_provenance_and_metrics(make_napari_viewer, qt
 
 # ------------------------------------------------------------------ sorting, progress, the plugin's own samples
 def _column_index(dock, name):
-    return [dock.view.horizontalHeaderItem(c).text() for c in range(dock.view.columnCount())].index(name)
+    from napari_cellclass.widgets.table_headers import column_of
+
+    c = column_of(dock.view, name)  # headers are short ("class", "conf."); the column name is kept under them
+    assert c >= 0, name
+    return c
 
 
 def _column(dock, name):

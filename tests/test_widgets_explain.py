@@ -60,7 +60,7 @@ def test_map_layer_sits_on_the_source_and_is_replaced_on_rerun(dock, qtbot):
     dock.image.set_layer(src)
     run(dock, qtbot)
     probs = predict(load_model(dock.session.choice.path), src.data, device="cpu")[0]
-    name = f"cells · Grad-CAM · {CLASSES[int(np.argmax(probs))]}"
+    name = f"Grad-CAM {CLASSES[int(np.argmax(probs))]} · cells"
     assert name in viewer.layers, [l.name for l in viewer.layers]
     cam = viewer.layers[name]
     assert cam.data.shape == (48, 64)
@@ -80,7 +80,7 @@ def test_map_layer_sits_on_the_source_and_is_replaced_on_rerun(dock, qtbot):
     dock.target.setCurrentText("all classes")
     dock.method.setCurrentIndex(dock.method.findData("gradcam++"))
     run(dock, qtbot)
-    assert viewer.layers["cells · Grad-CAM++ · all classes"].data.shape == (len(CLASSES), 48, 64)
+    assert viewer.layers["Grad-CAM++ all classes · cells"].data.shape == (len(CLASSES), 48, 64)
 
 
 def test_stack_map_is_placed_on_the_frame_under_the_slider(dock, qtbot):
@@ -90,7 +90,7 @@ def test_stack_map_is_placed_on_the_frame_under_the_slider(dock, qtbot):
     dock.image.set_layer(stack)
     dock.target.setCurrentText("spread")
     run(dock, qtbot)
-    cam = viewer.layers["movie · Grad-CAM · spread"]
+    cam = viewer.layers["Grad-CAM spread · movie"]
     assert cam.data.shape == (1, 48, 64)
     np.testing.assert_allclose(cam.translate, (10.0, 0.0, 0.0))
     np.testing.assert_allclose(cam.scale, (5.0, 1.0, 1.0))
@@ -105,16 +105,16 @@ def test_multichannel_source_can_be_shown_beside_each_channel(dock, qtbot):
     dock.grid.setChecked(True)
     dock.target.setCurrentText("round")
     run(dock, qtbot)
-    cam = viewer.layers["nlo · Grad-CAM · round"]
+    cam = viewer.layers["Grad-CAM round · nlo"]
     assert cam.data.shape == (3, 40, 40)  # on every channel of the channel slider
     np.testing.assert_allclose(cam.scale, (1, 2, 2))
     names = [l.name for l in viewer.layers][:6]
-    assert names == ["nlo · SRS", "nlo · Grad-CAM · round · SRS",
-                     "nlo · TPEF", "nlo · Grad-CAM · round · TPEF",
-                     "nlo · trans", "nlo · Grad-CAM · round · trans"]
+    assert names == ["SRS · nlo", "SRS: Grad-CAM round · nlo",
+                     "TPEF · nlo", "TPEF: Grad-CAM round · nlo",
+                     "trans · nlo", "trans: Grad-CAM round · nlo"]
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
     assert grid.enabled and grid.stride == 2
-    np.testing.assert_array_equal(viewer.layers["nlo · TPEF"].data, nlo.data[1])
+    np.testing.assert_array_equal(viewer.layers["TPEF · nlo"].data, nlo.data[1])
 
 
 def test_tiled_high_resolution_maps_cover_the_whole_image(dock, qtbot):
@@ -124,7 +124,7 @@ def test_tiled_high_resolution_maps_cover_the_whole_image(dock, qtbot):
     dock.tiled.setChecked(True)
     dock.tile.setValue(32)
     run(dock, qtbot)
-    cam = next(l for l in viewer.layers if l.name.startswith("big · Grad-CAM · "))
+    cam = next(l for l in viewer.layers if (l.name.startswith("Grad-CAM ") and l.name.endswith(" · big")))
     assert cam.data.shape == (80, 112)
     assert cam.metadata["cellclass"]["tiles"]
 
@@ -157,13 +157,13 @@ def test_fcn_model_defaults_to_its_own_heat_maps(make_napari_viewer, qtbot, tmp_
     dock.image.set_layer(cells)
     dock.target.setCurrentText("all classes")
     run(dock, qtbot)
-    fcn = viewer.layers["cells · FCN · all classes"]
+    fcn = viewer.layers["FCN all classes · cells"]
     assert fcn.data.shape == (2, 4, 64, 80) and fcn.metadata["cellclass"]["method"] == "fcn"
     assert sorted(fcn.metadata["cellclass"]["axis_classes"]) == ["ER", "nucleus"]
 
 
 def _has_map_of(viewer, source: str) -> bool:
-    return any(l.name.startswith(f"{source} · ") and "cellclass" in l.metadata for l in viewer.layers)
+    return any(l.name.endswith(f" · {source}") and "cellclass" in l.metadata for l in viewer.layers)
 
 
 def test_cancel_stops_mid_run_and_frees_the_model(make_napari_viewer, qtbot, tmp_path):
@@ -261,7 +261,7 @@ def test_choosing_a_cam_layer_by_name_changes_the_map(dock, qtbot):
     dock.image.set_layer(src)
     dock.target.setCurrentText("round")
     run(dock, qtbot)
-    cam = viewer.layers["cells · Grad-CAM · round"]
+    cam = viewer.layers["Grad-CAM round · cells"]
     auto_meta, auto_map = dict(cam.metadata["cellclass"]), np.array(cam.data)
     bundle = dock.session.cached()
     auto = bundle.network.cam_layer
@@ -271,7 +271,7 @@ def test_choosing_a_cam_layer_by_name_changes_the_map(dock, qtbot):
     dock.cam_layer.setCurrentText("features.1")
     run(dock, qtbot)
     meta = cam.metadata["cellclass"]
-    assert viewer.layers["cells · Grad-CAM · round"] is cam
+    assert viewer.layers["Grad-CAM round · cells"] is cam
     assert meta["layer"] == "features.1" and meta["layers"] == ["features.1"]
     assert not np.allclose(cam.data, auto_map)
     dock.cam_layer.setCurrentText("no_such_layer")
@@ -289,7 +289,7 @@ def test_tiled_at_the_default_tile_really_tiles(dock, qtbot):
     dock.tile.setValue(0)
     assert dock.tile.text() == "model input size"
     run(dock, qtbot)
-    cam = next(l for l in viewer.layers if l.name.startswith("big · Grad-CAM · "))
+    cam = next(l for l in viewer.layers if (l.name.startswith("Grad-CAM ") and l.name.endswith(" · big")))
     tiles = cam.metadata["cellclass"]["tiles"]
     assert tiles["tile_hw"] == [32, 32] and tiles["n_tiles"] > 4
 
@@ -309,7 +309,7 @@ def test_all_classes_is_one_layer_with_a_class_axis_and_stays_bounded_beside_eac
     dock.image.set_layer(nlo)
     dock.target.setCurrentText("all classes")
     run(dock, qtbot)
-    cam = viewer.layers["nlo · Grad-CAM · all classes"]
+    cam = viewer.layers["Grad-CAM all classes · nlo"]
     assert len(viewer.layers) == 2 and cam.data.shape == (3, 3, 40, 40)  # (class, channel, y, x)
     meta = cam.metadata["cellclass"]
     probs = meta["probabilities"]
@@ -333,7 +333,7 @@ def test_all_classes_is_one_layer_with_a_class_axis_and_stays_bounded_beside_eac
     added = 1 + 3 * 2  # the map on the source, and each channel with its one map layer
     assert len(viewer.layers) == 1 + added
     assert len({n for _, n in ticks}) >= 3  # the event loop ran between additions
-    pairs = [l for l in viewer.layers if l.name.startswith("nlo · Grad-CAM · all classes · ")]
+    pairs = [l for l in viewer.layers if l.name.endswith(": Grad-CAM all classes · nlo")]
     assert len(pairs) == 3 and all(p.data.shape == (3, 40, 40) for p in pairs)
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
     assert grid.enabled and grid.stride == 2

@@ -91,6 +91,10 @@ def test_label_fine_tune_compare_keep_save_undo(dock, qtbot, tmp_path):
     assert outcome is not None and not outcome.cancelled
     assert outcome.bundle.classes == CLASSES and outcome.n_train + outcome.n_val == 24
     assert len(panel.curves.series["loss"]) == 2 and "→" in panel.result.text()
+    # the verdict's per-class table and confusion matrix cover every held-out label
+    assert panel.details.per_class.rowCount() == 2 and panel.details.is_open()
+    cells = [panel.details.matrix.item(r, c).text().split(" → ") for r in range(2) for c in range(2)]
+    assert sum(int(a) for _, a in cells) == sum(int(b) for b, _ in cells) == outcome.n_val
 
     # the tuned model against the model it started from, on held-out synthetic cells
     images, labels = synth(40, seed=11)
@@ -198,7 +202,7 @@ def test_explain_while_a_fine_tune_holds_the_model(dock, qtbot, tmp_path):
     explain.run()
     qtbot.waitUntil(lambda: not explain.controls.running, timeout=240_000)
     # the feeder adds the map layers on the event loop after the job ends: wait for them, do not race
-    qtbot.waitUntil(lambda: any(lay.name.startswith("movie · ") for lay in dock.viewer.layers), timeout=30_000)
+    qtbot.waitUntil(lambda: any(lay.name.endswith(" · movie") for lay in dock.viewer.layers), timeout=30_000)
     assert panel.controls.running, "the fine-tune should still be running while the map was made"
     panel.controls.cancel_button.click()
     wait(qtbot, panel.controls)

@@ -65,7 +65,7 @@ def test_classify_dock_on_a_multiscale_layer_matches_level0(make_napari_viewer, 
     qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
     grid = tile_grid((256, 256), 32, 0.5)  # level 0: no training pixel size recorded, none chosen
     (sy, sx), (ty, tx) = grid.scale_translate()
-    m = viewer.layers["slide · p(round)"]
+    m = viewer.layers["p(round) · slide"]
     assert m.data.shape == grid.map_hw
     np.testing.assert_allclose(m.scale, (0.5 * sy, 0.5 * sx))
     np.testing.assert_allclose(m.translate, (4 + 0.5 * ty, 6 + 0.5 * tx))
@@ -82,8 +82,8 @@ def test_explain_dock_on_a_multiscale_layer_places_the_map_over_level0(make_napa
     assert dock.run() is not None
     qtbot.waitUntil(lambda: not dock.controls.running, timeout=120_000)
     # map layers are fed in one per event-loop turn after the job ends (widgets/feeder.py)
-    qtbot.waitUntil(lambda: any(lyr.name.startswith("slide · Grad-CAM · ") for lyr in viewer.layers), timeout=30_000)
-    cam = next(lyr for lyr in viewer.layers if lyr.name.startswith("slide · Grad-CAM · "))
+    qtbot.waitUntil(lambda: any((lyr.name.startswith("Grad-CAM ") and lyr.name.endswith(" · slide")) for lyr in viewer.layers), timeout=30_000)
+    cam = next(lyr for lyr in viewer.layers if (lyr.name.startswith("Grad-CAM ") and lyr.name.endswith(" · slide")))
     assert cam.data.shape == (32, 32)  # explained on the smallest level of at least the input size
     np.testing.assert_allclose(cam.scale, (0.5 * 8, 2.0 * 8))  # that level's pixels are 8 level-0 pixels
     # a map cell covers 8x8 level-0 pixels: its centre is 3.5 level-0 pixels in from their first

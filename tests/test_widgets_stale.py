@@ -80,7 +80,7 @@ def test_first_explain_of_an_unloaded_fcn_model_uses_fcn_and_docks_follow_new_la
     assert session.cached() is None and dock.method.currentData() == "gradcam"
     assert dock.run() is not None
     qtbot.waitUntil(lambda: not dock.controls.running and dock.feeder is None, timeout=60_000)
-    assert any(l.name.startswith("cells · FCN · ") for l in viewer.layers), [l.name for l in viewer.layers]
+    assert any(l.name.startswith("FCN ") and l.name.endswith(" · cells") for l in viewer.layers), [l.name for l in viewer.layers]
     assert dock.method.currentData() == "fcn"  # and the dock now says so
     dock.deleteLater()
     qtbot.wait(50)

@@ -101,10 +101,32 @@ class RankedPlanes:
     method: str
     model: str
     methods: tuple[str, ...] = ()  # the scores that fit the model (core.active.methods_for), default first
+    background: int = 0  # tiles left out as empty background (core.annotations.background)
 
 
 def boxes_overlap(a: Box, b: Box) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def _score_tiles(bundle: Any, req: Request, layout: Any, frame: int, tile: int, members: bool, options: Any
+                 ) -> tuple[list[Box], np.ndarray, list[bool]]:
+    """(tile boxes, their probabilities, which are empty background) of one plane."""
+    from ..core.annotations.background import background_tiles
+    from ..core.inference.predict import predict, predict_members
+    from ..core.inference.tiling import tile_grid
+    from ..core.io.images import get_plane
+
+    grid = tile_grid((layout.height, layout.width), tile, overlap=0.0)  # edge tiles pulled inside
+    th, tw = grid.tile_hw
+    boxes = [(float(y), float(x), float(y + th - 1), float(x + tw - 1)) for y in grid.ys for x in grid.xs]
+    crops = [get_plane(req.source.data, layout, frame, req.info.name,
+                       region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
+             for b in boxes]
+    if members:  # (M, tiles, K) -> one (M, K) row per tile, as the records give them
+        p = predict_members(bundle, crops, options=options).transpose(1, 0, 2)
+    else:
+        p = predict(bundle, crops, options=options)
+    return boxes, p, background_tiles(crops)  # blank tiles are often the most uncertain: not worth labelling
 
 
 def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple[str, int], list[Box] | None],
@@ -120,10 +142,9 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     ensemble, which then predicts every member's probabilities."""
     from ..core.annotations.active import ENSEMBLE_METHODS, methods_for, rank
     from ..core.errors import DataError
-    from ..core.io.images import get_plane, inspect
+    from ..core.io.images import inspect
     from ..core.inference.options import RunOptions
-    from ..core.inference.predict import ensemble_size, predict, predict_members, predict_records
-    from ..core.inference.tiling import tile_grid
+    from ..core.inference.predict import ensemble_size, predict_records
 
     from .jobs import load_bundle, model_id
 
@@ -140,6 +161,7 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     total = sum(lay.n_frames for lay in layouts)
     yield Progress(0, total, message="scoring the open images" + (f" in {tile} px tiles" if tile else ""))
     done = 0
+    blank: list[bool] = []  # per key: empty background (tiles only)
     run, crops_run = RunOptions(device=session.device, batch_size=batch_size), RunOptions(
         device=session.device, batch_size=batch_size, channel_axis=0)  # crops are cut channel-first
     for req, layout in zip(requests, layouts):
@@ -148,23 +170,15 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
             with closing(records):
                 for rec in records:
                     keys.append((req.info.name, int(rec.frame), None))
+                    blank.append(False)
                     probs.append(rec.probs)
                     done += 1
                     yield Progress(done, total)
             continue
         for frame in range(layout.n_frames):
-            grid = tile_grid((layout.height, layout.width), tile, overlap=0.0)  # edge tiles pulled inside
-            th, tw = grid.tile_hw
-            boxes = [(float(y), float(x), float(y + th - 1), float(x + tw - 1)) for y in grid.ys for x in grid.xs]
-            crops = [get_plane(req.source.data, layout, frame, req.info.name,
-                               region=(slice(int(b[0]), int(b[2]) + 1), slice(int(b[1]), int(b[3]) + 1)), native=True)
-                     for b in boxes]
-            if members:  # (M, tiles, K) -> one (M, K) row per tile, as the records give them
-                p = predict_members(bundle, crops, options=crops_run)
-                p = p.transpose(1, 0, 2)
-            else:
-                p = predict(bundle, crops, options=crops_run)
+            boxes, p, flat = _score_tiles(bundle, req, layout, frame, tile, members, crops_run)
             keys += [(req.info.name, frame, b) for b in boxes]
+            blank += flat
             probs += list(p)
             done += 1
             yield Progress(done, total)
@@ -183,7 +197,8 @@ def rank_job(session: Session, requests: Sequence[Request], labelled: dict[tuple
     scored = np.stack(probs)
     if members:
         scored = scored.transpose(1, 0, 2)  # rows (N, M, K) -> members first, as core.active takes them
-    ranking = rank(scored, method, keys=keys, exclude=[is_labelled(k) for k in keys], thresholds=thresholds)
+    ranking = rank(scored, method, keys=keys, exclude=[is_labelled(k) or b for k, b in zip(keys, blank)],
+                   thresholds=thresholds)
     return RankedPlanes(list(ranking.keys), [float(ranking.scores[i]) for i in ranking.order], ranking.method,
                         model_id(session.choice if isinstance(session.choice, ModelChoice) else ModelChoice("default")),
-                        offered)
+                        offered, sum(b and not is_labelled(k) for k, b in zip(keys, blank)))

@@ -69,16 +69,27 @@ METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "
                  "hirescam": "HiResCAM", "cam": "CAM", "fcn": "FCN"}
 
 
-def map_name(image: str, method: str, class_name: str) -> str:
-    return f"{image}{SEP}{METHOD_TITLES.get(method, method)}{SEP}{class_name}"
+# Names lead with what tells layers apart (map kind and class, or the channel), the
+# image last: the layer list cuts long names, and "cells · Grad-CAM · round · SRS"
+# and "cells · SRS" looked alike there.  Each layer's metadata has a "title" in words.
+def map_name(image: str, method: str, class_name: str, channel: str | None = None) -> str:
+    """``Grad-CAM round · image``; on one channel ``SRS: Grad-CAM round · image`` (beside
+    the channel's own layer ``SRS · image``)."""
+    head = f"{METHOD_TITLES.get(method, method)} {class_name}"
+    return f"{channel + ': ' if channel else ''}{head}{SEP}{image}"
+
+
+def map_title(image: str, method: str, class_name: str, channel: str | None = None) -> str:
+    where = f" on channel {channel}" if channel else ""
+    return f"{METHOD_TITLES.get(method, method)} map of class '{class_name}' for image '{image}'{where}"
 
 
 def probability_map_name(image: str, class_name: str) -> str:
-    return f"{image}{SEP}p({class_name})"
+    return f"p({class_name}){SEP}{image}"
 
 
 def channel_layer_name(image: str, channel: str) -> str:
-    return f"{image}{SEP}{channel}"
+    return f"{channel}{SEP}{image}"
 
 
 def predicted_name(base: str, label: str, confidence: float) -> str:
@@ -255,7 +266,8 @@ def explanation_layers(result: ExplainResult, src: SourceInfo, layout: Layout, f
                         src, layout, frame,
                         map_scale=None if placement is None else placement[0],
                         map_translate=None if placement is None else placement[1],
-                        metadata={**extra, "class": names[0]}, blending=EXPLAIN_BLENDING)
+                        metadata={**extra, "class": names[0], "title": map_title(src.name, str(result.method), title)},
+                        blending=EXPLAIN_BLENDING)
     if len(names) == 1:
         return [top]
     return [with_class_axis(top, names, np.clip(np.nan_to_num(maps), 0.0, 1.0), layout)]
@@ -271,6 +283,7 @@ def probability_map_layers(
         heatmap_layer(p, probability_map_name(src.name, c), src, layout, frame,
                       colormap=PROBABILITY_COLORMAP, map_scale=(sy, sx), map_translate=(ty, tx),
                       metadata={"class": c, "kind": "tiled probability", "model": model,
+                                "title": f"tiled probability of class '{c}' for image '{src.name}' ({model})",
                                 "tile_hw": list(grid.tile_hw), "stride_hw": list(grid.stride_hw)})
         for p, c in zip(np.asarray(prob_map), classes)
     ]
@@ -311,12 +324,14 @@ def channel_grid_layers(
             "contrast_limits": (lo, hi if hi > lo else lo + 1.0),
             "scale": flat.scale,
             "translate": flat.translate,
-            "metadata": {META_KEY: {"source": src.name, "channel": channel}},
+            "metadata": {META_KEY: {"source": src.name, "channel": channel,
+                                    "title": f"channel {channel} of image '{src.name}'"}},
         }, "image"))
         # one map layer per channel (a class axis for several classes): the grid stays 2 x C boxes
-        name = f"{map_name(src.name, str(result.method), title)}{SEP}{channel}"
-        top = heatmap_layer(maps[0], name, flat, flat_layout, metadata={"class": names[0], "channel": channel},
-                            blending=EXPLAIN_BLENDING)
+        name = map_name(src.name, str(result.method), title, channel)
+        desc = map_title(src.name, str(result.method), title, channel)
+        top = heatmap_layer(maps[0], name, flat, flat_layout,
+                            metadata={"class": names[0], "channel": channel, "title": desc}, blending=EXPLAIN_BLENDING)
         out.append(top if len(names) == 1 else with_class_axis(top, names, maps, flat_layout))
     return out
 

@@ -37,3 +37,28 @@ def accuracy_line(before: float | None, after: float | None, n: int) -> str:
     elif la <= hb and lb <= ha:
         text += " — the intervals overlap: the change may be chance"
     return text
+
+
+def per_class_rows(before: dict | None, after: dict | None) -> list[dict]:
+    """One row per class for the dock's table: support and precision, recall and F1
+    before → after (sklearn's, from ``core.evaluation.metrics``), on the same labels."""
+    b, a = (before or {}).get("per_class") or {}, (after or {}).get("per_class") or {}
+    rows = []
+    for cls in a or b:
+        pb, pa = b.get(cls) or {}, a.get(cls) or {}
+        rows.append({"class": cls, "support": int(pa.get("support", pb.get("support", 0)) or 0),
+                     **{m: (pb.get(m), pa.get(m)) for m in ("precision", "recall", "f1")}})
+    return rows
+
+
+def confusion(before: dict | None, after: dict | None) -> tuple[list[str], list[str], list[list[tuple[int, int]]]] | None:
+    """(true classes, predicted columns, cells of (before, after) counts), or None when
+    not measured.  A multi-label matrix has a last "none predicted" column."""
+    cb, ca = (before or {}).get("confusion_matrix"), (after or {}).get("confusion_matrix")
+    classes = list((after or {}).get("classes") or (before or {}).get("classes") or [])
+    if not ca or not classes:
+        return None
+    cb = cb if cb and len(cb) == len(ca) and len(cb[0]) == len(ca[0]) else [[0] * len(r) for r in ca]
+    cols = classes + (["none"] if len(ca[0]) == len(classes) + 1 else [])
+    cells = [[(int(x), int(y)) for x, y in zip(rb, ra)] for rb, ra in zip(cb, ca)]
+    return classes[:len(ca)], cols, cells

@@ -1,5 +1,6 @@
-"""What the annotate panel does in the viewer: keys 1–9, the current image and
-frame, the annotation layers' events, jumping to an item.  No Qt widgets here; the
+"""What the annotate panel does in the viewer: keys (:mod:`.annotation_keys`), the
+current image and frame, the annotation layers' events (napari's own undo and redo
+on the pixels layer included), jumping to an item.  No Qt widgets here; the
 dock passes a ``defer`` callable (a zero-delay timer) so that layers are redrawn
 after napari has finished the event that changed them.
 """
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..core.annotations import AnnotationStore
 from . import annotation_layers as AL
+from .annotation_keys import AnnotationKeys
 from .notify import notify_error
 
 if TYPE_CHECKING:
@@ -21,13 +23,12 @@ if TYPE_CHECKING:
     from napari import Viewer
     from ..core.annotations.table import ItemRow
 
-KEYS = tuple(str(n) for n in range(1, 10))
 
-
-class AnnotationController:
+class AnnotationController(AnnotationKeys):
     """Ties one viewer's layers to one :class:`AnnotationStore` at a time."""
 
-    def __init__(self, viewer: Viewer, defer: Callable[[Callable[[], None]], None], changed: Callable[[], None]) -> None:
+    def __init__(self, viewer: Viewer, defer: Callable[[Callable[[], None]], None], changed: Callable[[], None],
+                 undo: Callable[[], None] | None = None) -> None:
         self.viewer = viewer
         self.store: AnnotationStore | None = None
         self.current_class: str | None = None
@@ -35,6 +36,8 @@ class AnnotationController:
         self.advance = True  # after a key on a stack, move to the next plane
         self._defer = defer
         self._changed = changed
+        self._undo = undo  # the panel's Undo, for its shortcut
+        self._shown: dict[int, np.ndarray] = {}  # pixels layer -> the labels last written to / read from the store
         self._bindings: dict[int, AL.Binding] = {}
         self._keyed: list[Any] = []
         self._hooked: list[tuple[Any, str, Callable]] = []
@@ -88,10 +91,7 @@ class AnnotationController:
         for emitter, _, cb in self._hooked:
             emitter.disconnect(cb)
         self._hooked = []
-        for target in self._keyed:
-            for k in KEYS:
-                target.bind_key(k, None, overwrite=True)
-        self._keyed = []
+        self._unbind_keys()
         if self._unsubscribe is not None:
             self._unsubscribe()
 
@@ -143,68 +143,11 @@ class AnnotationController:
     def _layer_removed(self, event: Event) -> None:
         layer = event.value
         self._bindings.pop(id(layer), None)
+        self._shown.pop(id(layer), None)
         self._keyed = [t for t in self._keyed if t is not layer]
         for entry in [h for h in self._hooked if h[1] == str(id(layer))]:
             entry[0].disconnect(entry[2])
             self._hooked.remove(entry)
-
-    # ------------------------------------------------------------------ keys 1–9
-    def _bind_keys(self) -> None:
-        self._key_target(self.viewer, lambda n: lambda _v: self.key(n))
-        for layer in self.viewer.layers:
-            self._key_layer(layer)
-
-    def _key_layer(self, layer: Layer) -> None:
-        from napari.layers import Image
-
-        from ..app.layer_data import is_derived
-
-        if (isinstance(layer, Image) and not is_derived(layer.metadata)) or AL.META in layer.metadata:
-            # napari binds 1–7 to layer modes; on these layers the keys label instead
-            self._key_target(layer, lambda n: lambda lyr: self.key(n, lyr))
-
-    def _key_target(self, target: Viewer | Layer, make: Callable[[int], Callable[[Any], None]]) -> None:
-        for k in KEYS:
-            target.bind_key(k, make(int(k)), overwrite=True)
-        self._keyed.append(target)
-
-    def key(self, n: int, layer: Layer | None = None) -> Any:
-        """Key ``n``: label the current image/frame with class ``n`` (image layers),
-        or make class ``n`` current and relabel the selection (annotation layers)."""
-        try:
-            return self._key(n, layer)
-        except Exception as err:  # noqa: BLE001 - a key press never raises into napari
-            notify_error(err)
-            return None
-
-    def _key(self, n: int, layer: Layer) -> Any:
-        from napari.layers import Labels, Points, Shapes
-
-        store = self.store
-        if store is None or store.class_for_key(n) is None:
-            raise _no_class(n, store)
-        cls = store.class_for_key(n)
-        if layer is not None and AL.META in layer.metadata:
-            self.current_class = cls
-            if isinstance(layer, Labels):
-                layer.selected_label = n
-            elif isinstance(layer, (Shapes, Points)) and layer.selected_data:
-                ids = [int(layer.features["id"].iloc[i]) for i in sorted(layer.selected_data)]
-                for item_id in ids:
-                    if store.item(item_id).label != cls:
-                        store.relabel(item_id, cls)
-            self._changed()
-            return cls
-        image = layer if layer is not None else self.active_image()
-        if image is None:
-            raise _no_image()
-        b = self.binding(image)
-        plane = self.plane_now(b)
-        key, frame = b.target(plane)
-        item = store.apply_key(key, frame, n)
-        if self.advance and b.n_planes > 1 and plane + 1 < b.n_planes:
-            self.go_to_plane(b, plane + 1)
-        return item
 
     # ------------------------------------------------------------------ annotation layers
     def add_layer(self, kind: str, image: Any = None) -> Any:
@@ -234,12 +177,15 @@ class AnnotationController:
         kind = layer.metadata[AL.META]["kind"]
         if kind == "pixels":
             # napari emits "paint" before it writes the pixels: read them a moment later
-            emitter, cb = layer.events.paint, lambda event: self._defer(lambda: self._painted(layer))
+            hooks = [(layer.events.paint, lambda event: self._defer(lambda: self._painted(layer))),
+                     # its undo and redo (Ctrl+Z, Ctrl+Shift+Z) rewrite the pixels and emit set_data only
+                     (layer.events.set_data, lambda event: self._defer(lambda: self._pixels_reset(layer))),
+                     (layer.events.selected_label, lambda event: self._label_picked(layer))]
         else:
-            emitter, cb = layer.events.data, lambda event: self._edited(layer, event)
-        emitter.connect(cb)
-        self._hooked.append((emitter, tag, cb))
-        self._key_layer(layer)
+            hooks = [(layer.events.data, lambda event: self._edited(layer, event))]
+        for emitter, cb in hooks:
+            emitter.connect(cb)
+            self._hooked.append((emitter, tag, cb))
 
     def _binding_of(self, layer: Layer) -> AL.Binding | None:
         image = AL.find_image_layer(self.viewer, (layer.metadata.get(AL.META) or {}).get("image", ""))
@@ -276,6 +222,9 @@ class AnnotationController:
         self._render(b, layer)
 
     def _painted(self, layer: Layer) -> None:
+        if id(layer) in self._shown:
+            self._pixels_reset(layer)  # the planes the stroke changed (none if a redraw wrote them first)
+            return
         b = self._binding_of(layer)
         if b is None:
             return
@@ -283,6 +232,37 @@ class AnnotationController:
             AL.sync_pixels(b, layer, [self.plane_now(b)] if layer.data.ndim > 2 else [0])
         except Exception as err:  # noqa: BLE001
             notify_error(err)
+        self._shown[id(layer)] = np.array(layer.data, copy=True)
+
+    def _pixels_reset(self, layer: Layer) -> bool:
+        """Store every plane of a pixels layer that differs from what the store last
+        gave or took (napari's undo/redo, or strokes not written yet), so the file
+        never keeps an erased stroke nor a redraw drops a new one.  True if it wrote."""
+        seen = self._shown.get(id(layer))
+        if seen is None or layer not in self.viewer.layers or seen.shape != layer.data.shape:
+            return False
+        now = np.asarray(layer.data)
+        if np.array_equal(now, seen):
+            return False
+        b = self._binding_of(layer)
+        if b is None:
+            return False
+        planes = [0] if now.ndim == 2 else [p for p in range(now.shape[0]) if not np.array_equal(now[p], seen[p])]
+        self._shown[id(layer)] = np.array(now, copy=True)
+        try:
+            AL.sync_pixels(b, layer, planes)
+        except Exception as err:  # noqa: BLE001 - shown; the layer is redrawn from the store
+            notify_error(err)
+            return False
+        return True
+
+    def _label_picked(self, layer: Layer) -> None:
+        """napari's label picker (or its -/= keys) chose value n: class n is current."""
+        names = self.store.class_names if self.store is not None else []
+        n = int(layer.selected_label)
+        if 1 <= n <= len(names) and names[n - 1] != self.current_class:
+            self.current_class = names[n - 1]
+            self._changed()
 
     # ------------------------------------------------------------------ drawing
     def schedule_render(self) -> None:
@@ -299,6 +279,8 @@ class AnnotationController:
             if id(layer) in self._dirty:  # edits not written yet: write them, then redraw
                 self.sync(layer)
                 continue
+            if self._pixels_reset(layer):  # strokes not written yet: the same (the write redraws)
+                continue
             b = self._binding_of(layer)
             if b is not None:
                 self._hook(layer)
@@ -307,6 +289,8 @@ class AnnotationController:
     def _render(self, b: AL.Binding, layer: Layer) -> None:
         kind = layer.metadata[AL.META]["kind"]
         {"regions": AL.render_regions, "points": AL.render_points, "pixels": AL.render_pixels}[kind](b, layer)
+        if kind == "pixels":
+            self._shown[id(layer)] = np.array(layer.data, copy=True)
         color = AL.class_colors(self.store).get(self.current_class or "")
         if color is not None and kind == "regions":
             layer.current_edge_color = color
@@ -357,14 +341,6 @@ class AnnotationController:
         world = np.asarray(b.layer.data_to_world(coords))
         camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
         camera.center = tuple(world[-2:])
-
-
-def _no_class(n: int, store: AnnotationStore) -> Exception:
-    from ..core.errors import DataError
-
-    if store is None:
-        return DataError("no annotation file is open", "open or create one in the annotate panel")
-    return DataError(f"no class has the key {n}", "add classes in the annotate panel (keys 1–9 follow their order)")
 
 
 def _no_image() -> Exception:

@@ -186,8 +186,9 @@ def make_layer(viewer: Viewer, b: Binding, kind: str, crop_size: int = 64) -> An
     if existing is not None:
         return existing
     place = {"scale": tuple(b.layer.scale)[-b.ann_ndim:], "translate": tuple(b.layer.translate)[-b.ann_ndim:],
-             "metadata": {META: {"image": image_name(b.layer), "kind": kind}}}
-    name = f"{image_name(b.layer)} {kind}"
+             "metadata": {META: {"image": image_name(b.layer), "kind": kind,
+                                 "title": f"{kind} annotations of '{image_name(b.layer)}'"}}}
+    name = f"{kind} · {image_name(b.layer)}"  # the kind first: the layer list cuts long names
     if kind == "regions":
         layer = viewer.add_shapes(ndim=b.ann_ndim, name=name, edge_width=2, face_color="transparent",
                                   features={"id": np.zeros(0, int), "label": np.zeros(0, str)}, **place)
@@ -263,7 +264,6 @@ def render_pixels(b: Binding, layer: Layer) -> None:
 
     store = b.store
     colors = {i + 1: hex_to_rgba(c.color) for i, c in enumerate(store.classes)}
-    layer.colormap = DirectLabelColormap(color_dict={None: TRANSPARENT, 0: TRANSPARENT, **colors})
     new = np.zeros_like(layer.data)
     for (key, frame), p in b.planes().items():
         mask = store.pixel_labels(key, frame)
@@ -274,8 +274,11 @@ def render_pixels(b: Binding, layer: Layer) -> None:
             new[:h, :w] = mask
         else:
             new[p, :h, :w] = mask
+    # blocked: the controller reads set_data as napari's own undo/redo of a stroke
     with layer.events.set_data.blocker(), layer.events.paint.blocker():
-        layer.data = new
+        layer.colormap = DirectLabelColormap(color_dict={None: TRANSPARENT, 0: TRANSPARENT, **colors})
+        if not np.array_equal(new, layer.data):
+            layer.data = new
 
 
 # ------------------------------------------------------------------------ layers → store

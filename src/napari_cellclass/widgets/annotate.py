@@ -40,6 +40,10 @@ from .finetune import FineTunePanel
 from .live_mode import LiveMode
 from .runner import notify_error
 from ..app.session import Session, session_for
+from ..app.undo_words import in_words
+from ..viewer.annotation_keys import HELP as KEY_HELP
+
+UNDO_SHORTCUT = "Ctrl+Alt+Z"  # viewer.annotation_keys.UNDO_KEY as napari users read it
 
 if TYPE_CHECKING:
     from napari.layers import Layer
@@ -70,7 +74,8 @@ class AnnotateDock(QWidget):
         self.viewer = napari_viewer
         self.session = session if session is not None else session_for(napari_viewer)
         settings = self.session.settings
-        self.controller = AnnotationController(napari_viewer, lambda fn: QTimer.singleShot(0, fn), self._store_changed)
+        self.controller = AnnotationController(napari_viewer, lambda fn: QTimer.singleShot(0, fn), self._store_changed,
+                                               undo=self.undo)
         self.file_label = QLabel("no annotation file open: add a class, or Open…")
         self.file_label.setWordWrap(True)
         self.open_button = QPushButton("Open…")
@@ -139,7 +144,8 @@ class AnnotateDock(QWidget):
         lay.addWidget(self.file_label)
         lay.addLayout(files)
         lay.addWidget(self.folder_button)
-        box = QGroupBox("classes (keys 1–9 label the current image or frame)")
+        box = QGroupBox("classes (1–9 on an image, Alt+1–9 on any layer; hover for keys)")
+        box.setToolTip(KEY_HELP)
         QVBoxLayout(box).addWidget(self.classes)
         lay.addWidget(box)
         box = QGroupBox("label regions and pixels with the current class")
@@ -289,7 +295,7 @@ class AnnotateDock(QWidget):
 
     def undo(self) -> None:
         if self.store is not None:
-            what = self.store.undo()
+            what = in_words(self.store, self.store.undo())
             show_info(f"undone: {what}" if what else "nothing to undo")
 
     def labelled_planes(self) -> dict[tuple[str, int], list | None]:
@@ -362,7 +368,8 @@ class AnnotateDock(QWidget):
             self.objects.store_changed()
         for b in (self.save_as_button, self.export_button, self.undo_button):
             b.setEnabled(store is not None)
-        self.undo_button.setToolTip(f"undo {store.undo_description}" if store is not None and store.can_undo else "")
+        self.undo_button.setToolTip((f"undo {in_words(store, store.undo_description)}" if store is not None and store.can_undo
+                                     else "nothing to undo") + f" ({UNDO_SHORTCUT})")
         self._update_where()
 
     def _update_where(self, *_: Any) -> None:

@@ -133,7 +133,8 @@ class NextToLabel(QWidget):
             self.method.setCurrentText(ranking.method)
         self.next_button.setEnabled(bool(ranking.keys))
         what = "region(s)" if ranking.keys and ranking.keys[0][2] is not None else "plane(s)"
-        self.info.setText(f"{len(ranking.keys)} unlabelled {what} ranked by {ranking.method} with {ranking.model}")
+        blank = f"; {ranking.background} empty background tile(s) left out" if ranking.background else ""
+        self.info.setText(f"{len(ranking.keys)} unlabelled {what} ranked by {ranking.method} with {ranking.model}{blank}")
 
     def remaining(self) -> list[tuple[str, int, Any]]:
         if self.ranking is None:

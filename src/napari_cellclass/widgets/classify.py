@@ -18,9 +18,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
-    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -39,6 +37,8 @@ from .channel_picker import combined_input, combined_requests
 from ..viewer.layers import channel_layers_of
 from .classify_objects import ObjectMode
 from .fold import Fold, scroll_body
+from .model_card import ModelCardView, results_and_card
+from .table_headers import decorate, fit_columns, label_columns, show_probabilities
 from .runner import JobControls, notify_error
 from ..app.session import Session, session_for
 from ..viewer.layers import upsert_all
@@ -126,10 +126,9 @@ class ClassifyDock(QWidget):
         self.view = results_table()
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
-        self.card = QPlainTextEdit()
-        self.card.setReadOnly(True)
+        self.all_probs = QCheckBox("every class's probability")  # columns; 'top classes' sums them up
+        self.card = ModelCardView()  # formatted sections; resizable in the splitter under the table
         self.card.setPlaceholderText("Classify once, or press 'model card', to see the model's card.")
-        self.card.setMaximumHeight(150)
         self.objects = ObjectMode(self)  # object mode: 'objects: <a Labels layer>' (widgets.classify_objects)
         from .bioimageio_button import BioimageioExportButton
 
@@ -138,6 +137,7 @@ class ClassifyDock(QWidget):
         self._build()
         self.controls.run_requested.connect(self.run)
         self.export_button.clicked.connect(self._export_clicked)
+        self.all_probs.toggled.connect(lambda on: (show_probabilities(self.view, on), fit_columns(self.view)))
         self.card_button.clicked.connect(self.show_card)
         self.layers.changed.connect(self._update_channels)
         self.combine.toggled.connect(self._update_channels)
@@ -179,14 +179,9 @@ class ClassifyDock(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.advanced)
         layout.addWidget(self.controls)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.objects.footer)
-        layout.addWidget(self.export_button)
-        box = QGroupBox("model card")
-        card_layout = QVBoxLayout(box)
-        card_layout.addWidget(self.card)
-        card_layout.addWidget(self.card_export)
-        layout.addWidget(box)
+        self.splitter = results_and_card(self.view, [self.objects.footer], [self.all_probs, self.export_button],
+                                         [self.card, self.card_export])
+        layout.addWidget(self.splitter, 1)
 
     def _disconnect(self, viewer: Viewer, session: Session) -> None:
         viewer.dims.events.point.disconnect(self._follow_dims)
@@ -319,13 +314,14 @@ class ClassifyDock(QWidget):
         self.view.setSortingEnabled(False)
         self.view.clear()
         self.view.setColumnCount(len(t.columns))
-        self.view.setHorizontalHeaderLabels(t.columns)
+        label_columns(self.view, t.columns)  # short probability headers, full names in tooltips
         self.view.setRowCount(len(t.rows))
         for r, row in enumerate(t.rows):
             for c, value in enumerate(row.values()):
                 self.view.setItem(r, c, _cell(value))
             if row.ood:  # unlike the training data: the whole row is marked, its class not to be trusted
                 _mark_ood(self.view, r)
+        decorate(self.view, t.classes, t.rows, self.all_probs.isChecked())  # fits a dock: top classes, short headers
         self.view.setSortingEnabled(True)
         self.export_button.setEnabled(bool(t.rows))
 

@@ -260,6 +260,8 @@ class ObjectMode(QWidget):
         view.clear()
         view.setColumnCount(len(names))
         view.setHorizontalHeaderLabels(names)
+        for c in range(len(names)):  # the image rows hide their probability columns (widgets.table_headers)
+            view.setColumnHidden(c, False)
         n = len(cols.get("label", ()))
         view.setRowCount(n)
         for c, name in enumerate(names):

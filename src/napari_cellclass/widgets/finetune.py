@@ -34,6 +34,7 @@ from ..app.verdict import accuracy_line
 from .fold import Fold, scroll_body
 from ..app import layer_data as L
 from .curves import TrainingCurves
+from .verdict_view import VerdictDetails
 from ..app.finetune_jobs import StartChoice, finetune_job
 from .runner import JobControls, notify_error
 from ..app.session import ModelChoice, Session
@@ -131,6 +132,7 @@ class FineTunePanel(QWidget):
         self.curves = TrainingCurves()
         self.result = QLabel("Fine-tune compares the model before and after on the same held-out labels.")
         self.result.setWordWrap(True)
+        self.details = VerdictDetails()  # per-class table and confusion matrix, before → after
         self.keep_button = QPushButton("Keep")
         self.discard_button = QPushButton("Discard")
         self.save_button = QPushButton("Save…")
@@ -174,6 +176,7 @@ class FineTunePanel(QWidget):
         layout.addWidget(self.controls)
         layout.addWidget(self.curves, 1)
         layout.addWidget(self.result)
+        layout.addWidget(self.details)
         layout.addLayout(keep)
         layout.addWidget(self.reclassify)
         layout.addWidget(self.undo_button)
@@ -201,6 +204,7 @@ class FineTunePanel(QWidget):
             "folds": opts.folds, "input_size": self.size.value()})
         self.controls.stop.clear()
         self.curves.clear()
+        self.details.show_outcome(None, None)
         self.outcome = None
         self._update_buttons()
         self.result.setText("training…")
@@ -224,6 +228,7 @@ class FineTunePanel(QWidget):
             f"macro F1 {_num(b.get('macro_f1'))} → {_num(a.get('macro_f1'))}<br>"
             f"{accuracy_line(b.get('accuracy'), a.get('accuracy'), judged)}<br>"
             "Keep it to classify with it (the Classify and Explain docks offer it too).")
+        self.details.show_outcome(outcome.before, outcome.after)
         if outcome.cancelled:
             self.controls.status.setText("fine-tune: stopped; the best model so far is ready to keep or save")
         self._update_buttons()
