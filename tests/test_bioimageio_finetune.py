@@ -112,3 +112,33 @@ def test_torchscript_only_package_is_refused_before_training(tmp_path):
     with pytest.raises(CellclassError, match="cannot be fine-tuned or saved"):
         save_model(bundle, tmp_path / "ts.safetensors")
     assert not (tmp_path / "ts.safetensors").exists()
+
+
+def _tree(root, classes: list[str]):
+    import tifffile
+
+    for image, labels, name in _items(classes=len(classes)):
+        (root / classes[labels[0]]).mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(root / classes[labels[0]] / f"{name}.tif", image.astype(np.uint16))
+    return root
+
+
+def test_cli_train_resume_from_a_package(tmp_path, capsys):
+    from napari_cellclass.cli import main
+
+    rdf = timm_package(tmp_path / "pkg")
+    data = _tree(tmp_path / "data", CLASSES)
+    out = tmp_path / "tuned.safetensors"
+    args = ["train", str(data), "--resume", str(rdf), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+            "--device", "cpu", "--channel-axis", "0", "--no-progress"]
+    assert main(args) == 0
+    back = load_model(out)
+    assert back.arch.family == "bioimageio_timm" and back.classes == CLASSES
+    assert "fine-tuned from bioimage.io package foreign timm" in back.provenance["fine_tuned_from"]
+    arch = {"import_from": "somelib.models", "callable": "Net", "kwargs": {}}
+    ts = timm_package(tmp_path / "ts", architecture=arch, torchscript=True)
+    capsys.readouterr()
+    assert main([*args[:3], str(ts), "--out", str(tmp_path / "ts.safetensors"), *args[6:]]) == 2
+    err = capsys.readouterr().err
+    assert "only TorchScript weights" in err and "pytorch_state_dict weights of a timm architecture" in err
+    assert not (tmp_path / "ts.safetensors").exists()
