@@ -41,7 +41,9 @@ def add_train_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
     what.add_argument("--preset", help="a study preset (`cellclass archs` lists them): architecture, preprocessing and recipe")
     what.add_argument("--arch", help="an architecture name (`cellclass archs`; any timm model name works)")
     if resume:
-        what.add_argument("--resume", metavar="MODEL", help="continue training a saved model (.safetensors)")
+        what.add_argument("--resume", metavar="MODEL",
+                          help="continue training a saved model (.safetensors), or fine-tune a bioimage.io package "
+                               "(.zip or rdf.yaml) with state-dict weights of a timm architecture")
     p.add_argument("--epochs", type=int, default=None, help="epochs (per stage for two-stage presets)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="learning rate")

@@ -59,7 +59,7 @@ def build_architecture(arch: Any, where: Path) -> nn.Module:
     if not isinstance(kwargs, dict):
         raise ModelFileError(f"{where}: the architecture's kwargs are not a mapping", "the package is malformed")
     if module == "timm" or module.startswith("timm."):
-        return _timm(name, dict(kwargs), where)
+        return timm_model(name, dict(kwargs), where)
     if module == OWN_MODULE and name == OWN_CALLABLE:
         return _own(kwargs, where)
     raise ArchitectureRefused(
@@ -68,7 +68,7 @@ def build_architecture(arch: Any, where: Path) -> nn.Module:
         REFUSED_FIX)
 
 
-def _timm(name: str, kwargs: dict[str, Any], where: Path) -> nn.Module:
+def timm_model(name: str, kwargs: dict[str, Any], where: Path) -> nn.Module:
     import timm
 
     if name == "create_model":
@@ -83,10 +83,12 @@ def _timm(name: str, kwargs: dict[str, Any], where: Path) -> nn.Module:
     kwargs = {k: v for k, v in kwargs.items() if k not in _LOADING_KWARGS}
     kwargs.pop("pretrained", None)  # the package's state dict replaces any download the author's kwargs ask for
     try:
-        return timm.create_model(name, pretrained=False, **kwargs)
+        model = timm.create_model(name, pretrained=False, **kwargs)
     except (TypeError, ValueError, KeyError, RuntimeError, AssertionError) as err:
         raise ModelFileError(f"{where}: timm cannot build {name} with the kwargs its rdf gives ({err})",
                              "the package's architecture kwargs are wrong for this timm version") from err
+    model.timm_architecture = {"model_name": name, "kwargs": kwargs}  # what a model file records (fine-tuning)
+    return model
 
 
 def _own(kwargs: dict[str, Any], where: Path) -> nn.Module:

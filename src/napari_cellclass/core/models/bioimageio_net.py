@@ -87,6 +87,8 @@ class PackageNetwork(nn.Module):
 
         self.attach(model)
         self.input_axes = list(input_axes)
+        # the spec steps as the rdf gives them: a model file records them to rebuild this network
+        self.pre_steps, self.post_steps = list(preprocessing), list(postprocessing)
         self.pre = compile_ops(preprocessing, _CANONICAL)
         self.post = compile_ops(postprocessing, ("batch", "channel"))
         self.scores = scores  # "probabilities" (softmax), "sigmoid" or "logits"
@@ -140,6 +142,15 @@ class PackageStateDict(PackageNetwork):
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
+
+    def reset_classifier(self, num_outputs: int) -> None:
+        """A new output layer (fine-tuning to other classes): it gives logits, so the package's
+        postprocessing of its old scores no longer applies."""
+        if not hasattr(self.backbone, "reset_classifier"):
+            raise CellclassError(f"the package's network ({type(self.backbone).__name__}) cannot get a new output layer",
+                                 "fine-tune to the package's own classes, or start from a preset or architecture")
+        self.backbone.reset_classifier(num_outputs)
+        self.post, self.post_steps, self.scores = [], [], "logits"
 
 
 def state_dict_cam_layer(model: nn.Module) -> str:

@@ -23,12 +23,12 @@ from torch import nn
 from ..atomicfile import fsync_folder, publish_mode
 from ..errors import ArchitectureError, ModelFileError
 from ..io.preprocess import Preprocess
-from . import limits, ood
+from . import bioimageio_trainable, limits, ood
 from .bundle import FORMAT, FORMAT_VERSION, ModelBundle
 from .registry import build_network
 from .spec import ArchSpec
 
-META_KEY = "napari_cellclass"
+META_KEY = "napari_cellclass"  # (bioimageio_trainable, imported above, registers its family)
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -53,6 +53,7 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike) -> Path:
     target = Path(path)
     if target.suffix != ".safetensors":
         target = target.with_suffix(target.suffix + ".safetensors") if target.suffix else target.with_suffix(".safetensors")
+    bundle = bioimageio_trainable.model_file_bundle(bundle)  # a package's timm network: its own family
     meta = bundle.metadata()
     meta["provenance"] = {**meta["provenance"], "saved": now()}
     tmp: str | None = None

@@ -128,7 +128,10 @@ def _start_model(kind: str, name: str | None, classes: Sequence[str], in_chans: 
     if kind == "model":
         if bundle is None:
             raise DataError("no model to fine-tune", "choose a model in the panel, or start from a preset")
-        return with_input_size(adapt_to_classes(bundle, classes, multilabel), input_size)
+        from ..models.bioimageio_trainable import trainable_bundle
+
+        # a bioimage.io package: its timm network as a model file can hold it; TorchScript refused here
+        return with_input_size(adapt_to_classes(trainable_bundle(bundle), classes, multilabel), input_size)
     if not name:
         raise DataError(f"no {kind} name given", "choose a preset or an architecture")
     output = "sigmoid" if multilabel else "softmax"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,10 +118,14 @@ def _output_for(preset: Preset | None, n_classes: int, multilabel: bool, request
 
 def _resolve_model(model: Any, ds: Dataset, build: BuildOptions) -> tuple[ModelBundle, Preset | None, str]:
     """(bundle to train, its preset if any, where it came from)."""
+    # a bioimage.io package: its timm network becomes a model file's; TorchScript only is refused up front
+    from ..models.bioimageio_import import is_package
+    from ..models.bioimageio_trainable import trainable_bundle
+
     if isinstance(model, ModelBundle):
-        return _adapt(copy_bundle(model), ds, build), preset_of(model), "bundle"
-    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".safetensors"):
-        b = load_model(model)
+        return _adapt(copy_bundle(trainable_bundle(model)), ds, build), preset_of(model), "bundle"
+    if isinstance(model, (str, os.PathLike)) and (str(model).endswith(".safetensors") or is_package(Path(model))):
+        b = trainable_bundle(load_model(model))
         return _adapt(b, ds, build), preset_of(b), f"model file {model}"
     if not isinstance(model, str):
         raise CellclassError(
