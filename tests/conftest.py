@@ -59,3 +59,15 @@ def pytest_collection_modifyitems(config, items):
 def _isolated_settings(tmp_path_factory, monkeypatch):
     """Dock settings go to a fresh folder per test, never the user's config dir."""
     monkeypatch.setenv("NAPARI_CELLCLASS_CONFIG_DIR", str(tmp_path_factory.mktemp("cellclass-config")))
+
+
+@pytest.fixture
+def annotate_dock(make_napari_viewer):
+    """The Annotate and fine-tune dock in a fresh viewer, with a fresh session."""
+    from napari_cellclass.app.session import Session
+    from napari_cellclass.widgets.annotate import AnnotateDock
+
+    viewer = make_napari_viewer()
+    widget = AnnotateDock(viewer, Session())
+    viewer.window.add_dock_widget(widget, name="Annotate")
+    return widget

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import shutil
 import subprocess
 import sys
@@ -60,32 +61,20 @@ def _module_name(path: Path) -> str:
 
 def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
     """Package modules ``path`` imports when it runs — function-level imports included,
-    ``if TYPE_CHECKING:`` blocks (never executed) left out."""
-    tree = ast.parse(path.read_text(), str(path))
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
-    me = _module_name(path)
-    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            mod = ".".join(base + ([node.module] if node.module else []))
-            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names]
-        else:
-            continue
-        for t in targets:
-            while t and t not in modules:
-                t = t.rpartition(".")[0]
-            if t and t != me:
-                found.add(t)
-    return found
+    ``if TYPE_CHECKING:`` blocks (never executed) left out.  The graph is the one
+    scripts/measure_architecture.py reports, so the rule and the measurement agree."""
+    return _measure().runtime_imports(path, _module_name(path), modules)
+
+
+@functools.lru_cache(maxsize=1)
+def _measure():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "measure_architecture.py"
+    spec = importlib.util.spec_from_file_location("measure_architecture", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_no_import_cycles_among_the_package_modules():

@@ -31,14 +31,8 @@ def synth(n, seed):
 
 
 @pytest.fixture
-def dock(make_napari_viewer):
-    from napari_cellclass.widgets.annotate import AnnotateDock
-    from napari_cellclass.app.session import Session
-
-    viewer = make_napari_viewer()
-    widget = AnnotateDock(viewer, Session())
-    viewer.window.add_dock_widget(widget, name="Annotate")
-    return widget
+def dock(annotate_dock):
+    return annotate_dock
 
 
 def wait(qtbot, controls, timeout=240_000):

@@ -14,14 +14,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def dock(make_napari_viewer):
-    from napari_cellclass.app.session import Session
-    from napari_cellclass.widgets.annotate import AnnotateDock
-
-    viewer = make_napari_viewer()
-    widget = AnnotateDock(viewer, Session())
-    viewer.window.add_dock_widget(widget, name="Annotate")
-    return widget
+def dock(annotate_dock):
+    return annotate_dock
 
 
 def _wait_idle(qtbot, live, retrains, timeout=240_000):
