@@ -97,3 +97,22 @@ def test_the_docks_fit_napari_s_default_dock_width_without_sideways_scrolling(ma
         annotate.widget().tabs.setCurrentIndex(tab)
         qtbot.wait(50)
         _fits_its_width(f"Annotate tab {tab}", annotate)
+
+
+def test_a_dock_added_after_the_window_was_sized_is_widened_to_its_body(make_napari_viewer, qtbot):
+    """The demo sizes its window, then adds the docks: the main window gave Classify its
+    size hint from before the combo boxes were narrowed, ~60 px short of its body."""
+    from napari_cellclass.app.session import Session
+    from napari_cellclass.widgets.classify import ClassifyDock
+    from napari_cellclass.widgets.explain import ExplainDock
+
+    viewer = make_napari_viewer()
+    win = viewer.window._qt_window
+    win.resize(1366, SCREEN_H)
+    win.show()
+    session = Session()
+    docks = {name: viewer.window.add_dock_widget(cls(viewer, session), name=name, area="right")
+             for name, cls in (("Classify", ClassifyDock), ("Explain", ExplainDock))}
+    qtbot.wait(100)
+    for name, dock in docks.items():
+        _fits_its_width(name, dock)

@@ -8,12 +8,14 @@ options a first run does not need.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
+    QDockWidget,
     QFormLayout,
     QFrame,
+    QMainWindow,
     QScrollArea,
     QSizePolicy,
     QToolButton,
@@ -56,10 +58,41 @@ def _set_width_policy(combo: QComboBox, policy: QComboBox.SizeAdjustPolicy, char
 class _DockScroll(QScrollArea):
     """The docks' scroll area; narrows combo boxes added by the time it is shown."""
 
+    _fitted = False
+
     def showEvent(self, event) -> None:  # noqa: ANN001 - Qt event
         if self.widget() is not None:
             narrow_combos(self.widget())
+            if not self._fitted:
+                self._fitted = True
+                QTimer.singleShot(0, self._fit_dock)
         super().showEvent(event)
+
+    def _fit_dock(self) -> None:
+        """Once, when first shown: widen the dock to its body, if the window gave it less.
+
+        The main window sizes a dock when it is added, before the combo boxes are
+        narrowed; a dock added after the window was sized (the demo) started ~60 px
+        short and scrolled sideways.  Later the user's own dock width is kept."""
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        window = dock.parentWidget() if dock is not None else None
+        if not isinstance(window, QMainWindow) or dock.isFloating():
+            return
+        need = self.sizeHint().width() + dock.width() - self.width()
+        if dock.width() < need:
+            window.resizeDocks([dock], [need], Qt.Orientation.Horizontal)
+
+    def sizeHint(self) -> QSize:
+        """Wide enough for the body: a dock added after the window was sized starts at its
+        hint, and QScrollArea's own hint left the Classify dock ~80 px short (sideways scrolling)."""
+        hint = super().sizeHint()
+        body = self.widget()
+        if body is not None:
+            need = body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+            hint.setWidth(max(hint.width(), need))
+        return hint
 
 
 def scroll_body(dock: QWidget) -> QWidget:
